@@ -1,0 +1,1 @@
+//! CP-IS Field central service.

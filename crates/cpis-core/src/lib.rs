@@ -1,0 +1,17 @@
+//! CP-IS Field core: the domain (NHS numbers, plans and their visibility, local authorities, care
+//! settings, access events), the wire protocol shared by devices and the central, and cryptography.
+//! No Tauri, no webview, no network I/O: it builds and tests with plain cargo.
+
+pub mod access;
+pub mod crypto;
+pub mod la;
+pub mod nhs;
+pub mod plan;
+pub mod setting;
+pub mod wire;
+
+pub use access::{AccessEvent, Accessor};
+pub use la::{LocalAuthority, OdsCode, Region};
+pub use nhs::{NhsNumber, NhsNumberError};
+pub use plan::{FlagRecord, Plan, PlanKind, Visibility, VisibilityRules};
+pub use setting::{Activity, CareSetting};

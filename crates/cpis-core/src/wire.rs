@@ -1,0 +1,428 @@
+//! The HTTP protocol between devices, local authorities and the central: request and response bodies,
+//! the signed region-feed page, and sealed access events. Both sides use these types, so the contract
+//! lives in one place.
+//!
+//! Endpoints (all JSON unless stated; errors are `ApiError` with a 4xx/5xx status):
+//! - `POST /v1/enrol` `EnrolRequest` -> `EnrolResponse` (no auth; the one-time code is the credential)
+//! - `POST /v1/auth/challenge` `ChallengeRequest` -> `ChallengeResponse`
+//! - `POST /v1/auth/token` `TokenRequest` -> `TokenResponse`; later device calls send `Authorization: Bearer`
+//! - `POST /v1/login` `LoginRequest` -> `LoginResponse` (device token; user id and PIN)
+//! - `GET  /v1/feed?after=N&limit=M` -> `SignedPage` (device token; the device's own region only)
+//! - `POST /v1/events` `EventBatch` -> `EventBatchResult` (device token; idempotent on event id)
+//! - `POST /v1/check` `LiveCheckRequest` -> `LiveCheckResponse` (device token)
+//! - `GET  /v1/status` -> `CentralStatus` (no auth; the device's connectivity probe)
+//! - `GET  /v1/la/{ods}/notifications?after=N` -> `NotificationPage` (LA token, own LA only)
+//! - `POST /v1/la/{ods}/upload` (text/csv body) -> `UploadReport` (LA token, own LA only)
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::access::AccessEvent;
+use crate::crypto::{hazmat, CryptoError};
+use crate::la::{LocalAuthority, OdsCode, Region};
+use crate::nhs::NhsNumber;
+use crate::plan::FlagRecord;
+use crate::setting::{Activity, CareSetting};
+
+/// Largest page the central serves and the device accepts.
+pub const MAX_PAGE_OPS: u32 = 5_000;
+/// Largest access-event batch the central takes in one request.
+pub const MAX_EVENT_BATCH: usize = 500;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// A stable code, e.g. `unauthorised`, `device_revoked`, `wrong_region`, `bad_request`.
+    pub error: String,
+    /// What was wrong, in words a support engineer can act on. Never personal data.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrolRequest {
+    pub code: String,
+    /// Base64 of the device's raw 32-byte Ed25519 public key.
+    pub device_public_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrolResponse {
+    pub device_id: Uuid,
+    pub region: Region,
+    pub org_ods: OdsCode,
+    pub org_name: String,
+    pub setting: CareSetting,
+    /// Base64 of the central's Ed25519 public key that signs feed pages: pinned by the device.
+    pub central_signing_key: String,
+    /// Base64 of the central's X25519 public key that access events are sealed to.
+    pub central_sealing_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChallengeRequest {
+    pub device_id: Uuid,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChallengeResponse {
+    /// Base64 of 32 random bytes; single use, short-lived.
+    pub challenge: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRequest {
+    pub device_id: Uuid,
+    pub challenge: String,
+    /// Base64 Ed25519 signature over `auth_message(device_id, challenge)`.
+    pub signature: String,
+}
+
+/// What a device signs to prove it holds its enrolled key.
+pub fn auth_message(device_id: Uuid, challenge: &str) -> Vec<u8> {
+    format!("cpis-field/auth/v1\n{device_id}\n{challenge}").into_bytes()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub user_id: String,
+    pub pin: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserProfile {
+    pub id: String,
+    pub name: String,
+    /// The role shown in access history, e.g. "Paramedic".
+    pub role: String,
+    pub activity: Activity,
+    pub org_ods: OdsCode,
+}
+
+/// How long the device may use its cache without contact. `lease_key` is a component of the key
+/// that unlocks the cache, so an expired lease cannot be extended by the device alone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lease {
+    pub expires_at: DateTime<Utc>,
+    /// Base64 of 32 bytes.
+    pub lease_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub user: UserProfile,
+    pub lease: Lease,
+}
+
+/// One change to a region's flags, in the order the central assigned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedOp {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub change: FeedChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum FeedChange {
+    PutLa { la: LocalAuthority },
+    RemoveLa { ods: OdsCode },
+    PutFlag { record: FlagRecord },
+    RemoveFlag { nhs_number: NhsNumber },
+}
+
+/// A page of a region's feed: the changes with `after < seq <= last`, in seq order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedPage {
+    pub region: Region,
+    /// The cursor this page continues from; a device applies it only when it equals its own cursor.
+    pub after: u64,
+    /// The cursor after this page (`after` when the page is empty).
+    pub last: u64,
+    /// The newest seq of this region at the central when the page was made.
+    pub head: u64,
+    pub has_more: bool,
+    pub generated_at: DateTime<Utc>,
+    pub ops: Vec<FeedOp>,
+}
+
+/// A feed page as sent: the exact JSON bytes, base64, and the central's Ed25519 signature over them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedPage {
+    pub body: String,
+    pub signature: String,
+}
+
+const PAGE_CONTEXT: &[u8] = b"cpis-field/feed-page/v1\n";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("the page is not valid base64 or JSON: {0}")]
+    Malformed(String),
+    #[error("the page's signature does not match the central key pinned at enrolment")]
+    BadSignature,
+}
+
+impl SignedPage {
+    pub fn sign(page: &FeedPage, signing_pkcs8: &[u8]) -> Result<Self, CryptoError> {
+        let body = serde_json::to_vec(page).expect("a page always serialises");
+        let mut message = PAGE_CONTEXT.to_vec();
+        message.extend_from_slice(&body);
+        let signature = hazmat::ed25519_sign(signing_pkcs8, &message)?;
+        Ok(Self {
+            body: B64.encode(body),
+            signature: B64.encode(signature),
+        })
+    }
+
+    /// Verifies the signature against the pinned key, then decodes. Nothing is decoded before it verifies.
+    pub fn verify(&self, pinned_public: &[u8]) -> Result<FeedPage, PageError> {
+        let body = B64
+            .decode(&self.body)
+            .map_err(|e| PageError::Malformed(e.to_string()))?;
+        let signature = B64
+            .decode(&self.signature)
+            .map_err(|e| PageError::Malformed(e.to_string()))?;
+        let mut message = PAGE_CONTEXT.to_vec();
+        message.extend_from_slice(&body);
+        hazmat::ed25519_verify(pinned_public, &message, &signature)
+            .map_err(|_| PageError::BadSignature)?;
+        serde_json::from_slice(&body).map_err(|e| PageError::Malformed(e.to_string()))
+    }
+}
+
+/// An access event sealed to the central's X25519 key. The id and device sequence travel in clear
+/// for idempotency and ordering; everything else only the central can read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedEvent {
+    pub id: Uuid,
+    pub device_seq: u64,
+    /// Base64 of `hazmat::seal_to(central_sealing_key, event_aad(id), json(AccessEvent))`.
+    pub sealed: String,
+}
+
+pub fn event_aad(id: Uuid) -> Vec<u8> {
+    format!("cpis-field/access-event/v1:{id}").into_bytes()
+}
+
+impl SealedEvent {
+    pub fn seal(event: &AccessEvent, central_sealing_public: &[u8; 32]) -> Self {
+        let json = serde_json::to_vec(event).expect("an event always serialises");
+        Self {
+            id: event.id,
+            device_seq: event.device_seq,
+            sealed: B64.encode(hazmat::seal_to(central_sealing_public, &event_aad(event.id), &json)),
+        }
+    }
+
+    /// Opens with the central's X25519 secret; the id inside must match the id outside.
+    pub fn open(&self, central_sealing_secret: &[u8; 32]) -> Result<AccessEvent, String> {
+        let sealed = B64
+            .decode(&self.sealed)
+            .map_err(|_| "sealed payload is not base64".to_string())?;
+        let json = hazmat::open_sealed(central_sealing_secret, &event_aad(self.id), &sealed)
+            .map_err(|_| "sealed payload does not open: tampered or sealed to another key".to_string())?;
+        let event: AccessEvent =
+            serde_json::from_slice(&json).map_err(|e| format!("event does not decode: {e}"))?;
+        if event.id != self.id || event.device_seq != self.device_seq {
+            return Err("the sealed event's id or sequence differs from the envelope".into());
+        }
+        Ok(event)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventBatch {
+    pub events: Vec<SealedEvent>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    /// Stored now.
+    Accepted,
+    /// Already stored by an earlier delivery: the device treats it as delivered.
+    Duplicate,
+    /// Refused for good (the reason says why): the device moves it to its dead-letter list.
+    Rejected,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventResult {
+    pub id: Uuid,
+    pub status: EventStatus,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventBatchResult {
+    pub results: Vec<EventResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveCheckRequest {
+    pub nhs_number: NhsNumber,
+    pub user_id: String,
+    /// The national API's `IsUnscheduledAccessEvent`: whether this access notifies.
+    pub unscheduled: bool,
+    /// When the access notifies, the event itself (the same id the outbox holds), so the central
+    /// records it once whichever path arrives first.
+    pub access_event: Option<SealedEvent>,
+}
+
+/// One line of a person's access history: who looked, from where, when (the device's time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessHistoryEntry {
+    pub at: DateTime<Utc>,
+    pub org_ods: OdsCode,
+    pub org_name: String,
+    pub role: String,
+    pub setting: CareSetting,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveOutcome {
+    RecordFound,
+    NoRecord,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveCheckResponse {
+    pub outcome: LiveOutcome,
+    pub record: Option<FlagRecord>,
+    pub local_authority: Option<LocalAuthority>,
+    /// The 25 most recent unscheduled accesses, newest first.
+    pub access_history: Vec<AccessHistoryEntry>,
+    /// Whether the access event in the request was recorded (or had been already).
+    pub access_recorded: bool,
+    pub as_of: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CentralStatus {
+    pub service: String,
+    pub version: String,
+    pub time: DateTime<Utc>,
+}
+
+/// What an LA is told: a flagged child (or mother) was seen in unscheduled care.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// The LA's own feed position.
+    pub seq: u64,
+    /// The access event's id: receivers de-duplicate on it.
+    pub event_id: Uuid,
+    pub nhs_number: NhsNumber,
+    pub family_name: String,
+    pub given_names: String,
+    pub date_of_birth: NaiveDate,
+    /// When the clinician looked (the device's time), not when it was sent.
+    pub seen_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub org_ods: OdsCode,
+    pub org_name: String,
+    pub setting: CareSetting,
+    pub role: String,
+    pub user_id: String,
+    pub case_reference: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotificationPage {
+    pub notifications: Vec<Notification>,
+    /// The cursor to pass as `after` next time.
+    pub next: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRowResult {
+    /// 1-based line of the file (the header is line 1).
+    pub line: usize,
+    pub accepted: bool,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadReport {
+    pub la: OdsCode,
+    pub rows: Vec<UploadRowResult>,
+    pub accepted_rows: usize,
+    pub rejected_rows: usize,
+    /// People stored after the upload.
+    pub people: usize,
+    /// People removed because they were absent from the file.
+    pub removed: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Plan, PlanKind};
+
+    fn page() -> FeedPage {
+        FeedPage {
+            region: Region::parse("north").unwrap(),
+            after: 0,
+            last: 1,
+            head: 1,
+            has_more: false,
+            generated_at: Utc::now(),
+            ops: vec![FeedOp {
+                seq: 1,
+                change: FeedChange::PutFlag {
+                    record: FlagRecord {
+                        nhs_number: NhsNumber::test_range(1),
+                        family_name: "Testwood".into(),
+                        given_names: "Sam".into(),
+                        date_of_birth: NaiveDate::from_ymd_opt(2018, 1, 2).unwrap(),
+                        local_id: None,
+                        local_authority: OdsCode::parse("X01").unwrap(),
+                        plans: vec![Plan {
+                            kind: PlanKind::ChildProtection,
+                            start: NaiveDate::from_ymd_opt(2025, 1, 2).unwrap(),
+                            end: None,
+                            due: None,
+                            delete: None,
+                        }],
+                    },
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn a_signed_page_verifies_only_against_its_key_and_unchanged() {
+        let key = hazmat::ed25519_generate();
+        let public = hazmat::ed25519_public(&key).unwrap();
+        let original = page();
+        let signed = SignedPage::sign(&original, &key).unwrap();
+        assert_eq!(signed.verify(&public).unwrap(), original);
+
+        let other = hazmat::ed25519_public(&hazmat::ed25519_generate()).unwrap();
+        assert!(matches!(signed.verify(&other), Err(PageError::BadSignature)));
+
+        let mut body = B64.decode(&signed.body).unwrap();
+        let at = body.iter().position(|b| *b == b'T').unwrap();
+        body[at] = b'X';
+        let tampered = SignedPage {
+            body: B64.encode(body),
+            signature: signed.signature.clone(),
+        };
+        assert!(matches!(tampered.verify(&public), Err(PageError::BadSignature)));
+    }
+
+    #[test]
+    fn feed_ops_serialise_with_an_op_tag() {
+        let json = serde_json::to_value(&page().ops[0]).unwrap();
+        assert_eq!(json["op"], "put_flag");
+        assert_eq!(json["seq"], 1);
+    }
+}

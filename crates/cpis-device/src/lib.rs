@@ -1,0 +1,1 @@
+//! CP-IS Field device engine.
