@@ -1,1 +1,8 @@
-//! CP-IS Field device engine.
+//! CP-IS Field device engine: the sync of the encrypted device store with the central (pull the
+//! region feed, push the outbox), connectivity, the lease, and the check use case. The app's shell and
+//! the `cpis device` command are thin layers over `Device`.
+
+pub mod device;
+pub mod views;
+
+pub use device::{CheckRequest, Device, DeviceConfig, DeviceError};

@@ -1,0 +1,186 @@
+//! What the device shows: the check result, the status, sync progress and errors, as serialisable
+//! views shared by the app's screens and the `cpis device ... --json` output.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use cpis_core::wire::AccessHistoryEntry;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckOutcome {
+    RecordFound,
+    NoRecord,
+    InvalidNhsNumber,
+    /// The cache cannot be opened (lease expired, not signed in, wiped): phone the LA emergency duty team.
+    Locked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// This device's encrypted copy.
+    Cache,
+    /// The central service, live.
+    Central,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationState {
+    /// Recorded on this device; will reach the LA when the device reconnects.
+    Queued,
+    /// The central has it: the LA is being told.
+    Delivered,
+    /// This user and setting read silently: nothing is sent.
+    NotSent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonView {
+    pub family_name: String,
+    pub given_names: String,
+    pub date_of_birth: NaiveDate,
+    pub local_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanView {
+    /// CPPI, LACI or UCPI.
+    pub kind: String,
+    pub kind_in_words: String,
+    pub start: NaiveDate,
+    /// `None`: open.
+    pub end: Option<NaiveDate>,
+    /// `current` or `ended`.
+    pub status: String,
+    pub ended_on: Option<NaiveDate>,
+    /// For an ended plan: the last day it is shown.
+    pub shown_until: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalAuthorityView {
+    pub ods: String,
+    pub name: String,
+    pub emergency_phone: String,
+    pub office_phone: Option<String>,
+}
+
+/// The answer to a check, before or after the alert is opened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckView {
+    /// Identifies this check so the alert can be opened from it.
+    pub check_id: Uuid,
+    pub outcome: CheckOutcome,
+    /// 3-3-4 form, when valid.
+    pub nhs_number: Option<String>,
+    /// Why the number is invalid or the cache is locked.
+    pub reason: Option<String>,
+    pub source: Source,
+    pub data_as_of: Option<DateTime<Utc>>,
+    pub data_age_seconds: Option<i64>,
+    pub stale: bool,
+    pub opened: bool,
+    /// Whether opening the alert tells the child's LA (unscheduled setting and a B0107 user).
+    pub notifies: bool,
+    pub notification: Option<NotificationState>,
+    /// Only once the alert is opened.
+    pub person: Option<PersonView>,
+    /// Only once the alert is opened.
+    pub plans: Vec<PlanView>,
+    pub local_authority: Option<LocalAuthorityView>,
+    pub access_history: Vec<AccessHistoryEntry>,
+    /// What the check could not see. Always present on a miss.
+    pub caveats: Vec<String>,
+    /// The headline sentence, e.g. "No CP-IS record found for this NHS number".
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserView {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub activity: String,
+    /// Whether this user, in this device's setting, notifies when opening an alert.
+    pub notifies: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterView {
+    pub event_id: Uuid,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub enrolled: bool,
+    pub device_id: Option<Uuid>,
+    pub region: Option<String>,
+    pub org_name: Option<String>,
+    pub setting: Option<String>,
+    pub central_url: Option<String>,
+    pub online: bool,
+    pub signed_in_user: Option<UserView>,
+    /// True when the cache cannot be opened (not signed in, lease expired, wiped).
+    pub locked: bool,
+    pub cached_flags: u64,
+    pub cursor: u64,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub data_age_seconds: Option<i64>,
+    pub stale: bool,
+    pub queued_events: u64,
+    pub oldest_queued_age_seconds: Option<i64>,
+    pub dead_letters: Vec<DeadLetterView>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Why the device was wiped, when the central revoked it.
+    pub wiped_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncPhase {
+    Pull,
+    Push,
+    Done,
+}
+
+/// Emitted as sync goes, for the app's progress bar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncProgress {
+    pub phase: SyncPhase,
+    pub pages: u64,
+    pub records: u64,
+    pub bytes: u64,
+    /// The central's newest seq for this region, when known: progress = cursor / head.
+    pub cursor: u64,
+    pub head: u64,
+    pub events_sent: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncSummary {
+    pub pages: u64,
+    pub records: u64,
+    pub bytes: u64,
+    pub cursor: u64,
+    pub events_delivered: u64,
+    pub events_dead: u64,
+    pub events_queued: u64,
+    /// Set when pulling was skipped (e.g. locked: push still ran).
+    pub pull_skipped: Option<String>,
+}
+
+/// An error the app and the CLI can show and act on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorView {
+    /// e.g. `wrong_pin`, `locked_out`, `too_soon`, `lease_expired`, `offline`, `not_enrolled`,
+    /// `enrolment_refused`, `revoked`, `invalid_input`, `internal`.
+    pub code: String,
+    pub message: String,
+    pub attempts_left: Option<u32>,
+    pub retry_after_secs: Option<u64>,
+}
