@@ -8,6 +8,8 @@ pub mod la;
 pub mod nhs;
 pub mod plan;
 pub mod setting;
+pub mod store;
+pub mod vault;
 pub mod wire;
 
 pub use access::{AccessEvent, Accessor};

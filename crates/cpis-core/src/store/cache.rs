@@ -1,0 +1,380 @@
+//! The cached region: feed pages applied with their cursor in one transaction, lookups by blind
+//! index, the cache digest compared with the central's, and the sealed local audit log.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use super::{get_meta, meta_keys, put_meta, ts, DeviceStore, SqlContext, StoreError};
+use crate::crypto::hazmat;
+use crate::la::{LocalAuthority, OdsCode};
+use crate::nhs::NhsNumber;
+use crate::plan::FlagRecord;
+use crate::vault::{CacheKeys, DataKey};
+use crate::wire::{FeedChange, FeedPage};
+
+/// What applying a page did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageApplied {
+    pub ops: usize,
+    pub puts: usize,
+    pub removes: usize,
+    /// Sealed bytes written.
+    pub bytes: usize,
+}
+
+/// One check made on this device, hit or miss. Sealed at rest: it holds the NHS number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub user_id: String,
+    pub nhs_number: NhsNumber,
+    /// e.g. "record_found", "no_record".
+    pub outcome: String,
+    /// Which source answered, e.g. "cache" or "live".
+    pub source: String,
+}
+
+fn flag_aad(blind_index: &[u8; 32]) -> [u8; 37] {
+    let mut aad = [0u8; 37];
+    aad[..5].copy_from_slice(b"flag:");
+    aad[5..].copy_from_slice(blind_index);
+    aad
+}
+
+fn la_aad(ods: &OdsCode) -> Vec<u8> {
+    format!("la:{}", ods.as_str()).into_bytes()
+}
+
+fn audit_aad(id: i64) -> Vec<u8> {
+    format!("audit:{id}").into_bytes()
+}
+
+fn open_flag(
+    data: &DataKey,
+    blind_index: &[u8; 32],
+    sealed: &[u8],
+) -> Result<FlagRecord, StoreError> {
+    let json = data
+        .open(&flag_aad(blind_index), sealed)
+        .map_err(|_| StoreError::Tampered {
+            what: "a cached flag",
+        })?;
+    serde_json::from_slice(&json)
+        .map_err(|_| StoreError::Corrupt("a cached flag does not decode".into()))
+}
+
+fn open_la(data: &DataKey, ods: &OdsCode, sealed: &[u8]) -> Result<LocalAuthority, StoreError> {
+    let json = data
+        .open(&la_aad(ods), sealed)
+        .map_err(|_| StoreError::Tampered {
+            what: "a cached local authority",
+        })?;
+    serde_json::from_slice(&json)
+        .map_err(|_| StoreError::Corrupt("a cached local authority does not decode".into()))
+}
+
+/// Drops every cached flag and LA and rewinds the cursor, so the next sync downloads afresh.
+pub(super) fn clear_cache(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "DELETE FROM flags; DELETE FROM local_authorities;
+         DELETE FROM meta WHERE key IN ('cursor', 'last_sync_at');",
+    )
+    .ctx("clearing the cache")
+}
+
+/// Checks the page against the cursor and region, then writes its operations and the new cursor.
+/// Runs inside the caller's transaction; nothing is visible until that commits.
+pub(super) fn apply_page_in(
+    tx: &Transaction<'_>,
+    keys: &CacheKeys,
+    page: &FeedPage,
+    now: DateTime<Utc>,
+) -> Result<PageApplied, StoreError> {
+    let cursor = super::get_meta_u64(tx, meta_keys::CURSOR)?.unwrap_or(0);
+    if page.after != cursor {
+        return Err(StoreError::CursorMismatch {
+            expected: cursor,
+            got: page.after,
+        });
+    }
+    if let Some(region) = get_meta(tx, meta_keys::REGION)? {
+        if region != page.region.as_str() {
+            return Err(StoreError::WrongRegion {
+                expected: region,
+                got: page.region.as_str().to_string(),
+            });
+        }
+    }
+    if page.last < page.after {
+        return Err(StoreError::BadPage(format!(
+            "it ends at {} before it starts after {}",
+            page.last, page.after
+        )));
+    }
+    let mut previous = page.after;
+    for op in &page.ops {
+        if op.seq <= previous || op.seq > page.last {
+            return Err(StoreError::BadPage(format!(
+                "operation {} is out of order or outside ({}, {}]",
+                op.seq, page.after, page.last
+            )));
+        }
+        previous = op.seq;
+    }
+
+    let mut applied = PageApplied {
+        ops: page.ops.len(),
+        ..Default::default()
+    };
+    let mut put_flag = tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO flags (blind_index, sealed, seq) VALUES (?1, ?2, ?3)",
+        )
+        .ctx("preparing flag writes")?;
+    let mut remove_flag = tx
+        .prepare_cached("DELETE FROM flags WHERE blind_index = ?1")
+        .ctx("preparing flag removals")?;
+    let mut put_la = tx
+        .prepare_cached("INSERT OR REPLACE INTO local_authorities (ods, sealed) VALUES (?1, ?2)")
+        .ctx("preparing LA writes")?;
+    let mut remove_la = tx
+        .prepare_cached("DELETE FROM local_authorities WHERE ods = ?1")
+        .ctx("preparing LA removals")?;
+    for op in &page.ops {
+        match &op.change {
+            FeedChange::PutFlag { record } => {
+                let blind = keys.index.blind_index(&record.nhs_number);
+                let json = zeroize::Zeroizing::new(
+                    serde_json::to_vec(record).expect("a record always serialises"),
+                );
+                let sealed = keys.data.seal(&flag_aad(&blind), &json);
+                applied.bytes += sealed.len();
+                put_flag
+                    .execute(params![&blind[..], sealed, op.seq as i64])
+                    .ctx("writing a flag")?;
+                applied.puts += 1;
+            }
+            FeedChange::RemoveFlag { nhs_number } => {
+                let blind = keys.index.blind_index(nhs_number);
+                remove_flag
+                    .execute(params![&blind[..]])
+                    .ctx("removing a flag")?;
+                applied.removes += 1;
+            }
+            FeedChange::PutLa { la } => {
+                let json = serde_json::to_vec(la).expect("an LA always serialises");
+                let sealed = keys.data.seal(&la_aad(&la.ods), &json);
+                applied.bytes += sealed.len();
+                put_la
+                    .execute(params![la.ods.as_str(), sealed])
+                    .ctx("writing an LA")?;
+                applied.puts += 1;
+            }
+            FeedChange::RemoveLa { ods } => {
+                remove_la
+                    .execute(params![ods.as_str()])
+                    .ctx("removing an LA")?;
+                applied.removes += 1;
+            }
+        }
+    }
+    put_meta(tx, meta_keys::CURSOR, &page.last.to_string())?;
+    put_meta(tx, meta_keys::LAST_SYNC_AT, &ts(now))?;
+    Ok(applied)
+}
+
+/// SHA-256 hex over the sorted flags and LAs of a region, in a form both sides compute the same
+/// way: for each flag by NHS number `"flag\n{digits}\n{json}\n"`, then for each LA by ODS code
+/// `"la\n{ods}\n{json}\n"`, where json is serde_json of the shared domain type.
+pub fn region_digest<'a>(
+    flags: impl IntoIterator<Item = &'a FlagRecord>,
+    las: impl IntoIterator<Item = &'a LocalAuthority>,
+) -> String {
+    let mut flags: Vec<&FlagRecord> = flags.into_iter().collect();
+    flags.sort_by_key(|f| f.nhs_number);
+    let mut las: Vec<&LocalAuthority> = las.into_iter().collect();
+    las.sort_by(|a, b| a.ods.cmp(&b.ods));
+    let mut text = zeroize::Zeroizing::new(Vec::new());
+    for f in flags {
+        text.extend_from_slice(b"flag\n");
+        text.extend_from_slice(f.nhs_number.as_digits().as_bytes());
+        text.push(b'\n');
+        text.extend(serde_json::to_vec(f).expect("a record always serialises"));
+        text.push(b'\n');
+    }
+    for la in las {
+        text.extend_from_slice(b"la\n");
+        text.extend_from_slice(la.ods.as_str().as_bytes());
+        text.push(b'\n');
+        text.extend(serde_json::to_vec(la).expect("an LA always serialises"));
+        text.push(b'\n');
+    }
+    hex::encode(hazmat::sha256(&text))
+}
+
+impl DeviceStore {
+    /// Applies a verified page in ONE transaction with its cursor: fails with
+    /// `CursorMismatch { expected, got }` (nothing written) unless `page.after` equals the cursor;
+    /// applies its operations; sets the cursor to `page.last` and `last_sync_at` to `now`.
+    pub fn apply_page(
+        &mut self,
+        keys: &CacheKeys,
+        page: &FeedPage,
+        now: DateTime<Utc>,
+    ) -> Result<PageApplied, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a page")?;
+        let applied = apply_page_in(&tx, keys, page, now)?;
+        tx.commit().ctx("committing a page")?;
+        tracing::debug!(ops = applied.ops, cursor = page.last, "feed page applied");
+        Ok(applied)
+    }
+
+    /// The cached record for `nhs` and its LA, if any. The hot path of a check: cached statements,
+    /// one indexed read per table.
+    pub fn lookup(
+        &self,
+        keys: &CacheKeys,
+        nhs: &NhsNumber,
+    ) -> Result<Option<(FlagRecord, Option<LocalAuthority>)>, StoreError> {
+        let blind = keys.index.blind_index(nhs);
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT sealed FROM flags WHERE blind_index = ?1")
+            .ctx("preparing a lookup")?
+            .query_row([&blind[..]], |r| r.get(0))
+            .optional()
+            .ctx("looking up a flag")?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let record = open_flag(&keys.data, &blind, &sealed)?;
+        if record.nhs_number != *nhs {
+            // The AAD binds the payload to its row, so this means the index key is not the one that
+            // wrote the row: never answer with someone else's record.
+            return Err(StoreError::Tampered {
+                what: "a cached flag",
+            });
+        }
+        let la = self.local_authority(keys, &record.local_authority)?;
+        Ok(Some((record, la)))
+    }
+
+    pub fn local_authority(
+        &self,
+        keys: &CacheKeys,
+        ods: &OdsCode,
+    ) -> Result<Option<LocalAuthority>, StoreError> {
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT sealed FROM local_authorities WHERE ods = ?1")
+            .ctx("preparing an LA lookup")?
+            .query_row([ods.as_str()], |r| r.get(0))
+            .optional()
+            .ctx("looking up an LA")?;
+        sealed.map(|s| open_la(&keys.data, ods, &s)).transpose()
+    }
+
+    pub fn flag_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .prepare_cached("SELECT count(*) FROM flags")
+            .ctx("counting flags")?
+            .query_row([], |r| r.get::<_, i64>(0))
+            .ctx("counting flags")
+            .map(|n| n as u64)
+    }
+
+    /// SHA-256 over the sorted (NHS digits, record JSON) of every cached flag plus the LAs: compare
+    /// with `region_digest` of the central's region at the same cursor.
+    pub fn cache_digest(&self, keys: &CacheKeys) -> Result<String, StoreError> {
+        let mut flags = Vec::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT blind_index, sealed FROM flags")
+                .ctx("reading flags")?;
+            let mut rows = stmt.query([]).ctx("reading flags")?;
+            while let Some(row) = rows.next().ctx("reading flags")? {
+                let blind: Vec<u8> = row.get(0).ctx("reading flags")?;
+                let sealed: Vec<u8> = row.get(1).ctx("reading flags")?;
+                let blind: [u8; 32] = blind
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("a blind index is not 32 bytes".into()))?;
+                flags.push(open_flag(&keys.data, &blind, &sealed)?);
+            }
+        }
+        let mut las = Vec::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT ods, sealed FROM local_authorities")
+                .ctx("reading LAs")?;
+            let mut rows = stmt.query([]).ctx("reading LAs")?;
+            while let Some(row) = rows.next().ctx("reading LAs")? {
+                let ods: String = row.get(0).ctx("reading LAs")?;
+                let sealed: Vec<u8> = row.get(1).ctx("reading LAs")?;
+                let ods = OdsCode::parse(&ods)
+                    .map_err(|_| StoreError::Corrupt("a cached LA code does not parse".into()))?;
+                las.push(open_la(&keys.data, &ods, &sealed)?);
+            }
+        }
+        Ok(region_digest(&flags, &las))
+    }
+
+    /// Appends a check to the sealed local audit log.
+    pub fn record_check(&mut self, keys: &CacheKeys, entry: &AuditEntry) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting an audit entry")?;
+        // The id is chosen before the insert so it can be bound into the AAD.
+        let id: i64 = tx
+            .prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM audit_log")
+            .ctx("numbering an audit entry")?
+            .query_row([], |r| r.get(0))
+            .ctx("numbering an audit entry")?;
+        let json =
+            zeroize::Zeroizing::new(serde_json::to_vec(entry).expect("an entry always serialises"));
+        let sealed = keys.data.seal(&audit_aad(id), &json);
+        tx.prepare_cached("INSERT INTO audit_log (id, at, sealed) VALUES (?1, ?2, ?3)")
+            .ctx("writing an audit entry")?
+            .execute(params![id, ts(entry.at), sealed])
+            .ctx("writing an audit entry")?;
+        tx.commit().ctx("committing an audit entry")
+    }
+
+    /// The local audit log, oldest first.
+    pub fn audit_entries(&self, keys: &CacheKeys) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, sealed FROM audit_log ORDER BY id")
+            .ctx("reading the audit log")?;
+        let mut rows = stmt.query([]).ctx("reading the audit log")?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().ctx("reading the audit log")? {
+            let id: i64 = row.get(0).ctx("reading the audit log")?;
+            let sealed: Vec<u8> = row.get(1).ctx("reading the audit log")?;
+            let json =
+                keys.data
+                    .open(&audit_aad(id), &sealed)
+                    .map_err(|_| StoreError::Tampered {
+                        what: "an audit entry",
+                    })?;
+            out.push(
+                serde_json::from_slice(&json)
+                    .map_err(|_| StoreError::Corrupt("an audit entry does not decode".into()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Audit entries older than `before` are removed (a retention policy the app can apply).
+    pub fn prune_audit(&mut self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.conn
+            .execute("DELETE FROM audit_log WHERE at < ?1", [ts(before)])
+            .ctx("pruning the audit log")
+    }
+}
