@@ -1,8 +1,322 @@
 //! `cpis device --data-dir DIR ...`: a headless device over the same engine as the app.
 
-#[derive(clap::Args)]
-pub struct DeviceArgs {}
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-pub fn run(_args: DeviceArgs) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("not built yet")
+use anyhow::Context;
+use clap::Subcommand;
+use serde::Serialize;
+
+use cpis_device::views::{CheckOutcome, CheckView, StatusView, SyncPhase};
+use cpis_device::{CheckRequest, Device, DeviceConfig};
+
+#[derive(clap::Args)]
+pub struct DeviceArgs {
+    /// The device's data directory (its encrypted store and device secret).
+    #[arg(long, env = "CPIS_DEVICE_DIR")]
+    data_dir: PathBuf,
+    /// How long a live check may wait for the central before the cache answers, in milliseconds.
+    #[arg(long, default_value_t = 1500)]
+    live_deadline_ms: u64,
+    #[command(subcommand)]
+    command: DeviceCommand,
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Register this device with the central using a one-time code; pins the central's keys.
+    Enrol {
+        #[arg(long)]
+        central: String,
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign in online: sets up this user's offline unlock and receives the lease. PIN from CPIS_PIN or the terminal.
+    Login {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pull this region's changes, then deliver queued access events.
+    Sync {
+        /// Sign in as this user first so the cache can be updated (PIN from CPIS_PIN); without it only the outbox is sent.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check an NHS number.
+    Check {
+        nhs_number: String,
+        #[arg(long)]
+        user: String,
+        /// Open the alert (queues the LA notification where the user and setting notify).
+        #[arg(long)]
+        open: bool,
+        /// Checking a pregnant woman on her own number (unborn child plan).
+        #[arg(long)]
+        pregnant: bool,
+        /// Incident or case reference.
+        #[arg(long)]
+        case_reference: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cached flags, cursor, last sync, data age, queued events, dead letters, lease, online or not.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn read_pin() -> anyhow::Result<String> {
+    if let Ok(pin) = std::env::var("CPIS_PIN") {
+        return Ok(pin);
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("no PIN: set CPIS_PIN or run in a terminal");
+    }
+    eprint!("PIN: ");
+    std::io::stderr().flush().ok();
+    let mut pin = String::new();
+    std::io::stdin().read_line(&mut pin)?;
+    Ok(pin.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn age(seconds: Option<i64>) -> String {
+    match seconds {
+        None => "never".into(),
+        Some(s) if s < 120 => format!("{s} seconds"),
+        Some(s) if s < 7200 => format!("{} minutes", s / 60),
+        Some(s) if s < 172_800 => format!("{} hours", s / 3600),
+        Some(s) => format!("{} days", s / 86_400),
+    }
+}
+
+fn print_status(s: &StatusView) {
+    if !s.enrolled {
+        println!("Not enrolled.");
+        return;
+    }
+    println!(
+        "Device:          {}",
+        s.device_id.map(|d| d.to_string()).unwrap_or_default()
+    );
+    println!("Region:          {}", s.region.clone().unwrap_or_default());
+    println!(
+        "Organisation:    {} ({})",
+        s.org_name.clone().unwrap_or_default(),
+        s.setting.clone().unwrap_or_default()
+    );
+    println!(
+        "Central:         {} ({})",
+        s.central_url.clone().unwrap_or_default(),
+        if s.online { "online" } else { "offline" }
+    );
+    println!("Cached flags:    {}", s.cached_flags);
+    println!("Cursor:          {}", s.cursor);
+    println!(
+        "Last sync:       {}",
+        s.last_sync_at
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "never".into())
+    );
+    println!(
+        "Data age:        {}{}",
+        age(s.data_age_seconds),
+        if s.stale { " (STALE)" } else { "" }
+    );
+    println!(
+        "Queued events:   {} (oldest {})",
+        s.queued_events,
+        age(s.oldest_queued_age_seconds)
+    );
+    println!("Dead letters:    {}", s.dead_letters.len());
+    for d in &s.dead_letters {
+        println!("  {} {}", d.event_id, d.reason);
+    }
+    println!(
+        "Lease expires:   {}",
+        s.lease_expires_at
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "no lease".into())
+    );
+    if let Some(reason) = &s.wiped_reason {
+        println!("WIPED:           {reason}");
+    }
+}
+
+fn print_check(v: &CheckView) {
+    println!("{}", v.message);
+    if let Some(reason) = &v.reason {
+        println!("  {reason}");
+    }
+    if v.outcome == CheckOutcome::InvalidNhsNumber {
+        return;
+    }
+    let source = match v.source {
+        cpis_device::views::Source::Cache => "this device's copy",
+        cpis_device::views::Source::Central => "the central service",
+    };
+    println!(
+        "Source: {source}; data age {}{}",
+        age(v.data_age_seconds),
+        if v.stale { " (STALE)" } else { "" }
+    );
+    // The screen that must show the record: the clinician's own terminal, only once opened.
+    if let Some(p) = &v.person {
+        println!(
+            "Person: {} {} (born {})",
+            p.given_names, p.family_name, p.date_of_birth
+        );
+    }
+    for p in &v.plans {
+        let end = p
+            .end
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "open".into());
+        println!(
+            "Plan: {} from {} to {} ({})",
+            p.kind_in_words, p.start, end, p.status
+        );
+    }
+    if let Some(la) = &v.local_authority {
+        println!(
+            "Local authority: {} ({}) emergency duty {}{}",
+            la.name,
+            la.ods,
+            la.emergency_phone,
+            la.office_phone
+                .as_ref()
+                .map(|o| format!(", office {o}"))
+                .unwrap_or_default()
+        );
+    }
+    for h in &v.access_history {
+        println!(
+            "Seen: {} by {} at {} ({})",
+            h.at.to_rfc3339(),
+            h.role,
+            h.org_name,
+            h.org_ods
+        );
+    }
+    if let Some(n) = v.notification {
+        println!(
+            "Notification: {}",
+            serde_json::to_value(n)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        );
+    } else if v.outcome == CheckOutcome::RecordFound {
+        println!(
+            "Open the alert with --open ({}).",
+            if v.notifies {
+                "the child's local authority will be told"
+            } else {
+                "no notification is sent"
+            }
+        );
+    }
+    for c in &v.caveats {
+        println!("  - {c}");
+    }
+}
+
+pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut config = DeviceConfig::new(&args.data_dir);
+        config.live_check_deadline = std::time::Duration::from_millis(args.live_deadline_ms);
+        let mut device = Device::open(config).context("opening the device store")?;
+        match args.command {
+            DeviceCommand::Enrol { central, code, json } => {
+                let status = device.enrol(&central, &code).await.map_err(|e| anyhow::anyhow!(e.view().message))?;
+                if json { print_json(&status)? } else { println!("Enrolled."); print_status(&status) }
+                Ok(ExitCode::SUCCESS)
+            }
+            DeviceCommand::Login { user, json } => {
+                let pin = read_pin()?;
+                match device.sign_in(&user, &pin).await {
+                    Ok(status) => {
+                        if json { print_json(&status)? } else { println!("Signed in."); print_status(&status) }
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => {
+                        if json { print_json(&e.view())? } else { eprintln!("error: {e}") }
+                        Ok(ExitCode::from(2))
+                    }
+                }
+            }
+            DeviceCommand::Sync { user, json } => {
+                if let Some(user) = user {
+                    let pin = read_pin()?;
+                    if let Err(e) = device.sign_in(&user, &pin).await {
+                        if json { print_json(&e.view())? } else { eprintln!("error: {e}") }
+                        return Ok(ExitCode::from(2));
+                    }
+                }
+                let progress = move |p: cpis_device::views::SyncProgress| {
+                    if !json && p.phase == SyncPhase::Pull {
+                        eprintln!("pulled page {} ({} records, {} bytes, cursor {} of {})", p.pages, p.records, p.bytes, p.cursor, p.head);
+                    }
+                };
+                match device.sync(&progress).await {
+                    Ok(summary) => {
+                        if json { print_json(&summary)? } else {
+                            println!("Sync complete: {} pages, {} changes applied, cursor {}; {} events delivered, {} dead, {} still queued.",
+                                summary.pages, summary.records, summary.cursor, summary.events_delivered, summary.events_dead, summary.events_queued);
+                            if let Some(s) = summary.pull_skipped { println!("Cache not updated: {s}."); }
+                        }
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => {
+                        if json { print_json(&e.view())? } else { eprintln!("sync failed: {e}") }
+                        Ok(ExitCode::from(3))
+                    }
+                }
+            }
+            DeviceCommand::Check { nhs_number, user, open, pregnant, case_reference, json } => {
+                // Validate before anything else: an invalid number never reaches a lookup or a PIN prompt.
+                if let Err(e) = cpis_core::NhsNumber::parse(&nhs_number) {
+                    let view = cpis_device::check::invalid(uuid::Uuid::now_v7(), e.to_string());
+                    if json { print_json(&view)? } else { print_check(&view) }
+                    return Ok(ExitCode::from(4));
+                }
+                let pin = read_pin()?;
+                let view = match device.sign_in(&user, &pin).await {
+                    Ok(_) => device.check(&nhs_number, CheckRequest { open, pregnant, case_reference }).await,
+                    Err(e) => {
+                        let now = chrono::Utc::now();
+                        let status = device.status().await;
+                        cpis_device::check::locked(uuid::Uuid::now_v7(), e.to_string(), status.last_sync_at, now)
+                    }
+                };
+                if json { print_json(&view)? } else { print_check(&view) }
+                Ok(match view.outcome {
+                    CheckOutcome::RecordFound | CheckOutcome::NoRecord => ExitCode::SUCCESS,
+                    CheckOutcome::InvalidNhsNumber => ExitCode::from(4),
+                    CheckOutcome::Locked => ExitCode::from(5),
+                })
+            }
+            DeviceCommand::Status { json } => {
+                let status = device.status().await;
+                if json { print_json(&status)? } else { print_status(&status) }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
 }

@@ -2,7 +2,10 @@
 //! region feed, push the outbox), connectivity, the lease, and the check use case. The app's shell and
 //! the `cpis device` command are thin layers over `Device`.
 
+pub mod check;
+pub mod client;
 pub mod device;
+pub mod sync;
 pub mod views;
 
-pub use device::{CheckRequest, Device, DeviceConfig, DeviceError};
+pub use device::{spawn_background_sync, CheckRequest, Device, DeviceConfig, DeviceError};

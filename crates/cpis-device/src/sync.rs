@@ -1,0 +1,241 @@
+//! Sync: pull the region feed page by page (each page verified, then applied in one transaction with
+//! its cursor) and push the outbox in idempotent batches with capped, jittered exponential backoff.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+
+use cpis_core::store::{CacheKeys, DeviceStore, Enrolment, StoreError};
+use cpis_core::wire::{EventBatch, EventStatus, FeedPage, MAX_EVENT_BATCH};
+
+use crate::client::{CentralClient, ClientError};
+use crate::views::{SyncPhase, SyncProgress};
+
+pub const PAGE_LIMIT: u32 = 2_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("the central sent a page this device cannot trust, and it was rejected whole: {0}")]
+    Rejected(String),
+    #[error("the device store failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Checks a verified page against what this device expects: its region, its cursor, ordered seqs.
+pub fn check_page(page: &FeedPage, enrolment: &Enrolment, cursor: u64) -> Result<(), String> {
+    if page.region != enrolment.region {
+        return Err(format!(
+            "page is for region {} but this device belongs to {}",
+            page.region, enrolment.region
+        ));
+    }
+    if page.after != cursor {
+        return Err(format!(
+            "page continues from {} but this device is at {} (a replayed or out-of-order page)",
+            page.after, cursor
+        ));
+    }
+    if page.last < page.after {
+        return Err("page ends before it starts".into());
+    }
+    let mut previous = page.after;
+    for op in &page.ops {
+        if op.seq <= previous || op.seq > page.last {
+            return Err("page operations are out of order or outside the page's range".into());
+        }
+        previous = op.seq;
+    }
+    if page.ops.is_empty() && page.last != page.after {
+        return Err("an empty page must not move the cursor".into());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PullTotals {
+    pub pages: u64,
+    pub records: u64,
+    pub bytes: u64,
+    pub cursor: u64,
+}
+
+/// Pulls until the central has nothing newer. The first download and later deltas are the same path;
+/// a drop at any point resumes from the last applied page.
+pub async fn pull(
+    store: &mut DeviceStore,
+    client: &CentralClient,
+    keys: &CacheKeys,
+    enrolment: &Enrolment,
+    progress: &(dyn Fn(SyncProgress) + Send + Sync),
+) -> Result<PullTotals, SyncError> {
+    let mut totals = PullTotals {
+        cursor: store.cursor()?,
+        ..Default::default()
+    };
+    loop {
+        let (signed, bytes) = client.feed_page(totals.cursor, PAGE_LIMIT).await?;
+        let page = signed
+            .verify(&enrolment.central_signing_key)
+            .map_err(|e| SyncError::Rejected(e.to_string()))?;
+        check_page(&page, enrolment, totals.cursor).map_err(SyncError::Rejected)?;
+        let applied = store.apply_page(keys, &page, Utc::now())?;
+        totals.pages += 1;
+        totals.records += applied.ops as u64;
+        totals.bytes += bytes;
+        totals.cursor = page.last;
+        progress(SyncProgress {
+            phase: SyncPhase::Pull,
+            pages: totals.pages,
+            records: totals.records,
+            bytes: totals.bytes,
+            cursor: totals.cursor,
+            head: page.head,
+            events_sent: 0,
+        });
+        if !page.has_more {
+            return Ok(totals);
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PushTotals {
+    pub delivered: u64,
+    pub dead: u64,
+}
+
+/// Backoff after `failures` consecutive failed pushes: full jitter over a capped exponential.
+pub fn backoff(failures: u32) -> Duration {
+    let base_ms: u64 = 1_000;
+    let cap_ms: u64 = 5 * 60 * 1_000;
+    let ceiling = base_ms.saturating_mul(1u64 << failures.min(20)).min(cap_ms);
+    Duration::from_millis(rand::thread_rng().gen_range(base_ms / 2..=ceiling.max(base_ms / 2 + 1)))
+}
+
+/// Sends queued events in batches. `all` ignores backoff (an explicit "sync now").
+pub async fn push(
+    store: &mut DeviceStore,
+    client: &CentralClient,
+    now: DateTime<Utc>,
+    all: bool,
+) -> Result<PushTotals, SyncError> {
+    let mut totals = PushTotals::default();
+    loop {
+        let batch = if all {
+            store.queued_events(MAX_EVENT_BATCH)?
+        } else {
+            store.due_events(now, MAX_EVENT_BATCH)?
+        };
+        if batch.is_empty() {
+            return Ok(totals);
+        }
+        let ids: Vec<_> = batch.iter().map(|e| e.id).collect();
+        match client.push_events(&EventBatch { events: batch }).await {
+            Ok(result) => {
+                let mut delivered = Vec::new();
+                for r in result.results {
+                    match r.status {
+                        EventStatus::Accepted | EventStatus::Duplicate => delivered.push(r.id),
+                        EventStatus::Rejected => {
+                            store.mark_dead(
+                                r.id,
+                                r.reason.as_deref().unwrap_or("refused by the central"),
+                            )?;
+                            totals.dead += 1;
+                        }
+                    }
+                }
+                totals.delivered += delivered.len() as u64;
+                store.mark_delivered(&delivered, Utc::now())?;
+                let failures = 0;
+                store.set_meta("push_failures", &failures.to_string())?;
+                // Events the central did not mention stay queued and go again next round.
+                if delivered.is_empty() && totals.dead == 0 {
+                    return Ok(totals);
+                }
+            }
+            Err(e) if e.is_transient() => {
+                let failures: u32 = store
+                    .get_meta("push_failures")?
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+                    + 1;
+                store.set_meta("push_failures", &failures.to_string())?;
+                let next =
+                    Utc::now() + chrono::Duration::from_std(backoff(failures)).unwrap_or_default();
+                store.defer_events(&ids, next, &e.to_string())?;
+                return Err(e.into());
+            }
+            Err(ClientError::Refused {
+                status, message, ..
+            }) if status == 400 || status == 413 || status == 422 => {
+                // The batch as a whole was refused: send singly next round so one bad event cannot block the rest.
+                if ids.len() == 1 {
+                    store.mark_dead(ids[0], &message)?;
+                    totals.dead += 1;
+                } else {
+                    for id in &ids {
+                        let single = store
+                            .queued_events(usize::MAX)?
+                            .into_iter()
+                            .find(|e| e.id == *id);
+                        if let Some(event) = single {
+                            match client
+                                .push_events(&EventBatch {
+                                    events: vec![event],
+                                })
+                                .await
+                            {
+                                Ok(r) => {
+                                    for r in r.results {
+                                        match r.status {
+                                            EventStatus::Rejected => {
+                                                store.mark_dead(
+                                                    r.id,
+                                                    r.reason.as_deref().unwrap_or("refused"),
+                                                )?;
+                                                totals.dead += 1;
+                                            }
+                                            _ => {
+                                                store.mark_delivered(&[r.id], Utc::now())?;
+                                                totals.delivered += 1;
+                                            }
+                                        }
+                                    }
+                                }
+                                Err(ClientError::Refused { message, .. }) => {
+                                    store.mark_dead(*id, &message)?;
+                                    totals.dead += 1;
+                                }
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for failures in 0..40 {
+            let d = backoff(failures);
+            assert!(d <= Duration::from_secs(300), "{failures}: {d:?}");
+            assert!(d >= Duration::from_millis(500));
+        }
+        let late: Duration = (0..50).map(|_| backoff(12)).max().unwrap();
+        assert!(
+            late > Duration::from_secs(30),
+            "late backoffs reach far: {late:?}"
+        );
+    }
+}
