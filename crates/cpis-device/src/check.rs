@@ -96,6 +96,7 @@ impl ResultContext {
             opened: false,
             notifies: self.notifies,
             notification: None,
+            event_id: None,
             person: None,
             plans: vec![],
             local_authority: None,

@@ -52,9 +52,14 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 impl CentralClient {
     pub fn new(base_url: &str) -> Self {
+        Self::with_timeout(base_url, REQUEST_TIMEOUT)
+    }
+
+    /// `timeout` bounds each whole request: a reply delayed past it counts as a transient failure.
+    pub fn with_timeout(base_url: &str, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5).min(timeout))
+            .timeout(timeout)
             .build()
             .expect("an HTTP client with rustls always builds");
         Self {

@@ -31,6 +31,10 @@ pub struct DeviceConfig {
     /// Past this data age a result is marked stale.
     pub stale_after: Duration,
     pub visibility: VisibilityRules,
+    /// Bounds each request to the central (sync pages, event batches).
+    pub request_timeout: Duration,
+    /// Added to the system clock: lets tests run the device with its clock fast or slow.
+    pub clock_offset: chrono::Duration,
 }
 
 impl DeviceConfig {
@@ -40,6 +44,8 @@ impl DeviceConfig {
             live_check_deadline: Duration::from_millis(1500),
             stale_after: Duration::from_secs(24 * 3600),
             visibility: VisibilityRules::default(),
+            request_timeout: Duration::from_secs(20),
+            clock_offset: chrono::Duration::zero(),
         }
     }
 }
@@ -168,11 +174,16 @@ fn decode_key(b64: &str, what: &str) -> Result<[u8; 32], DeviceError> {
 }
 
 impl Device {
+    /// The device's wall clock (the system clock plus any configured offset).
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.config.clock_offset
+    }
+
     pub fn open(config: DeviceConfig) -> Result<Self, DeviceError> {
         let store = DeviceStore::open(&config.data_dir)?;
         let client = store
             .enrolment()?
-            .map(|e| CentralClient::new(&e.central_url));
+            .map(|e| CentralClient::with_timeout(&e.central_url, config.request_timeout));
         Ok(Self {
             config,
             store,
@@ -214,7 +225,7 @@ impl Device {
                     .into(),
             ));
         }
-        let client = CentralClient::new(url);
+        let client = CentralClient::with_timeout(url, self.config.request_timeout);
         let public = self.store.device_public_key()?;
         let response = client.enrol(code, &public).await.map_err(|e| match e {
             ClientError::Refused { message, .. } => DeviceError::EnrolmentRefused(message),
@@ -319,7 +330,7 @@ impl Device {
                     &mac,
                 )?
             }
-            None => self.store.unlock(user_id, pin, Utc::now())?,
+            None => self.store.unlock(user_id, pin, self.now())?,
         };
         self.session = Some(Session {
             keys: unlocked.keys,
@@ -366,7 +377,7 @@ impl Device {
     /// deadline its answer is used instead. Never errors: every failure becomes an honest view.
     pub async fn check(&mut self, nhs_input: &str, request: CheckRequest) -> CheckView {
         let check_id = Uuid::now_v7();
-        let now = Utc::now();
+        let now = self.now();
         let nhs = match NhsNumber::parse(nhs_input) {
             Ok(n) => n,
             Err(e) => return check::invalid(check_id, e.to_string()),
@@ -523,7 +534,7 @@ impl Device {
     /// Opens the alert of a record found by `check_id`: shows the details and, where the user and
     /// setting notify, queues the access event durably before trying to deliver it at once.
     pub async fn open_alert(&mut self, check_id: Uuid) -> Result<CheckView, DeviceError> {
-        let now = Utc::now();
+        let now = self.now();
         let recent = self.recent.get(&check_id).ok_or_else(|| {
             DeviceError::InvalidInput("that check is no longer open: check the number again".into())
         })?;
@@ -577,7 +588,7 @@ impl Device {
                     self.online = Some(true);
                     if answer.access_recorded {
                         if let Some(e) = &event {
-                            self.store.mark_delivered(&[e.id], Utc::now())?;
+                            self.store.mark_delivered(&[e.id], now)?;
                         }
                     }
                     live = Some(answer);
@@ -642,6 +653,7 @@ impl Device {
                     .into(),
             );
         }
+        view.event_id = event.as_ref().map(|e| e.id);
         view.notification = Some(match &event {
             None => NotificationState::NotSent,
             Some(e) => match self.store.event_state(e.id)?.as_deref() {
@@ -659,6 +671,7 @@ impl Device {
         progress: &(dyn Fn(SyncProgress) + Send + Sync),
     ) -> Result<SyncSummary, DeviceError> {
         let enrolment = self.enrolment()?;
+        let now = self.now();
         if let Err(e) = self.authenticated().await {
             if matches!(e, DeviceError::Offline(_)) {
                 self.online = Some(false);
@@ -692,7 +705,7 @@ impl Device {
         let pull_result = match self.session.as_ref() {
             Some(session) => {
                 let client = self.client.as_ref().expect("enrolled");
-                Some(sync::pull(&mut self.store, client, &session.keys, &enrolment, progress).await)
+                Some(sync::pull(&mut self.store, client, &session.keys, &enrolment, now, progress).await)
             }
             None => {
                 summary.pull_skipped = Some("sign in to update this device's copy".into());
@@ -701,7 +714,7 @@ impl Device {
         };
         // Push even when the pull failed: notifications must not wait on the read path.
         let client = self.client.as_ref().expect("enrolled");
-        let push_result = sync::push(&mut self.store, client, Utc::now(), true).await;
+        let push_result = sync::push(&mut self.store, client, now, true).await;
         if let Some(result) = pull_result {
             match result {
                 Ok(t) => {
@@ -749,7 +762,7 @@ impl Device {
             if let ClientError::Refused { status: 401, .. } = c {
                 // The token expired: authenticate afresh next time.
                 if let Some(url) = self.client.as_ref().map(|c| c.base_url().to_string()) {
-                    self.client = Some(CentralClient::new(&url));
+                    self.client = Some(CentralClient::with_timeout(&url, self.config.request_timeout));
                 }
             }
         }
@@ -783,7 +796,7 @@ impl Device {
             _ => false,
         };
         self.online = Some(online);
-        let now = Utc::now();
+        let now = self.now();
         let last_sync_at = self.store.last_sync_at().ok().flatten();
         let age = check::data_age(now, last_sync_at);
         let outbox = self.store.outbox_summary().ok();

@@ -69,6 +69,7 @@ pub async fn pull(
     client: &CentralClient,
     keys: &CacheKeys,
     enrolment: &Enrolment,
+    now: DateTime<Utc>,
     progress: &(dyn Fn(SyncProgress) + Send + Sync),
 ) -> Result<PullTotals, SyncError> {
     let mut totals = PullTotals {
@@ -81,7 +82,7 @@ pub async fn pull(
             .verify(&enrolment.central_signing_key)
             .map_err(|e| SyncError::Rejected(e.to_string()))?;
         check_page(&page, enrolment, totals.cursor).map_err(SyncError::Rejected)?;
-        let applied = store.apply_page(keys, &page, Utc::now())?;
+        let applied = store.apply_page(keys, &page, now)?;
         totals.pages += 1;
         totals.records += applied.ops as u64;
         totals.bytes += bytes;
@@ -149,7 +150,7 @@ pub async fn push(
                     }
                 }
                 totals.delivered += delivered.len() as u64;
-                store.mark_delivered(&delivered, Utc::now())?;
+                store.mark_delivered(&delivered, now)?;
                 let failures = 0;
                 store.set_meta("push_failures", &failures.to_string())?;
                 // Events the central did not mention stay queued and go again next round.
@@ -165,7 +166,7 @@ pub async fn push(
                     + 1;
                 store.set_meta("push_failures", &failures.to_string())?;
                 let next =
-                    Utc::now() + chrono::Duration::from_std(backoff(failures)).unwrap_or_default();
+                    now + chrono::Duration::from_std(backoff(failures)).unwrap_or_default();
                 store.defer_events(&ids, next, &e.to_string())?;
                 return Err(e.into());
             }
@@ -200,7 +201,7 @@ pub async fn push(
                                                 totals.dead += 1;
                                             }
                                             _ => {
-                                                store.mark_delivered(&[r.id], Utc::now())?;
+                                                store.mark_delivered(&[r.id], now)?;
                                                 totals.delivered += 1;
                                             }
                                         }

@@ -86,6 +86,8 @@ pub struct CheckView {
     /// Whether opening the alert tells the child's LA (unscheduled setting and a B0107 user).
     pub notifies: bool,
     pub notification: Option<NotificationState>,
+    /// The access event's id when opening queued one (the LA's receivers de-duplicate on it).
+    pub event_id: Option<Uuid>,
     /// Only once the alert is opened.
     pub person: Option<PersonView>,
     /// Only once the alert is opened.
