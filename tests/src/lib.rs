@@ -25,3 +25,97 @@ pub fn cpis_binary() -> PathBuf {
     });
     bin
 }
+
+/// A free loopback port (bound and released: good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A `cpis central ... serve` process on a SQLite file, stopped on drop.
+pub struct CentralProcess {
+    pub db_url: String,
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl CentralProcess {
+    pub fn new(db_url: &str, port: u16) -> Self {
+        Self {
+            db_url: db_url.to_string(),
+            port,
+            child: None,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = std::process::Command::new(cpis_binary())
+            .args(["central", "--db", &self.db_url, "serve", "--listen"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start central");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the central did not start listening on {}", self.port);
+    }
+
+    /// Stops the central abruptly (SIGKILL): a crash, not a clean shutdown.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs `cpis central --db DB <args>` and returns stdout; panics with stderr on failure.
+    pub fn admin(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        run_cpis(&[&["central", "--db", &self.db_url], args].concat(), env)
+    }
+}
+
+impl Drop for CentralProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs the `cpis` binary and returns stdout; panics with stderr when it fails.
+pub fn run_cpis(args: &[&str], env: &[(&str, &str)]) -> String {
+    let (code, stdout, stderr) = run_cpis_status(args, env);
+    assert!(
+        code == Some(0),
+        "cpis {args:?} failed ({code:?}):\n{stderr}\n{stdout}"
+    );
+    stdout
+}
+
+/// Runs the `cpis` binary and returns (exit code, stdout, stderr).
+pub fn run_cpis_status(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut command = std::process::Command::new(cpis_binary());
+    command.args(args).env_remove("CPIS_PIN");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().expect("run cpis");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}

@@ -114,9 +114,20 @@ impl FaultProxy {
             Some(r) => r,
             None => return Ok(()),
         };
-        let request_line = String::from_utf8_lossy(&request[..request.iter().position(|b| *b == b'\r').unwrap_or(0)]).to_string();
-        let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
-        self.state.lock().unwrap().requests.push(request_line.clone());
+        let request_line = String::from_utf8_lossy(
+            &request[..request.iter().position(|b| *b == b'\r').unwrap_or(0)],
+        )
+        .to_string();
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .push(request_line.clone());
         let fault = self.take_fault(&path);
         let upstream = *self.upstream.lock().unwrap();
         let reply = match &fault {
@@ -176,7 +187,10 @@ async fn read_request(socket: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>
     let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
     let length: usize = head
         .lines()
-        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .find_map(|l| {
+            l.strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
         .unwrap_or(0);
     while buf.len() < head_end + length {
         let n = socket.read(&mut chunk).await?;
@@ -192,7 +206,8 @@ async fn read_request(socket: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>
         .filter(|l| !l.to_lowercase().starts_with("connection:"))
         .collect::<Vec<_>>()
         .join("\r\n");
-    let rewritten = rewritten.trim_end_matches("\r\n").to_string() + "\r\nConnection: close\r\n\r\n";
+    let rewritten =
+        rewritten.trim_end_matches("\r\n").to_string() + "\r\nConnection: close\r\n\r\n";
     let mut out = rewritten.into_bytes();
     out.extend_from_slice(&buf[head_end..]);
     Ok(Some(out))

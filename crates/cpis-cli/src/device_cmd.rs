@@ -19,6 +19,9 @@ pub struct DeviceArgs {
     /// How long a live check may wait for the central before the cache answers, in milliseconds.
     #[arg(long, default_value_t = 1500)]
     live_deadline_ms: u64,
+    /// Changes per feed page asked of the central (support and tests).
+    #[arg(long, default_value_t = cpis_device::sync::PAGE_LIMIT)]
+    page_limit: u32,
     #[command(subcommand)]
     command: DeviceCommand,
 }
@@ -65,6 +68,11 @@ enum DeviceCommand {
         case_reference: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// The SHA-256 digest of the cached region, to compare with `cpis central region-digest`.
+    Digest {
+        #[arg(long)]
+        user: String,
     },
     /// Cached flags, cursor, last sync, data age, queued events, dead letters, lease, online or not.
     Status {
@@ -241,6 +249,7 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let mut config = DeviceConfig::new(&args.data_dir);
         config.live_check_deadline = std::time::Duration::from_millis(args.live_deadline_ms);
+        config.page_limit = args.page_limit;
         let mut device = Device::open(config).context("opening the device store")?;
         match args.command {
             DeviceCommand::Enrol { central, code, json } => {
@@ -311,6 +320,12 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
                     CheckOutcome::InvalidNhsNumber => ExitCode::from(4),
                     CheckOutcome::Locked => ExitCode::from(5),
                 })
+            }
+            DeviceCommand::Digest { user } => {
+                let pin = read_pin()?;
+                device.sign_in(&user, &pin).await.map_err(|e| anyhow::anyhow!(e.view().message))?;
+                println!("{}", device.cache_digest().map_err(|e| anyhow::anyhow!(e.to_string()))?);
+                Ok(ExitCode::SUCCESS)
             }
             DeviceCommand::Status { json } => {
                 let status = device.status().await;

@@ -31,6 +31,8 @@ pub struct DeviceConfig {
     /// Past this data age a result is marked stale.
     pub stale_after: Duration,
     pub visibility: VisibilityRules,
+    /// Operations per feed page asked of the central.
+    pub page_limit: u32,
     /// Bounds each request to the central (sync pages, event batches).
     pub request_timeout: Duration,
     /// Added to the system clock: lets tests run the device with its clock fast or slow.
@@ -44,6 +46,7 @@ impl DeviceConfig {
             live_check_deadline: Duration::from_millis(1500),
             stale_after: Duration::from_secs(24 * 3600),
             visibility: VisibilityRules::default(),
+            page_limit: sync::PAGE_LIMIT,
             request_timeout: Duration::from_secs(20),
             clock_offset: chrono::Duration::zero(),
         }
@@ -705,7 +708,18 @@ impl Device {
         let pull_result = match self.session.as_ref() {
             Some(session) => {
                 let client = self.client.as_ref().expect("enrolled");
-                Some(sync::pull(&mut self.store, client, &session.keys, &enrolment, now, progress).await)
+                Some(
+                    sync::pull(
+                        &mut self.store,
+                        client,
+                        &session.keys,
+                        &enrolment,
+                        now,
+                        self.config.page_limit,
+                        progress,
+                    )
+                    .await,
+                )
             }
             None => {
                 summary.pull_skipped = Some("sign in to update this device's copy".into());
@@ -762,7 +776,10 @@ impl Device {
             if let ClientError::Refused { status: 401, .. } = c {
                 // The token expired: authenticate afresh next time.
                 if let Some(url) = self.client.as_ref().map(|c| c.base_url().to_string()) {
-                    self.client = Some(CentralClient::with_timeout(&url, self.config.request_timeout));
+                    self.client = Some(CentralClient::with_timeout(
+                        &url,
+                        self.config.request_timeout,
+                    ));
                 }
             }
         }

@@ -70,6 +70,7 @@ pub async fn pull(
     keys: &CacheKeys,
     enrolment: &Enrolment,
     now: DateTime<Utc>,
+    page_limit: u32,
     progress: &(dyn Fn(SyncProgress) + Send + Sync),
 ) -> Result<PullTotals, SyncError> {
     let mut totals = PullTotals {
@@ -77,7 +78,7 @@ pub async fn pull(
         ..Default::default()
     };
     loop {
-        let (signed, bytes) = client.feed_page(totals.cursor, PAGE_LIMIT).await?;
+        let (signed, bytes) = client.feed_page(totals.cursor, page_limit).await?;
         let page = signed
             .verify(&enrolment.central_signing_key)
             .map_err(|e| SyncError::Rejected(e.to_string()))?;
@@ -165,8 +166,7 @@ pub async fn push(
                     .unwrap_or(0)
                     + 1;
                 store.set_meta("push_failures", &failures.to_string())?;
-                let next =
-                    now + chrono::Duration::from_std(backoff(failures)).unwrap_or_default();
+                let next = now + chrono::Duration::from_std(backoff(failures)).unwrap_or_default();
                 store.defer_events(&ids, next, &e.to_string())?;
                 return Err(e.into());
             }
