@@ -7,6 +7,7 @@
 //! - `POST /v1/auth/challenge` `ChallengeRequest` -> `ChallengeResponse`
 //! - `POST /v1/auth/token` `TokenRequest` -> `TokenResponse`; later device calls send `Authorization: Bearer`
 //! - `POST /v1/login` `LoginRequest` -> `LoginResponse` (device token; user id and PIN)
+//! - `POST /v1/lease` (no body) -> `LeaseRenewal` (device token; extends the lease without the lease key)
 //! - `GET  /v1/feed?after=N&limit=M` -> `SignedPage` (device token; the device's own region only)
 //! - `POST /v1/events` `EventBatch` -> `EventBatchResult` (device token; idempotent on event id)
 //! - `POST /v1/check` `LiveCheckRequest` -> `LiveCheckResponse` (device token)
@@ -110,9 +111,30 @@ pub struct UserProfile {
 /// that unlocks the cache, so an expired lease cannot be extended by the device alone.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Lease {
+    /// Whole seconds (the central truncates before computing `mac`).
     pub expires_at: DateTime<Utc>,
-    /// Base64 of 32 bytes.
+    /// Base64 of 32 bytes. Constant per device (made at enrolment), never sent again after login.
     pub lease_key: String,
+    /// Base64 of `HMAC-SHA256(lease_key, lease_mac_message(device_id, expires_at))`: proves the expiry
+    /// came from the central, so the device cannot move it without the lease key.
+    pub mac: String,
+}
+
+/// `POST /v1/lease`: a new expiry for the lease, with its MAC under the lease key the device already
+/// holds. The key itself is not sent again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseRenewal {
+    pub expires_at: DateTime<Utc>,
+    pub mac: String,
+}
+
+/// What the lease MAC covers: the device and the expiry in whole seconds, RFC 3339 with `Z`.
+pub fn lease_mac_message(device_id: Uuid, expires_at: DateTime<Utc>) -> Vec<u8> {
+    format!(
+        "cpis-field/lease/v1:{device_id}:{}",
+        expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+    .into_bytes()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

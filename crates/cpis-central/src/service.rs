@@ -1,0 +1,829 @@
+//! The central's use cases, shared by the HTTP API and the admin commands: enrolment and device
+//! authentication, user sign-in and leases, the signed region feed, access-event intake, the live
+//! check with access history, LA uploads and notifications. Refusals are `ApiFailure`s.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use chrono::{DateTime, Duration, NaiveDate, SubsecRound, Utc};
+use cpis_core::crypto::hazmat;
+use cpis_core::plan::VisibilityRules;
+use cpis_core::wire::{
+    self, AccessHistoryEntry, ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse,
+    EventBatch, EventBatchResult, EventResult, EventStatus, FeedPage, Lease, LeaseRenewal,
+    LiveCheckRequest, LiveCheckResponse, LiveOutcome, LoginRequest, LoginResponse, Notification,
+    NotificationPage, SealedEvent, SignedPage, TokenRequest, TokenResponse, UploadReport,
+    UploadRowResult,
+};
+use cpis_core::{
+    AccessEvent, Activity, CareSetting, FlagRecord, LocalAuthority, NhsNumber, OdsCode, Region,
+};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::auth::{self, PinAuthenticator, SignInError, UserAuthenticator};
+use crate::error::ApiFailure;
+use crate::store::{
+    DeviceRecord, EnrolRefusal, Ingested, NewDevice, NewEnrolment, Store, StoreError, StoredKeys,
+    WebhookChange,
+};
+use crate::upload;
+
+/// How long a device bearer token lives.
+pub const TOKEN_LIFETIME: Duration = Duration::hours(1);
+/// How long an authentication challenge may be answered.
+pub const CHALLENGE_LIFETIME: Duration = Duration::minutes(5);
+/// How long a one-time enrolment code stays usable.
+pub const ENROLMENT_CODE_LIFETIME: Duration = Duration::hours(24);
+/// A region's lease when nobody has set one.
+pub const DEFAULT_LEASE_HOURS: u32 = 72;
+/// Access history shown with a record.
+pub const ACCESS_HISTORY_LEN: usize = 25;
+/// Default and largest feed page.
+pub const DEFAULT_PAGE_OPS: u32 = 1_000;
+
+/// The central's signing (Ed25519) and sealing (X25519) keys. `Debug` is redacted.
+pub struct CentralKeys {
+    signing_pkcs8: Zeroizing<Vec<u8>>,
+    sealing_secret: Zeroizing<[u8; 32]>,
+    pub signing_public: [u8; 32],
+    pub sealing_public: [u8; 32],
+}
+
+impl fmt::Debug for CentralKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CentralKeys")
+            .field("signing_public", &B64.encode(self.signing_public))
+            .finish_non_exhaustive()
+    }
+}
+
+impl CentralKeys {
+    /// The keys stored in the database, made and stored on first start.
+    pub async fn load_or_create(store: &dyn Store) -> Result<Self, StoreError> {
+        let fresh = StoredKeys {
+            signing_pkcs8: hazmat::ed25519_generate(),
+            sealing_secret: hazmat::x25519_generate(),
+        };
+        let stored = store.central_keys(fresh).await?;
+        let signing_public = hazmat::ed25519_public(&stored.signing_pkcs8).map_err(|_| {
+            StoreError::Corrupt("the stored signing key is not a valid Ed25519 key".into())
+        })?;
+        let sealing_public = hazmat::x25519_public(&stored.sealing_secret);
+        Ok(Self {
+            signing_pkcs8: stored.signing_pkcs8,
+            sealing_secret: stored.sealing_secret,
+            signing_public,
+            sealing_public,
+        })
+    }
+
+    pub fn sign_page(&self, page: &FeedPage) -> SignedPage {
+        SignedPage::sign(page, &self.signing_pkcs8)
+            .expect("the stored signing key was checked at load")
+    }
+
+    pub fn open_event(&self, sealed: &SealedEvent) -> Result<AccessEvent, String> {
+        sealed.open(&self.sealing_secret)
+    }
+}
+
+/// The lease MAC: `HMAC-SHA256(lease_key, wire::lease_mac_message(device, expires_at))`, base64.
+pub fn lease_mac(lease_key: &[u8], device: Uuid, expires_at: DateTime<Utc>) -> String {
+    B64.encode(hazmat::hmac_sha256(
+        lease_key,
+        &wire::lease_mac_message(device, expires_at),
+    ))
+}
+
+/// The notification an LA receives for a notifying access to one of its people.
+pub fn notification_for(
+    event: &AccessEvent,
+    record: &FlagRecord,
+    seq: u64,
+    received_at: DateTime<Utc>,
+) -> Notification {
+    Notification {
+        seq,
+        event_id: event.id,
+        nhs_number: event.nhs_number,
+        family_name: record.family_name.clone(),
+        given_names: record.given_names.clone(),
+        date_of_birth: record.date_of_birth,
+        seen_at: event.device_time,
+        received_at,
+        org_ods: event.accessor.org_ods.clone(),
+        org_name: event.accessor.org_name.clone(),
+        setting: event.accessor.setting,
+        role: event.accessor.role.clone(),
+        user_id: event.accessor.user_id.clone(),
+        case_reference: event.case_reference.clone(),
+    }
+}
+
+/// Access history from a person's unscheduled accesses (newest first): the same user again within
+/// 24 hours of an access already listed is not listed again; at most 25 entries.
+pub fn access_history(events: &[AccessEvent]) -> Vec<AccessHistoryEntry> {
+    let mut listed: HashMap<&str, DateTime<Utc>> = HashMap::new();
+    let mut out = Vec::new();
+    for e in events {
+        if let Some(newer) = listed.get(e.accessor.user_id.as_str()) {
+            if *newer - e.device_time < Duration::hours(24) {
+                continue;
+            }
+        }
+        listed.insert(&e.accessor.user_id, e.device_time);
+        out.push(AccessHistoryEntry {
+            at: e.device_time,
+            org_ods: e.accessor.org_ods.clone(),
+            org_name: e.accessor.org_name.clone(),
+            role: e.accessor.role.clone(),
+            setting: e.accessor.setting,
+        });
+        if out.len() == ACCESS_HISTORY_LEN {
+            break;
+        }
+    }
+    out
+}
+
+/// A record as the clinician may see it today: only visible plans, or nothing.
+pub fn visible_record(
+    record: FlagRecord,
+    today: NaiveDate,
+    rules: &VisibilityRules,
+) -> Option<FlagRecord> {
+    let plans: Vec<_> = record
+        .visible_plans(today, rules)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    if plans.is_empty() {
+        None
+    } else {
+        Some(FlagRecord { plans, ..record })
+    }
+}
+
+/// A new one-time enrolment code, as created by the admin.
+#[derive(Debug, Clone)]
+pub struct EnrolmentCode {
+    pub code: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The central service: a store, its keys, and how users sign in.
+#[derive(Clone)]
+pub struct Central {
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<CentralKeys>,
+    users: Arc<dyn UserAuthenticator>,
+    pub rules: VisibilityRules,
+    last_touch: Arc<Mutex<HashMap<Uuid, Instant>>>,
+}
+
+impl Central {
+    /// A central over `store`, with users signing in by PIN.
+    pub async fn new(store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let users = Arc::new(PinAuthenticator::new(store.clone()));
+        Self::with_authenticator(store, users).await
+    }
+
+    pub async fn with_authenticator(
+        store: Arc<dyn Store>,
+        users: Arc<dyn UserAuthenticator>,
+    ) -> Result<Self, StoreError> {
+        let keys = Arc::new(CentralKeys::load_or_create(store.as_ref()).await?);
+        Ok(Self {
+            store,
+            keys,
+            users,
+            rules: VisibilityRules::default(),
+            last_touch: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    // ---- administration ----
+
+    pub async fn upsert_la(
+        &self,
+        la: &LocalAuthority,
+        webhook: WebhookChange,
+    ) -> Result<(), ApiFailure> {
+        la.validate()
+            .map_err(|e| ApiFailure::unprocessable("invalid_local_authority", e.to_string()))?;
+        if let WebhookChange::Set(Some(url)) = &webhook {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ApiFailure::unprocessable(
+                    "invalid_webhook",
+                    "the webhook must be an http(s) URL",
+                ));
+            }
+        }
+        Ok(self.store.upsert_la(la, webhook, Utc::now()).await?)
+    }
+
+    pub async fn create_enrolment(
+        &self,
+        region: &Region,
+        org_ods: &OdsCode,
+        org_name: &str,
+        setting: CareSetting,
+        valid_for: Duration,
+    ) -> Result<EnrolmentCode, ApiFailure> {
+        let code = auth::new_enrolment_code();
+        let now = Utc::now();
+        let expires_at = now + valid_for;
+        self.store
+            .create_enrolment(NewEnrolment {
+                code_hash: auth::secret_hash(&code),
+                region: region.clone(),
+                org_ods: org_ods.clone(),
+                org_name: org_name.to_string(),
+                setting,
+                created_at: now,
+                expires_at,
+            })
+            .await?;
+        Ok(EnrolmentCode { code, expires_at })
+    }
+
+    pub async fn add_user(
+        &self,
+        id: &str,
+        name: &str,
+        role: &str,
+        activity: Activity,
+        org_ods: &OdsCode,
+        pin: &str,
+    ) -> Result<(), ApiFailure> {
+        if id.trim().is_empty() || name.trim().is_empty() || role.trim().is_empty() {
+            return Err(ApiFailure::unprocessable(
+                "invalid_user",
+                "user id, name and role must not be empty",
+            ));
+        }
+        if pin.chars().count() < 4 {
+            return Err(ApiFailure::unprocessable(
+                "invalid_user",
+                "the PIN must have at least 4 characters",
+            ));
+        }
+        let (id, name, role, org, pin) = (
+            id.to_string(),
+            name.to_string(),
+            role.to_string(),
+            org_ods.clone(),
+            pin.to_string(),
+        );
+        let record = tokio::task::spawn_blocking(move || {
+            auth::user_record(&id, &name, &role, activity, org, &pin)
+        })
+        .await
+        .map_err(|_| ApiFailure::internal())?;
+        Ok(self.store.upsert_user(&record, Utc::now()).await?)
+    }
+
+    /// A new API token for an LA (shown once; stored hashed).
+    pub async fn create_la_token(&self, la: &OdsCode) -> Result<String, ApiFailure> {
+        let token = auth::new_token();
+        self.store
+            .create_la_token(&auth::secret_hash(&token), la, Utc::now())
+            .await?;
+        Ok(token)
+    }
+
+    /// Turns records with nothing left to show into removals.
+    pub async fn expire(&self, today: NaiveDate) -> Result<usize, ApiFailure> {
+        Ok(self
+            .store
+            .expire_flags(today, self.rules, Utc::now())
+            .await?)
+    }
+
+    // ---- enrolment and device authentication ----
+
+    pub async fn enrol(&self, req: EnrolRequest) -> Result<EnrolResponse, ApiFailure> {
+        let key = B64
+            .decode(req.device_public_key.trim())
+            .map_err(|_| ApiFailure::bad_request("device_public_key is not base64"))?;
+        let public_key: [u8; 32] = key.as_slice().try_into().map_err(|_| {
+            ApiFailure::bad_request("device_public_key must be a raw 32-byte Ed25519 public key")
+        })?;
+        let code = auth::normalise_enrolment_code(&req.code);
+        if code.len() != auth::ENROLMENT_CODE_LEN {
+            return Err(ApiFailure::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "enrolment_code_invalid",
+                "the enrolment code is not valid",
+            ));
+        }
+        let now = Utc::now();
+        let device = NewDevice {
+            id: Uuid::now_v7(),
+            public_key,
+            lease_key: hazmat::random_bytes::<32>(),
+            enrolled_at: now,
+        };
+        let refused = |code: &'static str, msg: &str| {
+            ApiFailure::new(axum::http::StatusCode::UNAUTHORIZED, code, msg)
+        };
+        match self
+            .store
+            .redeem_enrolment(&auth::secret_hash(&code), device, now)
+            .await?
+        {
+            Ok(d) => {
+                tracing::info!(device = %d.id, region = %d.region, org = %d.org_ods, "device enrolled");
+                Ok(EnrolResponse {
+                    device_id: d.id,
+                    region: d.region,
+                    org_ods: d.org_ods,
+                    org_name: d.org_name,
+                    setting: d.setting,
+                    central_signing_key: B64.encode(self.keys.signing_public),
+                    central_sealing_key: B64.encode(self.keys.sealing_public),
+                })
+            }
+            Err(EnrolRefusal::Unknown) => Err(refused(
+                "enrolment_code_invalid",
+                "the enrolment code is not valid",
+            )),
+            Err(EnrolRefusal::Used) => Err(refused(
+                "enrolment_code_used",
+                "the enrolment code has already been used; ask for a new one",
+            )),
+            Err(EnrolRefusal::Expired) => Err(refused(
+                "enrolment_code_expired",
+                "the enrolment code has expired; ask for a new one",
+            )),
+        }
+    }
+
+    async fn live_device(&self, id: Uuid) -> Result<DeviceRecord, ApiFailure> {
+        let device = self.store.device(id).await?.ok_or_else(|| {
+            ApiFailure::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "unknown_device",
+                "this device is not enrolled",
+            )
+        })?;
+        if device.revoked_at.is_some() {
+            return Err(ApiFailure::forbidden(
+                "device_revoked",
+                "this device has been revoked: wipe its data and enrol again",
+            ));
+        }
+        Ok(device)
+    }
+
+    pub async fn challenge(&self, req: ChallengeRequest) -> Result<ChallengeResponse, ApiFailure> {
+        let device = self.live_device(req.device_id).await?;
+        let challenge = B64.encode(hazmat::random_bytes::<32>().as_ref());
+        self.store
+            .create_challenge(device.id, &challenge, Utc::now() + CHALLENGE_LIFETIME)
+            .await?;
+        Ok(ChallengeResponse { challenge })
+    }
+
+    pub async fn token(&self, req: TokenRequest) -> Result<TokenResponse, ApiFailure> {
+        let bad = || {
+            ApiFailure::unauthorised("the challenge is unknown, expired or already used, or the signature does not verify")
+        };
+        let taken = self.store.take_challenge(&req.challenge).await?;
+        let Some((device_id, expires_at)) = taken else {
+            return Err(bad());
+        };
+        if device_id != req.device_id || expires_at <= Utc::now() {
+            return Err(bad());
+        }
+        let device = self.live_device(device_id).await?;
+        let signature = B64.decode(req.signature.trim()).map_err(|_| bad())?;
+        hazmat::ed25519_verify(
+            &device.public_key,
+            &wire::auth_message(device_id, &req.challenge),
+            &signature,
+        )
+        .map_err(|_| bad())?;
+        let token = auth::new_token();
+        let expires_at = (Utc::now() + TOKEN_LIFETIME).trunc_subsecs(0);
+        self.store
+            .create_device_token(&auth::secret_hash(&token), device_id, expires_at)
+            .await?;
+        Ok(TokenResponse { token, expires_at })
+    }
+
+    /// The device a bearer token belongs to, refusing expired tokens and revoked devices.
+    pub async fn authenticate_device(&self, token: &str) -> Result<DeviceRecord, ApiFailure> {
+        let now = Utc::now();
+        let id = self
+            .store
+            .device_for_token(&auth::secret_hash(token), now)
+            .await?
+            .ok_or_else(|| {
+                ApiFailure::unauthorised(
+                    "the device token is unknown or expired: authenticate again",
+                )
+            })?;
+        let device = self.live_device(id).await?;
+        self.note_contact(id, now).await;
+        Ok(device)
+    }
+
+    /// Records that a device made contact, at most once a minute per device (a write each time would
+    /// make every read a write).
+    async fn note_contact(&self, id: Uuid, now: DateTime<Utc>) {
+        let due = {
+            let mut seen = self.last_touch.lock().unwrap_or_else(|p| p.into_inner());
+            let due = seen
+                .get(&id)
+                .map_or(true, |t| t.elapsed() > std::time::Duration::from_secs(60));
+            if due {
+                seen.insert(id, Instant::now());
+            }
+            due
+        };
+        if due {
+            if let Err(e) = self.store.touch_device(id, now).await {
+                tracing::warn!(error = %e, "could not record device contact");
+            }
+        }
+    }
+
+    // ---- users and leases ----
+
+    async fn lease_expiry(&self, device: &DeviceRecord) -> Result<DateTime<Utc>, ApiFailure> {
+        let hours = self
+            .store
+            .region(&device.region)
+            .await?
+            .map(|r| r.lease_hours)
+            .unwrap_or(DEFAULT_LEASE_HOURS);
+        Ok((Utc::now() + Duration::hours(i64::from(hours))).trunc_subsecs(0))
+    }
+
+    pub async fn login(
+        &self,
+        device: &DeviceRecord,
+        req: LoginRequest,
+    ) -> Result<LoginResponse, ApiFailure> {
+        let user = match self.users.sign_in(&req.user_id, &req.pin).await {
+            Ok(u) => u,
+            Err(SignInError::Refused) => {
+                return Err(ApiFailure::new(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "sign_in_refused",
+                    "unknown user or wrong PIN",
+                ))
+            }
+            Err(SignInError::Store(e)) => return Err(e.into()),
+        };
+        if user.org_ods != device.org_ods {
+            return Err(ApiFailure::forbidden(
+                "wrong_organisation",
+                format!(
+                    "this user belongs to {} but this device to {}",
+                    user.org_ods, device.org_ods
+                ),
+            ));
+        }
+        let expires_at = self.lease_expiry(device).await?;
+        let mac = lease_mac(&device.lease_key, device.id, expires_at);
+        Ok(LoginResponse {
+            user,
+            lease: Lease {
+                expires_at,
+                lease_key: B64.encode(device.lease_key.as_slice()),
+                mac,
+            },
+        })
+    }
+
+    pub async fn renew_lease(&self, device: &DeviceRecord) -> Result<LeaseRenewal, ApiFailure> {
+        let expires_at = self.lease_expiry(device).await?;
+        Ok(LeaseRenewal {
+            expires_at,
+            mac: lease_mac(&device.lease_key, device.id, expires_at),
+        })
+    }
+
+    // ---- the region feed ----
+
+    pub async fn feed(
+        &self,
+        device: &DeviceRecord,
+        after: u64,
+        limit: Option<u32>,
+    ) -> Result<SignedPage, ApiFailure> {
+        let limit = limit
+            .unwrap_or(DEFAULT_PAGE_OPS)
+            .clamp(1, wire::MAX_PAGE_OPS);
+        let slice = self.store.feed_page(&device.region, after, limit).await?;
+        let last = slice.ops.last().map(|o| o.seq).unwrap_or(after);
+        let page = FeedPage {
+            region: device.region.clone(),
+            after,
+            last,
+            head: slice.head,
+            has_more: slice.has_more,
+            generated_at: Utc::now(),
+            ops: slice.ops,
+        };
+        Ok(self.keys.sign_page(&page))
+    }
+
+    // ---- access events ----
+
+    /// Opens, checks and stores a batch; each event's result in the batch's order.
+    pub async fn ingest(
+        &self,
+        device: &DeviceRecord,
+        batch: EventBatch,
+    ) -> Result<EventBatchResult, ApiFailure> {
+        if batch.events.len() > wire::MAX_EVENT_BATCH {
+            return Err(ApiFailure::too_large(format!(
+                "a batch holds at most {} events; this one has {}",
+                wire::MAX_EVENT_BATCH,
+                batch.events.len()
+            )));
+        }
+        let mut results: Vec<EventResult> = Vec::with_capacity(batch.events.len());
+        let mut to_store: Vec<(usize, AccessEvent)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for sealed in &batch.events {
+            let rejected = |reason: String| EventResult {
+                id: sealed.id,
+                status: EventStatus::Rejected,
+                reason: Some(reason),
+            };
+            match self.keys.open_event(sealed) {
+                Err(reason) => results.push(rejected(reason)),
+                Ok(event) if event.device_id != device.id => {
+                    results.push(rejected("the event was recorded by another device".into()))
+                }
+                Ok(event) => {
+                    if seen.insert(event.id) {
+                        to_store.push((results.len(), event));
+                    }
+                    // A repeat inside one batch is a duplicate of the first; fixed below.
+                    results.push(EventResult {
+                        id: sealed.id,
+                        status: EventStatus::Duplicate,
+                        reason: None,
+                    });
+                }
+            }
+        }
+        let rejected = results
+            .iter()
+            .filter(|r| r.status == EventStatus::Rejected)
+            .count();
+        if rejected > 0 {
+            tracing::warn!(device = %device.id, rejected, "access events rejected");
+        }
+        if !to_store.is_empty() {
+            let (positions, events): (Vec<usize>, Vec<AccessEvent>) = to_store.into_iter().unzip();
+            let outcome = self.store.ingest_events(events, Utc::now()).await?;
+            for (pos, ingested) in positions.into_iter().zip(outcome) {
+                if ingested == Ingested::Stored {
+                    results[pos].status = EventStatus::Accepted;
+                }
+            }
+        }
+        Ok(EventBatchResult { results })
+    }
+
+    // ---- live check ----
+
+    pub async fn live_check(
+        &self,
+        device: &DeviceRecord,
+        req: LiveCheckRequest,
+    ) -> Result<LiveCheckResponse, ApiFailure> {
+        let mut access_recorded = false;
+        if let Some(sealed) = req.access_event {
+            if sealed.id.is_nil() {
+                return Err(ApiFailure::bad_request("the access event has no id"));
+            }
+            let result = self
+                .ingest(
+                    device,
+                    EventBatch {
+                        events: vec![sealed],
+                    },
+                )
+                .await?;
+            match result.results.first() {
+                Some(r) if r.status != EventStatus::Rejected => access_recorded = true,
+                Some(r) => {
+                    tracing::warn!(device = %device.id, reason = r.reason.as_deref().unwrap_or(""), "live check's access event rejected")
+                }
+                None => {}
+            }
+        }
+        let today = Utc::now().date_naive();
+        let record = self
+            .store
+            .flag(&req.nhs_number)
+            .await?
+            .and_then(|r| visible_record(r, today, &self.rules));
+        let Some(record) = record else {
+            return Ok(LiveCheckResponse {
+                outcome: LiveOutcome::NoRecord,
+                record: None,
+                local_authority: None,
+                access_history: Vec::new(),
+                access_recorded,
+                as_of: Utc::now(),
+            });
+        };
+        let la = self
+            .store
+            .local_authority(&record.local_authority)
+            .await?
+            .map(|l| l.la);
+        let access_history = self.access_history(&req.nhs_number).await?;
+        Ok(LiveCheckResponse {
+            outcome: LiveOutcome::RecordFound,
+            record: Some(record),
+            local_authority: la,
+            access_history,
+            access_recorded,
+            as_of: Utc::now(),
+        })
+    }
+
+    pub async fn access_history(
+        &self,
+        nhs: &NhsNumber,
+    ) -> Result<Vec<AccessHistoryEntry>, ApiFailure> {
+        // Repeat views by one user collapse, so read well past 25 to fill the list.
+        let events = self.store.unscheduled_accesses(nhs, 2_000).await?;
+        Ok(access_history(&events))
+    }
+
+    // ---- local authorities ----
+
+    pub async fn authenticate_la(&self, token: &str) -> Result<OdsCode, ApiFailure> {
+        self.store
+            .la_for_token(&auth::secret_hash(token))
+            .await?
+            .ok_or_else(|| ApiFailure::unauthorised("the LA token is unknown"))
+    }
+
+    pub async fn notifications(
+        &self,
+        la: &OdsCode,
+        after: u64,
+        limit: u32,
+    ) -> Result<NotificationPage, ApiFailure> {
+        let notifications = self
+            .store
+            .notifications(la, after, limit.clamp(1, 1_000))
+            .await?;
+        let next = notifications.last().map(|n| n.seq).unwrap_or(after);
+        Ok(NotificationPage {
+            notifications,
+            next,
+        })
+    }
+
+    /// Applies an LA upload file. The file is refused whole when unreadable, or when it would remove
+    /// more than 10% of the LA's people without `allow_large_removal`.
+    pub async fn import(
+        &self,
+        la: &OdsCode,
+        bytes: &[u8],
+        allow_large_removal: bool,
+    ) -> Result<UploadReport, ApiFailure> {
+        if self.store.local_authority(la).await?.is_none() {
+            return Err(ApiFailure::not_found(format!(
+                "no local authority with ODS code {la}"
+            )));
+        }
+        let (la_c, bytes) = (la.clone(), bytes.to_vec());
+        let parsed = tokio::task::spawn_blocking(move || upload::parse_upload(&la_c, &bytes))
+            .await
+            .map_err(|_| ApiFailure::internal())?
+            .map_err(|e| ApiFailure::unprocessable("invalid_upload_file", e.to_string()))?;
+        let mut lines_of: HashMap<NhsNumber, Vec<usize>> = HashMap::new();
+        let people: Vec<FlagRecord> = parsed
+            .people
+            .into_iter()
+            .map(|p| {
+                lines_of.insert(p.record.nhs_number, p.lines);
+                p.record
+            })
+            .collect();
+        let applied = self
+            .store
+            .import_people(
+                la,
+                people,
+                parsed.keep,
+                allow_large_removal,
+                Utc::now().date_naive(),
+                self.rules,
+                Utc::now(),
+            )
+            .await?;
+        let mut rows = parsed.rows;
+        for nhs in &applied.held_elsewhere {
+            for line in lines_of.get(nhs).into_iter().flatten() {
+                if let Some(r) = rows.iter_mut().find(|r| r.line == *line) {
+                    *r = UploadRowResult {
+                        line: *line,
+                        accepted: false,
+                        reason: Some("this NHS number is held by another local authority: it must be removed there first".into()),
+                    };
+                }
+            }
+        }
+        let accepted_rows = rows.iter().filter(|r| r.accepted).count();
+        let report = UploadReport {
+            la: la.clone(),
+            accepted_rows,
+            rejected_rows: rows.len() - accepted_rows,
+            rows,
+            people: applied.people,
+            removed: applied.removed,
+        };
+        tracing::info!(
+            la = %la,
+            accepted = report.accepted_rows,
+            rejected = report.rejected_rows,
+            removed = report.removed,
+            expired = applied.expired,
+            "upload applied"
+        );
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cpis_core::Accessor;
+
+    fn event(user: &str, hours_ago: i64) -> AccessEvent {
+        let mut e = AccessEvent::new(
+            Uuid::now_v7(),
+            1,
+            Utc::now() - Duration::hours(hours_ago),
+            0,
+            NhsNumber::test_range(1),
+            Accessor {
+                user_id: user.into(),
+                role: "Paramedic".into(),
+                activity: Activity::B0107,
+                org_ods: OdsCode::parse("RX9").unwrap(),
+                org_name: "Synthetic Ambulance Service".into(),
+                setting: CareSetting::Ambulance,
+            },
+            None,
+        );
+        e.device_seq = hours_ago as u64;
+        e
+    }
+
+    #[test]
+    fn the_same_user_within_24_hours_is_listed_once_and_the_list_holds_25() {
+        let events = vec![
+            event("a", 1),
+            event("b", 2),
+            event("a", 5),
+            event("a", 24),
+            event("a", 30),
+        ];
+        let history = access_history(&events);
+        let hours: Vec<i64> = history
+            .iter()
+            .map(|h| (Utc::now() - h.at).num_hours())
+            .collect();
+        assert_eq!(hours, vec![1, 2, 30]);
+        let many: Vec<AccessEvent> = (0..40).map(|i| event(&format!("u{i}"), i)).collect();
+        assert_eq!(access_history(&many).len(), 25);
+    }
+
+    #[test]
+    fn lease_mac_covers_device_and_whole_second_expiry() {
+        let key = [7u8; 32];
+        let device = Uuid::now_v7();
+        let t = Utc::now().trunc_subsecs(0);
+        let mac = lease_mac(&key, device, t);
+        let expected = hazmat::hmac_sha256(
+            &key,
+            format!(
+                "cpis-field/lease/v1:{device}:{}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+            .as_bytes(),
+        );
+        assert_eq!(mac, B64.encode(expected));
+        assert_ne!(mac, lease_mac(&key, Uuid::now_v7(), t));
+    }
+}

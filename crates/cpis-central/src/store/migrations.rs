@@ -1,0 +1,66 @@
+//! The central's schema migrations, embedded from `migrations/central/`. Applied in order at start;
+//! each applied migration's SHA-256 is recorded and checked, so a shipped file that changes is caught.
+
+use cpis_core::crypto::hazmat;
+
+pub struct Migration {
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+impl Migration {
+    pub fn sha256(&self) -> String {
+        hex::encode(hazmat::sha256(self.sql.as_bytes()))
+    }
+}
+
+pub const SQLITE: &[Migration] = &[Migration {
+    name: "0001_init.sql",
+    sql: include_str!("../../../../migrations/central/sqlite/0001_init.sql"),
+}];
+
+pub const POSTGRES: &[Migration] = &[Migration {
+    name: "0001_init.sql",
+    sql: include_str!("../../../../migrations/central/postgres/0001_init.sql"),
+}];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text of every shipped migration, pinned. If this fails you edited a shipped migration: put
+    /// the change in a new numbered file instead (databases in the field already ran the old text).
+    const SHIPPED: &[(&str, &str, &str)] = &[
+        ("sqlite", "0001_init.sql", "SQLITE_0001"),
+        ("postgres", "0001_init.sql", "POSTGRES_0001"),
+    ];
+
+    #[test]
+    fn shipped_migrations_never_change() {
+        for (backend, name, expected) in SHIPPED {
+            let list = if *backend == "sqlite" {
+                SQLITE
+            } else {
+                POSTGRES
+            };
+            let m = list
+                .iter()
+                .find(|m| m.name == *name)
+                .expect("shipped migration present");
+            assert_eq!(
+                m.sha256(),
+                *expected,
+                "{backend}/{name} changed after shipping"
+            );
+        }
+    }
+
+    #[test]
+    fn migrations_are_in_order_and_both_backends_have_the_same_list() {
+        let names = |l: &[Migration]| l.iter().map(|m| m.name).collect::<Vec<_>>();
+        assert_eq!(names(SQLITE), names(POSTGRES));
+        let mut sorted = names(SQLITE);
+        sorted.sort();
+        assert_eq!(sorted, names(SQLITE));
+    }
+}

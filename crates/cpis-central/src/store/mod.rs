@@ -1,0 +1,433 @@
+//! The central's storage: one async `Store` trait, with an embedded SQLite implementation (the
+//! default) and a PostgreSQL one. Business rules live in `service`; a store persists what it is
+//! given, each method in one transaction, so both implementations behave the same.
+
+pub mod migrations;
+pub mod postgres;
+pub mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use cpis_core::plan::VisibilityRules;
+use cpis_core::wire::{FeedOp, Notification};
+use cpis_core::{
+    AccessEvent, Activity, CareSetting, FlagRecord, LocalAuthority, NhsNumber, OdsCode, Region,
+};
+use serde::Serialize;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("database URL '{0}' is not understood: use sqlite:PATH or postgres://...")]
+    BadUrl(String),
+    #[error("migration {name} differs from the one applied to this database (checksum changed); shipped migrations must never be edited")]
+    MigrationChanged { name: String },
+    #[error("no local authority with ODS code {0}")]
+    UnknownLa(OdsCode),
+    #[error("the upload would remove {would_remove} of the {stored} people stored for this local authority (more than 10%); nothing was changed. Re-send with allow_large_removal if this is intended")]
+    LargeRemoval { would_remove: usize, stored: usize },
+    #[error("stored data does not decode: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Database(e.to_string())
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Database(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Corrupt(e.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The central's long-lived keys. Not `Clone`-happy in logs: `Debug` is redacted.
+pub struct StoredKeys {
+    pub signing_pkcs8: Zeroizing<Vec<u8>>,
+    pub sealing_secret: Zeroizing<[u8; 32]>,
+}
+
+impl fmt::Debug for StoredKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoredKeys(***)")
+    }
+}
+
+/// A local authority as the central keeps it: the public record plus where notifications go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LaRecord {
+    pub la: LocalAuthority,
+    pub webhook_url: Option<String>,
+}
+
+/// What `upsert_la` should do with the webhook URL.
+#[derive(Debug, Clone)]
+pub enum WebhookChange {
+    Keep,
+    Set(Option<String>),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionRecord {
+    pub region: Region,
+    pub lease_hours: u32,
+}
+
+/// What an import changed.
+#[derive(Debug, Clone, Default)]
+pub struct ImportApplied {
+    /// People removed because they were absent from the file.
+    pub removed: usize,
+    /// People whose every plan is past its window: turned into removals.
+    pub expired: usize,
+    /// People stored for the LA afterwards.
+    pub people: usize,
+    /// NHS numbers refused because another LA holds them.
+    pub held_elsewhere: Vec<NhsNumber>,
+}
+
+/// A slice of a region's feed, read in one transaction.
+#[derive(Debug, Clone)]
+pub struct FeedSlice {
+    pub ops: Vec<FeedOp>,
+    pub head: u64,
+    pub has_more: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEnrolment {
+    pub code_hash: String,
+    pub region: Region,
+    pub org_ods: OdsCode,
+    pub org_name: String,
+    pub setting: CareSetting,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why an enrolment code was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrolRefusal {
+    Unknown,
+    Used,
+    Expired,
+}
+
+pub struct NewDevice {
+    pub id: Uuid,
+    pub public_key: [u8; 32],
+    pub lease_key: Zeroizing<[u8; 32]>,
+    pub enrolled_at: DateTime<Utc>,
+}
+
+/// An enrolled device. The lease key never appears in `Debug`.
+#[derive(Clone)]
+pub struct DeviceRecord {
+    pub id: Uuid,
+    pub public_key: Vec<u8>,
+    pub region: Region,
+    pub org_ods: OdsCode,
+    pub org_name: String,
+    pub setting: CareSetting,
+    pub lease_key: Zeroizing<Vec<u8>>,
+    pub enrolled_at: DateTime<Utc>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl fmt::Debug for DeviceRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceRecord")
+            .field("id", &self.id)
+            .field("region", &self.region)
+            .field("org_ods", &self.org_ods)
+            .field("setting", &self.setting)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A device as the admin's `devices` listing shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceSummary {
+    pub device_id: Uuid,
+    pub region: Region,
+    pub org_ods: OdsCode,
+    pub org_name: String,
+    pub setting: CareSetting,
+    pub enrolled_at: DateTime<Utc>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub revoked: bool,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<&DeviceRecord> for DeviceSummary {
+    fn from(d: &DeviceRecord) -> Self {
+        Self {
+            device_id: d.id,
+            region: d.region.clone(),
+            org_ods: d.org_ods.clone(),
+            org_name: d.org_name.clone(),
+            setting: d.setting,
+            enrolled_at: d.enrolled_at,
+            last_seen: d.last_seen,
+            revoked: d.revoked_at.is_some(),
+            revoked_at: d.revoked_at,
+        }
+    }
+}
+
+/// A user who can sign in on a device of their organisation. The PIN is held only as a PBKDF2 hash.
+#[derive(Clone)]
+pub struct UserRecord {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub activity: Activity,
+    pub org_ods: OdsCode,
+    pub pin_salt: Vec<u8>,
+    pub pin_hash: Vec<u8>,
+    pub pin_iterations: u32,
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("org_ods", &self.org_ods)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of one event offered to `ingest_events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    Stored,
+    AlreadyStored,
+}
+
+/// A notification waiting for its LA's webhook.
+#[derive(Debug, Clone)]
+pub struct PendingDelivery {
+    pub la: OdsCode,
+    pub seq: u64,
+    pub attempts: u32,
+    pub webhook_url: String,
+    pub notification: Notification,
+}
+
+#[derive(Debug, Clone)]
+pub enum DeliveryOutcome {
+    Delivered {
+        at: DateTime<Utc>,
+    },
+    Retry {
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+        error: String,
+    },
+    GaveUp {
+        attempts: u32,
+        error: String,
+    },
+}
+
+/// The central's storage. Each method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`, for logs and test names.
+    fn backend(&self) -> &'static str;
+
+    /// The central's keys: those stored, or `fresh` stored now when there are none yet.
+    async fn central_keys(&self, fresh: StoredKeys) -> StoreResult<StoredKeys>;
+
+    // Regions and local authorities.
+
+    /// Creates or updates an LA (creating its region on first use). When the LA moves region its
+    /// record and its people are removed from the old region's feed and put in the new one.
+    async fn upsert_la(
+        &self,
+        la: &LocalAuthority,
+        webhook: WebhookChange,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn set_lease_hours(
+        &self,
+        region: &Region,
+        hours: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn region(&self, region: &Region) -> StoreResult<Option<RegionRecord>>;
+    async fn regions(&self) -> StoreResult<Vec<RegionRecord>>;
+    async fn local_authority(&self, ods: &OdsCode) -> StoreResult<Option<LaRecord>>;
+    async fn local_authorities(&self) -> StoreResult<Vec<LaRecord>>;
+
+    // The register and the region feeds.
+
+    /// Replaces an LA's people with `people` (already validated). People in `keep` were in the file
+    /// but had a bad row: what is stored for them stays as it was. Everyone else of this LA is removed,
+    /// unless that is more than 10% of them and `allow_large_removal` is false.
+    async fn import_people(
+        &self,
+        la: &OdsCode,
+        people: Vec<FlagRecord>,
+        keep: Vec<NhsNumber>,
+        allow_large_removal: bool,
+        today: NaiveDate,
+        rules: VisibilityRules,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ImportApplied>;
+    /// Loads LAs and flags in one transaction, for demo data: fast, and replaces any person present.
+    async fn bulk_load(
+        &self,
+        las: Vec<LocalAuthority>,
+        flags: Vec<FlagRecord>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn flag(&self, nhs: &NhsNumber) -> StoreResult<Option<FlagRecord>>;
+    async fn flag_count(&self) -> StoreResult<u64>;
+    /// Turns every record with nothing left to show into a removal. Returns how many.
+    async fn expire_flags(
+        &self,
+        today: NaiveDate,
+        rules: VisibilityRules,
+        now: DateTime<Utc>,
+    ) -> StoreResult<usize>;
+    /// The region's operations with `seq > after`, in seq order, at most `limit`.
+    async fn feed_page(&self, region: &Region, after: u64, limit: u32) -> StoreResult<FeedSlice>;
+    /// The region's live content as a device holds it: flags and LAs currently put.
+    async fn region_content(
+        &self,
+        region: &Region,
+    ) -> StoreResult<(Vec<FlagRecord>, Vec<LocalAuthority>)>;
+
+    // Enrolment, devices, device authentication.
+
+    async fn create_enrolment(&self, enrolment: NewEnrolment) -> StoreResult<()>;
+    /// Uses the code (once) and registers the device, in one transaction.
+    async fn redeem_enrolment(
+        &self,
+        code_hash: &str,
+        device: NewDevice,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Result<DeviceRecord, EnrolRefusal>>;
+    async fn device(&self, id: Uuid) -> StoreResult<Option<DeviceRecord>>;
+    async fn devices(&self) -> StoreResult<Vec<DeviceRecord>>;
+    /// Revokes a device and drops its tokens. False when there is no such device.
+    async fn revoke_device(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
+    async fn touch_device(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn create_challenge(
+        &self,
+        device: Uuid,
+        challenge: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Removes and returns a challenge (single use, whatever happens next).
+    async fn take_challenge(&self, challenge: &str) -> StoreResult<Option<(Uuid, DateTime<Utc>)>>;
+    async fn create_device_token(
+        &self,
+        token_hash: &str,
+        device: Uuid,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn device_for_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>>;
+
+    // Users and LA credentials.
+
+    async fn upsert_user(&self, user: &UserRecord, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn user(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    async fn create_la_token(
+        &self,
+        token_hash: &str,
+        la: &OdsCode,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn la_for_token(&self, token_hash: &str) -> StoreResult<Option<OdsCode>>;
+
+    // Access events and notifications.
+
+    /// Stores each event once (by id). For a newly stored event that notifies, and whose person is on
+    /// the register, adds one notification for the responsible LA in the same transaction.
+    async fn ingest_events(
+        &self,
+        events: Vec<AccessEvent>,
+        received_at: DateTime<Utc>,
+    ) -> StoreResult<Vec<Ingested>>;
+    /// A person's accesses from unscheduled settings, newest (device time) first, at most `limit`.
+    async fn unscheduled_accesses(
+        &self,
+        nhs: &NhsNumber,
+        limit: u32,
+    ) -> StoreResult<Vec<AccessEvent>>;
+    async fn event_count(&self) -> StoreResult<u64>;
+    async fn notifications(
+        &self,
+        la: &OdsCode,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Notification>>;
+    async fn notification_count(&self) -> StoreResult<u64>;
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingDelivery>>;
+    async fn record_delivery(
+        &self,
+        la: &OdsCode,
+        seq: u64,
+        outcome: DeliveryOutcome,
+    ) -> StoreResult<()>;
+    /// Delivery state of one notification, for tests and the admin: (state, attempts).
+    async fn delivery_state(&self, event_id: Uuid) -> StoreResult<Option<(String, u32)>>;
+
+    /// The SHA-256 digest of the region's live content, as the device computes over its cache.
+    async fn region_digest(&self, region: &Region) -> StoreResult<String> {
+        let (flags, las) = self.region_content(region).await?;
+        Ok(crate::digest::region_digest(&flags, &las))
+    }
+}
+
+/// Opens the store a database URL names (`sqlite:PATH` or `postgres://...`) and applies migrations.
+pub async fn open_store(db_url: &str) -> StoreResult<Arc<dyn Store>> {
+    if let Some(path) = db_url.strip_prefix("sqlite:") {
+        let path = path.strip_prefix("//").unwrap_or(path);
+        Ok(Arc::new(SqliteStore::open(path).await?))
+    } else if db_url.starts_with("postgres://") || db_url.starts_with("postgresql://") {
+        PostgresStore::connect(db_url, None).await?;
+        Err(StoreError::BadUrl(db_url.to_string()))
+    } else {
+        Err(StoreError::BadUrl(db_url.to_string()))
+    }
+}
+
+/// The feed key of a flagged person and of an LA.
+pub(crate) fn flag_key(nhs: &NhsNumber) -> String {
+    format!("flag:{}", nhs.as_digits())
+}
+
+pub(crate) fn la_key(ods: &OdsCode) -> String {
+    format!("la:{ods}")
+}

@@ -1,0 +1,1246 @@
+//! The embedded SQLite store: one file, WAL, one writer connection behind a mutex (SQLite allows one
+//! writer at a time anyway) and a small pool of readers. Blocking calls run on tokio's blocking pool.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use cpis_core::plan::VisibilityRules;
+use cpis_core::wire::{FeedChange, FeedOp, Notification};
+use cpis_core::{AccessEvent, CareSetting, FlagRecord, LocalAuthority, NhsNumber, OdsCode, Region};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::migrations::{Migration, SQLITE};
+use super::{
+    flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, FeedSlice, ImportApplied,
+    Ingested, LaRecord, NewDevice, NewEnrolment, PendingDelivery, RegionRecord, Store, StoreError,
+    StoreResult, StoredKeys, UserRecord, WebhookChange,
+};
+
+const READERS: usize = 4;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+/// UTC time as fixed-width text, so text order is time order.
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn parse_ts(s: &str) -> StoreResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("time '{s}': {e}")))
+}
+
+fn opt_ts(s: Option<String>) -> StoreResult<Option<DateTime<Utc>>> {
+    s.as_deref().map(parse_ts).transpose()
+}
+
+fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn open_connection(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, migrations: &[Migration]) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            name TEXT PRIMARY KEY, sha256 TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    )?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for m in migrations {
+        let applied: Option<String> = tx
+            .query_row(
+                "SELECT sha256 FROM schema_migrations WHERE name = ?1",
+                [m.name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match applied {
+            Some(sha) if sha == m.sha256() => {}
+            Some(_) => {
+                return Err(StoreError::MigrationChanged {
+                    name: m.name.into(),
+                })
+            }
+            None => {
+                tx.execute_batch(m.sql)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (name, sha256, applied_at) VALUES (?1, ?2, ?3)",
+                    params![m.name, m.sha256(), ts(Utc::now())],
+                )?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
+        let path = path.as_ref().to_path_buf();
+        let p = path.clone();
+        let writer = tokio::task::spawn_blocking(move || -> StoreResult<Connection> {
+            if let Some(dir) = p.parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| StoreError::Database(format!("{}: {e}", dir.display())))?;
+                }
+            }
+            let mut conn = open_connection(&p)?;
+            migrate(&mut conn, SQLITE)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))??;
+        Ok(Self {
+            path,
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in an immediate (write-locking) transaction on the writer connection.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+
+    /// Runs `f` in a read transaction on a pooled reader connection (a consistent snapshot).
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&path)?,
+            };
+            let out = {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+                let out = f(&tx);
+                tx.finish()?;
+                out
+            };
+            let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < READERS {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+}
+
+// ---- helpers shared by several transactions ----
+
+fn ensure_region(tx: &Transaction<'_>, region: &Region, now: DateTime<Utc>) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO regions (name, lease_hours, created_at) VALUES (?1, 72, ?2) ON CONFLICT (name) DO NOTHING",
+        params![region.as_str(), ts(now)],
+    )?;
+    Ok(())
+}
+
+/// Hands out feed sequence numbers inside one write transaction; saved back by `finish`.
+struct FeedWriter {
+    next: u64,
+}
+
+impl FeedWriter {
+    fn start(tx: &Transaction<'_>) -> StoreResult<Self> {
+        let value: i64 =
+            tx.query_row("SELECT value FROM counters WHERE name = 'feed'", [], |r| {
+                r.get(0)
+            })?;
+        Ok(Self {
+            next: value as u64 + 1,
+        })
+    }
+
+    fn write(
+        &mut self,
+        tx: &Transaction<'_>,
+        region: &Region,
+        key: &str,
+        change: &FeedChange,
+    ) -> StoreResult<u64> {
+        let seq = self.next;
+        self.next += 1;
+        let op = feed_op_name(change);
+        let payload = serde_json::to_string(change)?;
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO region_feed (region, key, seq, op, payload_json) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (region, key) DO UPDATE SET seq = excluded.seq, op = excluded.op,
+                 payload_json = excluded.payload_json",
+        )?;
+        stmt.execute(params![region.as_str(), key, seq as i64, op, payload])?;
+        Ok(seq)
+    }
+
+    fn finish(self, tx: &Transaction<'_>) -> StoreResult<()> {
+        tx.execute(
+            "UPDATE counters SET value = ?1 WHERE name = 'feed'",
+            [(self.next - 1) as i64],
+        )?;
+        Ok(())
+    }
+}
+
+pub(crate) fn feed_op_name(change: &FeedChange) -> &'static str {
+    match change {
+        FeedChange::PutLa { .. } => "put_la",
+        FeedChange::RemoveLa { .. } => "remove_la",
+        FeedChange::PutFlag { .. } => "put_flag",
+        FeedChange::RemoveFlag { .. } => "remove_flag",
+    }
+}
+
+fn la_region(tx: &Transaction<'_>, ods: &OdsCode) -> StoreResult<Option<Region>> {
+    let r: Option<String> = tx
+        .query_row(
+            "SELECT region FROM local_authorities WHERE ods = ?1",
+            [ods.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    r.map(|r| Region::parse(&r).map_err(corrupt)).transpose()
+}
+
+fn flags_of_la(tx: &Transaction<'_>, ods: &OdsCode) -> StoreResult<Vec<FlagRecord>> {
+    let mut stmt = tx.prepare_cached("SELECT record_json FROM flags WHERE la_ods = ?1")?;
+    let rows = stmt.query_map([ods.as_str()], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for json in rows {
+        out.push(serde_json::from_str(&json?)?);
+    }
+    Ok(out)
+}
+
+fn la_from_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+type LaRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+);
+
+fn la_record(row: LaRow) -> StoreResult<LaRecord> {
+    let (ods, name, emergency_phone, office_phone, region, webhook_url) = row;
+    Ok(LaRecord {
+        la: LocalAuthority {
+            ods: OdsCode::parse(&ods).map_err(corrupt)?,
+            name,
+            emergency_phone,
+            office_phone,
+            region: Region::parse(&region).map_err(corrupt)?,
+        },
+        webhook_url,
+    })
+}
+
+const LA_COLUMNS: &str = "ods, name, emergency_phone, office_phone, region, webhook_url";
+const DEVICE_COLUMNS: &str =
+    "device_id, public_key, region, org_ods, org_name, setting, lease_key, enrolled_at, last_seen, revoked_at";
+
+fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
+    Ok(DeviceRow {
+        id: r.get(0)?,
+        public_key: r.get(1)?,
+        region: r.get(2)?,
+        org_ods: r.get(3)?,
+        org_name: r.get(4)?,
+        setting: r.get(5)?,
+        lease_key: r.get(6)?,
+        enrolled_at: r.get(7)?,
+        last_seen: r.get(8)?,
+        revoked_at: r.get(9)?,
+    })
+}
+
+struct DeviceRow {
+    id: String,
+    public_key: Vec<u8>,
+    region: String,
+    org_ods: String,
+    org_name: String,
+    setting: String,
+    lease_key: Vec<u8>,
+    enrolled_at: String,
+    last_seen: Option<String>,
+    revoked_at: Option<String>,
+}
+
+impl DeviceRow {
+    fn into_record(self) -> StoreResult<DeviceRecord> {
+        Ok(DeviceRecord {
+            id: Uuid::parse_str(&self.id).map_err(corrupt)?,
+            public_key: self.public_key,
+            region: Region::parse(&self.region).map_err(corrupt)?,
+            org_ods: OdsCode::parse(&self.org_ods).map_err(corrupt)?,
+            org_name: self.org_name,
+            setting: self.setting.parse::<CareSetting>().map_err(corrupt)?,
+            lease_key: Zeroizing::new(self.lease_key),
+            enrolled_at: parse_ts(&self.enrolled_at)?,
+            last_seen: opt_ts(self.last_seen)?,
+            revoked_at: opt_ts(self.revoked_at)?,
+        })
+    }
+}
+
+fn device_in(tx: &Transaction<'_>, id: Uuid) -> StoreResult<Option<DeviceRecord>> {
+    let row = tx
+        .query_row(
+            &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = ?1"),
+            [id.to_string()],
+            device_from_row,
+        )
+        .optional()?;
+    row.map(DeviceRow::into_record).transpose()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn central_keys(&self, fresh: StoredKeys) -> StoreResult<StoredKeys> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO central_keys (id, signing_pkcs8, sealing_secret, created_at) VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT (id) DO NOTHING",
+                params![fresh.signing_pkcs8.as_slice(), fresh.sealing_secret.as_slice(), ts(Utc::now())],
+            )?;
+            let (signing, sealing): (Vec<u8>, Vec<u8>) = tx.query_row(
+                "SELECT signing_pkcs8, sealing_secret FROM central_keys WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let sealing: [u8; 32] = sealing
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("sealing secret is not 32 bytes".into()))?;
+            Ok(StoredKeys {
+                signing_pkcs8: Zeroizing::new(signing),
+                sealing_secret: Zeroizing::new(sealing),
+            })
+        })
+        .await
+    }
+
+    async fn upsert_la(
+        &self,
+        la: &LocalAuthority,
+        webhook: WebhookChange,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let la = la.clone();
+        self.write(move |tx| {
+            ensure_region(tx, &la.region, now)?;
+            let old: Option<LaRecord> = tx
+                .query_row(
+                    &format!("SELECT {LA_COLUMNS} FROM local_authorities WHERE ods = ?1"),
+                    [la.ods.as_str()],
+                    la_from_row,
+                )
+                .optional()?
+                .map(la_record)
+                .transpose()?;
+            let webhook_url = match (&webhook, &old) {
+                (WebhookChange::Set(w), _) => w.clone(),
+                (WebhookChange::Keep, Some(old)) => old.webhook_url.clone(),
+                (WebhookChange::Keep, None) => None,
+            };
+            tx.execute(
+                "INSERT INTO local_authorities (ods, name, emergency_phone, office_phone, region, webhook_url, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (ods) DO UPDATE SET name = excluded.name, emergency_phone = excluded.emergency_phone,
+                   office_phone = excluded.office_phone, region = excluded.region,
+                   webhook_url = excluded.webhook_url, updated_at = excluded.updated_at",
+                params![
+                    la.ods.as_str(),
+                    la.name,
+                    la.emergency_phone,
+                    la.office_phone,
+                    la.region.as_str(),
+                    webhook_url,
+                    ts(now)
+                ],
+            )?;
+            let mut feed = FeedWriter::start(tx)?;
+            match old {
+                Some(old) if old.la.region != la.region => {
+                    // Moved: gone from the old region's devices, whole in the new region's.
+                    let people = flags_of_la(tx, &la.ods)?;
+                    for p in &people {
+                        feed.write(tx, &old.la.region, &flag_key(&p.nhs_number), &FeedChange::RemoveFlag { nhs_number: p.nhs_number })?;
+                    }
+                    feed.write(tx, &old.la.region, &la_key(&la.ods), &FeedChange::RemoveLa { ods: la.ods.clone() })?;
+                    feed.write(tx, &la.region, &la_key(&la.ods), &FeedChange::PutLa { la: la.clone() })?;
+                    for p in people {
+                        feed.write(tx, &la.region, &flag_key(&p.nhs_number), &FeedChange::PutFlag { record: p })?;
+                    }
+                }
+                Some(old) if old.la == la => {}
+                _ => {
+                    feed.write(tx, &la.region, &la_key(&la.ods), &FeedChange::PutLa { la: la.clone() })?;
+                }
+            }
+            feed.finish(tx)
+        })
+        .await
+    }
+
+    async fn set_lease_hours(
+        &self,
+        region: &Region,
+        hours: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let region = region.clone();
+        self.write(move |tx| {
+            ensure_region(tx, &region, now)?;
+            tx.execute(
+                "UPDATE regions SET lease_hours = ?1 WHERE name = ?2",
+                params![hours, region.as_str()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn region(&self, region: &Region) -> StoreResult<Option<RegionRecord>> {
+        let region = region.clone();
+        self.read(move |tx| {
+            let hours: Option<u32> = tx
+                .query_row(
+                    "SELECT lease_hours FROM regions WHERE name = ?1",
+                    [region.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(hours.map(|lease_hours| RegionRecord {
+                region,
+                lease_hours,
+            }))
+        })
+        .await
+    }
+
+    async fn regions(&self) -> StoreResult<Vec<RegionRecord>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare("SELECT name, lease_hours FROM regions ORDER BY name")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (name, lease_hours) = row?;
+                out.push(RegionRecord {
+                    region: Region::parse(&name).map_err(corrupt)?,
+                    lease_hours,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn local_authority(&self, ods: &OdsCode) -> StoreResult<Option<LaRecord>> {
+        let ods = ods.clone();
+        self.read(move |tx| {
+            tx.query_row(
+                &format!("SELECT {LA_COLUMNS} FROM local_authorities WHERE ods = ?1"),
+                [ods.as_str()],
+                la_from_row,
+            )
+            .optional()?
+            .map(la_record)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn local_authorities(&self) -> StoreResult<Vec<LaRecord>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {LA_COLUMNS} FROM local_authorities ORDER BY ods"
+            ))?;
+            let rows = stmt.query_map([], la_from_row)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(la_record(row?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn import_people(
+        &self,
+        la: &OdsCode,
+        people: Vec<FlagRecord>,
+        keep: Vec<NhsNumber>,
+        allow_large_removal: bool,
+        today: NaiveDate,
+        rules: VisibilityRules,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ImportApplied> {
+        let la = la.clone();
+        self.write(move |tx| {
+            let region = la_region(tx, &la)?.ok_or_else(|| StoreError::UnknownLa(la.clone()))?;
+            let stored: HashMap<NhsNumber, FlagRecord> =
+                flags_of_la(tx, &la)?.into_iter().map(|r| (r.nhs_number, r)).collect();
+            let in_file: HashSet<NhsNumber> =
+                people.iter().map(|p| p.nhs_number).chain(keep.iter().copied()).collect();
+            let absent: Vec<NhsNumber> = stored.keys().filter(|n| !in_file.contains(n)).copied().collect();
+            if !allow_large_removal && absent.len() * 10 > stored.len() {
+                return Err(StoreError::LargeRemoval { would_remove: absent.len(), stored: stored.len() });
+            }
+            let mut applied = ImportApplied::default();
+            let mut feed = FeedWriter::start(tx)?;
+            let remove = |tx: &Transaction<'_>, feed: &mut FeedWriter, nhs: &NhsNumber| -> StoreResult<()> {
+                tx.prepare_cached("DELETE FROM flags WHERE nhs_number = ?1")?.execute([nhs.as_digits()])?;
+                feed.write(tx, &region, &flag_key(nhs), &FeedChange::RemoveFlag { nhs_number: *nhs })?;
+                Ok(())
+            };
+            for nhs in &absent {
+                remove(tx, &mut feed, nhs)?;
+            }
+            applied.removed = absent.len();
+            for person in people {
+                let nhs = person.nhs_number;
+                match stored.get(&nhs) {
+                    Some(old) if *old == person && !person.is_expired(today, &rules) => continue,
+                    Some(_) if person.is_expired(today, &rules) => {
+                        remove(tx, &mut feed, &nhs)?;
+                        applied.expired += 1;
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => {
+                        let elsewhere: Option<String> = tx
+                            .prepare_cached("SELECT la_ods FROM flags WHERE nhs_number = ?1")?
+                            .query_row([nhs.as_digits()], |r| r.get(0))
+                            .optional()?;
+                        if elsewhere.is_some() {
+                            applied.held_elsewhere.push(nhs);
+                            continue;
+                        }
+                        if person.is_expired(today, &rules) {
+                            applied.expired += 1;
+                            continue;
+                        }
+                    }
+                }
+                tx.prepare_cached(
+                    "INSERT INTO flags (nhs_number, la_ods, record_json, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (nhs_number) DO UPDATE SET la_ods = excluded.la_ods,
+                       record_json = excluded.record_json, updated_at = excluded.updated_at",
+                )?
+                .execute(params![nhs.as_digits(), la.as_str(), serde_json::to_string(&person)?, ts(now)])?;
+                feed.write(tx, &region, &flag_key(&nhs), &FeedChange::PutFlag { record: person })?;
+            }
+            feed.finish(tx)?;
+            applied.people = tx.query_row("SELECT COUNT(*) FROM flags WHERE la_ods = ?1", [la.as_str()], |r| {
+                r.get::<_, i64>(0)
+            })? as usize;
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn bulk_load(
+        &self,
+        las: Vec<LocalAuthority>,
+        flags: Vec<FlagRecord>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.write(move |tx| {
+            let now_text = ts(now);
+            let mut feed = FeedWriter::start(tx)?;
+            let mut regions: HashMap<OdsCode, Region> = HashMap::new();
+            for la in &las {
+                ensure_region(tx, &la.region, now)?;
+                if let Some(old) = la_region(tx, &la.ods)? {
+                    if old != la.region {
+                        feed.write(tx, &old, &la_key(&la.ods), &FeedChange::RemoveLa { ods: la.ods.clone() })?;
+                    }
+                }
+                tx.execute(
+                    "INSERT INTO local_authorities (ods, name, emergency_phone, office_phone, region, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (ods) DO UPDATE SET name = excluded.name, emergency_phone = excluded.emergency_phone,
+                       office_phone = excluded.office_phone, region = excluded.region, updated_at = excluded.updated_at",
+                    params![la.ods.as_str(), la.name, la.emergency_phone, la.office_phone, la.region.as_str(), now_text],
+                )?;
+                feed.write(tx, &la.region, &la_key(&la.ods), &FeedChange::PutLa { la: la.clone() })?;
+                regions.insert(la.ods.clone(), la.region.clone());
+            }
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO flags (nhs_number, la_ods, record_json, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (nhs_number) DO UPDATE SET la_ods = excluded.la_ods,
+                   record_json = excluded.record_json, updated_at = excluded.updated_at",
+            )?;
+            for record in flags {
+                let region = match regions.get(&record.local_authority) {
+                    Some(r) => r.clone(),
+                    None => la_region(tx, &record.local_authority)?
+                        .ok_or_else(|| StoreError::UnknownLa(record.local_authority.clone()))?,
+                };
+                let nhs = record.nhs_number;
+                insert.execute(params![
+                    nhs.as_digits(),
+                    record.local_authority.as_str(),
+                    serde_json::to_string(&record)?,
+                    now_text
+                ])?;
+                feed.write(tx, &region, &flag_key(&nhs), &FeedChange::PutFlag { record })?;
+            }
+            drop(insert);
+            feed.finish(tx)
+        })
+        .await
+    }
+
+    async fn flag(&self, nhs: &NhsNumber) -> StoreResult<Option<FlagRecord>> {
+        let digits = nhs.as_digits();
+        self.read(move |tx| {
+            let json: Option<String> = tx
+                .query_row(
+                    "SELECT record_json FROM flags WHERE nhs_number = ?1",
+                    [digits],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            json.map(|j| serde_json::from_str(&j).map_err(StoreError::from))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn flag_count(&self) -> StoreResult<u64> {
+        self.read(|tx| {
+            Ok(tx.query_row("SELECT COUNT(*) FROM flags", [], |r| r.get::<_, i64>(0))? as u64)
+        })
+        .await
+    }
+
+    async fn expire_flags(
+        &self,
+        today: NaiveDate,
+        rules: VisibilityRules,
+        _now: DateTime<Utc>,
+    ) -> StoreResult<usize> {
+        self.write(move |tx| {
+            let mut expired = Vec::new();
+            {
+                let mut stmt = tx.prepare(
+                    "SELECT f.record_json, l.region FROM flags f JOIN local_authorities l ON l.ods = f.la_ods",
+                )?;
+                let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+                for row in rows {
+                    let (json, region) = row?;
+                    let record: FlagRecord = serde_json::from_str(&json)?;
+                    if record.is_expired(today, &rules) {
+                        expired.push((record.nhs_number, Region::parse(&region).map_err(corrupt)?));
+                    }
+                }
+            }
+            let mut feed = FeedWriter::start(tx)?;
+            for (nhs, region) in &expired {
+                tx.prepare_cached("DELETE FROM flags WHERE nhs_number = ?1")?.execute([nhs.as_digits()])?;
+                feed.write(tx, region, &flag_key(nhs), &FeedChange::RemoveFlag { nhs_number: *nhs })?;
+            }
+            feed.finish(tx)?;
+            Ok(expired.len())
+        })
+        .await
+    }
+
+    async fn feed_page(&self, region: &Region, after: u64, limit: u32) -> StoreResult<FeedSlice> {
+        let region = region.clone();
+        self.read(move |tx| {
+            let head: Option<i64> = tx.query_row(
+                "SELECT MAX(seq) FROM region_feed WHERE region = ?1",
+                [region.as_str()],
+                |r| r.get(0),
+            )?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, payload_json FROM region_feed WHERE region = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![region.as_str(), after as i64, i64::from(limit) + 1], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut ops = Vec::new();
+            for row in rows {
+                let (seq, json) = row?;
+                ops.push(FeedOp { seq: seq as u64, change: serde_json::from_str(&json)? });
+            }
+            let has_more = ops.len() > limit as usize;
+            ops.truncate(limit as usize);
+            Ok(FeedSlice { ops, head: head.unwrap_or(0) as u64, has_more })
+        })
+        .await
+    }
+
+    async fn region_content(
+        &self,
+        region: &Region,
+    ) -> StoreResult<(Vec<FlagRecord>, Vec<LocalAuthority>)> {
+        let region = region.clone();
+        self.read(move |tx| {
+            let mut stmt = tx.prepare(
+                "SELECT payload_json FROM region_feed WHERE region = ?1 AND op IN ('put_flag', 'put_la')",
+            )?;
+            let rows = stmt.query_map([region.as_str()], |r| r.get::<_, String>(0))?;
+            let (mut flags, mut las) = (Vec::new(), Vec::new());
+            for row in rows {
+                match serde_json::from_str::<FeedChange>(&row?)? {
+                    FeedChange::PutFlag { record } => flags.push(record),
+                    FeedChange::PutLa { la } => las.push(la),
+                    _ => {}
+                }
+            }
+            Ok((flags, las))
+        })
+        .await
+    }
+
+    async fn create_enrolment(&self, e: NewEnrolment) -> StoreResult<()> {
+        self.write(move |tx| {
+            ensure_region(tx, &e.region, e.created_at)?;
+            tx.execute(
+                "INSERT INTO enrolment_codes (code_hash, region, org_ods, org_name, setting, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    e.code_hash,
+                    e.region.as_str(),
+                    e.org_ods.as_str(),
+                    e.org_name,
+                    e.setting.code(),
+                    ts(e.created_at),
+                    ts(e.expires_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn redeem_enrolment(
+        &self,
+        code_hash: &str,
+        device: NewDevice,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Result<DeviceRecord, EnrolRefusal>> {
+        let code_hash = code_hash.to_string();
+        self.write(move |tx| {
+            let row: Option<(String, String, String, String, String, Option<String>)> = tx
+                .query_row(
+                    "SELECT region, org_ods, org_name, setting, expires_at, used_at FROM enrolment_codes WHERE code_hash = ?1",
+                    [&code_hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                )
+                .optional()?;
+            let Some((region, org_ods, org_name, setting, expires_at, used_at)) = row else {
+                return Ok(Err(EnrolRefusal::Unknown));
+            };
+            if used_at.is_some() {
+                return Ok(Err(EnrolRefusal::Used));
+            }
+            if parse_ts(&expires_at)? <= now {
+                return Ok(Err(EnrolRefusal::Expired));
+            }
+            tx.execute(
+                "UPDATE enrolment_codes SET used_at = ?1, device_id = ?2 WHERE code_hash = ?3",
+                params![ts(now), device.id.to_string(), code_hash],
+            )?;
+            tx.execute(
+                "INSERT INTO devices (device_id, public_key, region, org_ods, org_name, setting, lease_key, enrolled_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    device.id.to_string(),
+                    device.public_key.as_slice(),
+                    region,
+                    org_ods,
+                    org_name,
+                    setting,
+                    device.lease_key.as_slice(),
+                    ts(device.enrolled_at)
+                ],
+            )?;
+            Ok(Ok(device_in(tx, device.id)?.ok_or_else(|| StoreError::Database("device vanished".into()))?))
+        })
+        .await
+    }
+
+    async fn device(&self, id: Uuid) -> StoreResult<Option<DeviceRecord>> {
+        self.read(move |tx| device_in(tx, id)).await
+    }
+
+    async fn devices(&self) -> StoreResult<Vec<DeviceRecord>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices ORDER BY enrolled_at, device_id"
+            ))?;
+            let rows = stmt.query_map([], device_from_row)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row?.into_record()?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn revoke_device(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?1) WHERE device_id = ?2",
+                params![ts(now), id.to_string()],
+            )?;
+            tx.execute(
+                "DELETE FROM device_tokens WHERE device_id = ?1",
+                [id.to_string()],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn touch_device(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE devices SET last_seen = ?1 WHERE device_id = ?2",
+                params![ts(now), id.to_string()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_challenge(
+        &self,
+        device: Uuid,
+        challenge: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let challenge = challenge.to_string();
+        self.write(move |tx| {
+            // Expired challenges are swept as new ones are made, so the table stays small.
+            tx.execute("DELETE FROM auth_challenges WHERE expires_at < ?1", [ts(Utc::now())])?;
+            tx.execute(
+                "INSERT INTO auth_challenges (challenge, device_id, expires_at) VALUES (?1, ?2, ?3)",
+                params![challenge, device.to_string(), ts(expires_at)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_challenge(&self, challenge: &str) -> StoreResult<Option<(Uuid, DateTime<Utc>)>> {
+        let challenge = challenge.to_string();
+        self.write(move |tx| {
+            let row: Option<(String, String)> = tx
+                .query_row(
+                    "DELETE FROM auth_challenges WHERE challenge = ?1 RETURNING device_id, expires_at",
+                    [challenge],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            row.map(|(d, e)| Ok((Uuid::parse_str(&d).map_err(corrupt)?, parse_ts(&e)?))).transpose()
+        })
+        .await
+    }
+
+    async fn create_device_token(
+        &self,
+        token_hash: &str,
+        device: Uuid,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let token_hash = token_hash.to_string();
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM device_tokens WHERE expires_at < ?1",
+                [ts(Utc::now())],
+            )?;
+            tx.execute(
+                "INSERT INTO device_tokens (token_hash, device_id, expires_at) VALUES (?1, ?2, ?3)",
+                params![token_hash, device.to_string(), ts(expires_at)],
+            )?;
+            tx.execute(
+                "UPDATE devices SET last_seen = ?1 WHERE device_id = ?2",
+                params![ts(Utc::now()), device.to_string()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn device_for_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>> {
+        let token_hash = token_hash.to_string();
+        self.read(move |tx| {
+            let d: Option<String> = tx
+                .query_row(
+                    "SELECT device_id FROM device_tokens WHERE token_hash = ?1 AND expires_at > ?2",
+                    params![token_hash, ts(now)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            d.map(|d| Uuid::parse_str(&d).map_err(corrupt)).transpose()
+        })
+        .await
+    }
+
+    async fn upsert_user(&self, u: &UserRecord, now: DateTime<Utc>) -> StoreResult<()> {
+        let u = u.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO users (user_id, name, role, activity, org_ods, pin_salt, pin_hash, pin_iterations, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (user_id) DO UPDATE SET name = excluded.name, role = excluded.role,
+                   activity = excluded.activity, org_ods = excluded.org_ods, pin_salt = excluded.pin_salt,
+                   pin_hash = excluded.pin_hash, pin_iterations = excluded.pin_iterations, updated_at = excluded.updated_at",
+                params![
+                    u.id,
+                    u.name,
+                    u.role,
+                    u.activity.to_string(),
+                    u.org_ods.as_str(),
+                    u.pin_salt,
+                    u.pin_hash,
+                    u.pin_iterations,
+                    ts(now)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        let id = id.to_string();
+        self.read(move |tx| {
+            let row: Option<(String, String, String, String, String, Vec<u8>, Vec<u8>, u32)> = tx
+                .query_row(
+                    "SELECT user_id, name, role, activity, org_ods, pin_salt, pin_hash, pin_iterations FROM users WHERE user_id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
+                )
+                .optional()?;
+            row.map(|(id, name, role, activity, org, pin_salt, pin_hash, pin_iterations)| {
+                Ok(UserRecord {
+                    id,
+                    name,
+                    role,
+                    activity: activity.parse().map_err(corrupt)?,
+                    org_ods: OdsCode::parse(&org).map_err(corrupt)?,
+                    pin_salt,
+                    pin_hash,
+                    pin_iterations,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn create_la_token(
+        &self,
+        token_hash: &str,
+        la: &OdsCode,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let (token_hash, la) = (token_hash.to_string(), la.clone());
+        self.write(move |tx| {
+            if la_region(tx, &la)?.is_none() {
+                return Err(StoreError::UnknownLa(la));
+            }
+            tx.execute(
+                "INSERT INTO la_tokens (token_hash, la_ods, created_at) VALUES (?1, ?2, ?3)",
+                params![token_hash, la.as_str(), ts(now)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn la_for_token(&self, token_hash: &str) -> StoreResult<Option<OdsCode>> {
+        let token_hash = token_hash.to_string();
+        self.read(move |tx| {
+            let la: Option<String> = tx
+                .query_row(
+                    "SELECT la_ods FROM la_tokens WHERE token_hash = ?1",
+                    [token_hash],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            la.map(|l| OdsCode::parse(&l).map_err(corrupt)).transpose()
+        })
+        .await
+    }
+
+    async fn ingest_events(
+        &self,
+        events: Vec<AccessEvent>,
+        received_at: DateTime<Utc>,
+    ) -> StoreResult<Vec<Ingested>> {
+        self.write(move |tx| {
+            let mut out = Vec::with_capacity(events.len());
+            let received = ts(received_at);
+            for event in events {
+                let stored = tx
+                    .prepare_cached(
+                        "INSERT INTO access_events (event_id, device_id, device_seq, device_time, received_at,
+                           nhs_number, user_id, unscheduled, notifies, payload_json)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (event_id) DO NOTHING",
+                    )?
+                    .execute(params![
+                        event.id.to_string(),
+                        event.device_id.to_string(),
+                        event.device_seq as i64,
+                        ts(event.device_time),
+                        received,
+                        event.nhs_number.as_digits(),
+                        event.accessor.user_id,
+                        event.accessor.setting.is_unscheduled(),
+                        event.notifies,
+                        serde_json::to_string(&event)?
+                    ])?
+                    == 1;
+                if !stored {
+                    out.push(Ingested::AlreadyStored);
+                    continue;
+                }
+                out.push(Ingested::Stored);
+                if !event.notifies {
+                    continue;
+                }
+                let record: Option<String> = tx
+                    .prepare_cached("SELECT record_json FROM flags WHERE nhs_number = ?1")?
+                    .query_row([event.nhs_number.as_digits()], |r| r.get(0))
+                    .optional()?;
+                let Some(record) = record else { continue };
+                let record: FlagRecord = serde_json::from_str(&record)?;
+                let seq: i64 = tx
+                    .prepare_cached(
+                        "UPDATE local_authorities SET notify_seq = notify_seq + 1 WHERE ods = ?1 RETURNING notify_seq",
+                    )?
+                    .query_row([record.local_authority.as_str()], |r| r.get(0))?;
+                let n = crate::service::notification_for(&event, &record, seq as u64, received_at);
+                tx.prepare_cached(
+                    "INSERT INTO notifications (la_ods, seq, event_id, payload_json, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    record.local_authority.as_str(),
+                    seq,
+                    event.id.to_string(),
+                    serde_json::to_string(&n)?,
+                    received
+                ])?;
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn unscheduled_accesses(
+        &self,
+        nhs: &NhsNumber,
+        limit: u32,
+    ) -> StoreResult<Vec<AccessEvent>> {
+        let digits = nhs.as_digits();
+        self.read(move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT payload_json FROM access_events WHERE nhs_number = ?1 AND unscheduled = 1
+                 ORDER BY device_time DESC, event_id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![digits, limit], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(serde_json::from_str(&row?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn event_count(&self) -> StoreResult<u64> {
+        self.read(|tx| {
+            Ok(tx.query_row("SELECT COUNT(*) FROM access_events", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+        })
+        .await
+    }
+
+    async fn notifications(
+        &self,
+        la: &OdsCode,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Notification>> {
+        let la = la.clone();
+        self.read(move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT payload_json FROM notifications WHERE la_ods = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![la.as_str(), after as i64, limit], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(serde_json::from_str(&row?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn notification_count(&self) -> StoreResult<u64> {
+        self.read(|tx| {
+            Ok(tx.query_row("SELECT COUNT(*) FROM notifications", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+        })
+        .await
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingDelivery>> {
+        self.read(move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT n.la_ods, n.seq, n.attempts, l.webhook_url, n.payload_json
+                 FROM notifications n JOIN local_authorities l ON l.ods = n.la_ods
+                 WHERE n.delivery_state = 'pending' AND l.webhook_url IS NOT NULL
+                   AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= ?1)
+                 ORDER BY n.created_at LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![ts(now), limit], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (la, seq, attempts, webhook_url, json) = row?;
+                out.push(PendingDelivery {
+                    la: OdsCode::parse(&la).map_err(corrupt)?,
+                    seq: seq as u64,
+                    attempts,
+                    webhook_url,
+                    notification: serde_json::from_str(&json)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record_delivery(
+        &self,
+        la: &OdsCode,
+        seq: u64,
+        outcome: DeliveryOutcome,
+    ) -> StoreResult<()> {
+        let la = la.clone();
+        self.write(move |tx| {
+            let (state, attempts, next, delivered, error) = match outcome {
+                DeliveryOutcome::Delivered { at } => ("delivered", None, None, Some(ts(at)), None),
+                DeliveryOutcome::Retry { attempts, next_attempt_at, error } => {
+                    ("pending", Some(attempts), Some(ts(next_attempt_at)), None, Some(error))
+                }
+                DeliveryOutcome::GaveUp { attempts, error } => ("failed", Some(attempts), None, None, Some(error)),
+            };
+            tx.execute(
+                "UPDATE notifications SET delivery_state = ?1, attempts = COALESCE(?2, attempts + 1),
+                   next_attempt_at = ?3, delivered_at = ?4, last_error = ?5 WHERE la_ods = ?6 AND seq = ?7",
+                params![state, attempts, next, delivered, error, la.as_str(), seq as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delivery_state(&self, event_id: Uuid) -> StoreResult<Option<(String, u32)>> {
+        self.read(move |tx| {
+            Ok(tx
+                .query_row(
+                    "SELECT delivery_state, attempts FROM notifications WHERE event_id = ?1",
+                    [event_id.to_string()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?)
+        })
+        .await
+    }
+}

@@ -1,0 +1,114 @@
+//! Delivery of notifications to an LA's own system by webhook: each notification POSTed as JSON with
+//! `X-Cpis-Event-Id` (so the receiver de-duplicates), retried with capped exponential backoff and
+//! full jitter, its state recorded. Delivery is at least once; the event id makes it effectively once.
+
+use std::time::Duration as StdDuration;
+
+use chrono::{Duration, Utc};
+use rand::Rng;
+use tokio::sync::watch;
+
+use crate::store::{DeliveryOutcome, PendingDelivery, Store};
+
+/// Attempts before a notification is marked failed (the LA still sees it in its feed and inbox).
+pub const MAX_ATTEMPTS: u32 = 20;
+const BASE_DELAY_SECS: i64 = 5;
+const MAX_DELAY_SECS: i64 = 3_600;
+
+/// The wait before attempt `attempts + 1`: full jitter over a capped exponential.
+pub fn backoff(attempts: u32) -> Duration {
+    let cap = (BASE_DELAY_SECS.saturating_mul(1i64 << attempts.min(20))).min(MAX_DELAY_SECS);
+    let ms = rand::thread_rng().gen_range(BASE_DELAY_SECS * 200..=cap * 1000);
+    Duration::milliseconds(ms)
+}
+
+async fn deliver(client: &reqwest::Client, d: &PendingDelivery) -> Result<(), String> {
+    let response = client
+        .post(&d.webhook_url)
+        .header("X-Cpis-Event-Id", d.notification.event_id.to_string())
+        .json(&d.notification)
+        .send()
+        .await
+        .map_err(|e| format!("could not reach the webhook: {}", e.without_url()))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("the webhook answered {}", response.status()))
+    }
+}
+
+/// One pass over the due deliveries. Returns how many were attempted.
+pub async fn deliver_due(store: &dyn Store, client: &reqwest::Client) -> usize {
+    let due = match store.due_deliveries(Utc::now(), 100).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read due webhook deliveries");
+            return 0;
+        }
+    };
+    for d in &due {
+        let outcome = match deliver(client, d).await {
+            Ok(()) => {
+                tracing::info!(la = %d.la, seq = d.seq, event = %d.notification.event_id, "notification delivered to webhook");
+                DeliveryOutcome::Delivered { at: Utc::now() }
+            }
+            Err(error) => {
+                let attempts = d.attempts + 1;
+                tracing::warn!(la = %d.la, seq = d.seq, attempts, reason = %error, "webhook delivery failed");
+                if attempts >= MAX_ATTEMPTS {
+                    DeliveryOutcome::GaveUp { attempts, error }
+                } else {
+                    DeliveryOutcome::Retry {
+                        attempts,
+                        next_attempt_at: Utc::now() + backoff(attempts),
+                        error,
+                    }
+                }
+            }
+        };
+        if let Err(e) = store.record_delivery(&d.la, d.seq, outcome).await {
+            tracing::warn!(error = %e, "could not record webhook delivery state");
+        }
+    }
+    due.len()
+}
+
+/// Runs deliveries every `interval` until `stop` turns true.
+pub async fn run(
+    store: std::sync::Arc<dyn Store>,
+    interval: StdDuration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let client = reqwest::Client::builder()
+        .timeout(StdDuration::from_secs(10))
+        .build()
+        .expect("an HTTP client with default TLS settings always builds");
+    loop {
+        // A full pass goes straight on to the next: a backlog drains without waiting.
+        let attempted = deliver_due(store.as_ref(), &client).await;
+        if attempted == 100 {
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_never_shorter_than_a_second() {
+        for attempts in 0..40 {
+            let d = backoff(attempts).num_milliseconds();
+            assert!(d >= 1_000, "{attempts}: {d}");
+            assert!(d <= MAX_DELAY_SECS * 1000, "{attempts}: {d}");
+        }
+    }
+}
