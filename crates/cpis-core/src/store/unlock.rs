@@ -175,23 +175,29 @@ impl DeviceStore {
         now: DateTime<Utc>,
     ) -> Result<Unlocked, VaultError> {
         let device_id = enrolled_device_id(&self.conn)?.ok_or(VaultError::NotEnrolled)?;
-        let (wrap, failed, last_failed_at) =
-            read_user_wrap(&self.conn, user_id)?.ok_or(VaultError::NoLocalUnlock)?;
-
-        if failed > 0 {
+        // The attempt is counted before the PIN is tried, in one write transaction: parallel
+        // attempts (two processes, or one killed mid-derivation) can never test more PINs than the
+        // limit allows. A right PIN clears the count afterwards.
+        let (wrap, failed_before) = {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .ctx("starting an unlock")?;
+            let (wrap, failed, last_failed_at) =
+                read_user_wrap(&tx, user_id)?.ok_or(VaultError::NoLocalUnlock)?;
             if let Some(last) = last_failed_at.as_deref().map(parse_ts).transpose()? {
                 let delay = vault::pin_delay(failed);
                 let elapsed = now - last;
                 if elapsed < chrono::Duration::zero() {
-                    // The clock went back: restart the wait from now rather than make the user wait
-                    // out however far it jumped.
-                    self.conn
-                        .execute(
-                            "UPDATE user_unlock SET last_failed_at = ?2 WHERE user_id = ?1",
-                            params![user_id, ts(now)],
-                        )
-                        .ctx("recording a clock change")?;
+                    // The clock went back: restart the wait from now rather than make the user
+                    // wait out however far it jumped.
+                    tx.execute(
+                        "UPDATE user_unlock SET last_failed_at = ?2 WHERE user_id = ?1",
+                        params![user_id, ts(now)],
+                    )
+                    .ctx("recording a clock change")?;
                     if delay > chrono::Duration::zero() {
+                        tx.commit().ctx("recording a clock change")?;
                         return Err(VaultError::TooSoon {
                             retry_after_secs: delay.num_seconds() as u64,
                         });
@@ -204,12 +210,20 @@ impl DeviceStore {
                     });
                 }
             }
-        }
+            tx.execute(
+                "UPDATE user_unlock SET failed_attempts = failed_attempts + 1, last_failed_at = ?2
+                 WHERE user_id = ?1",
+                params![user_id, ts(now)],
+            )
+            .ctx("counting a PIN attempt")?;
+            tx.commit().ctx("counting a PIN attempt")?;
+            (wrap, failed)
+        };
 
         let opened = match vault::open_user_unlock(&self.secret, user_id, pin, &wrap) {
             Ok(opened) => opened,
             Err(_) => {
-                let failed = failed + 1;
+                let failed = failed_before + 1;
                 if failed >= MAX_PIN_ATTEMPTS {
                     self.conn
                         .execute("DELETE FROM user_unlock WHERE user_id = ?1", [user_id])
@@ -217,26 +231,18 @@ impl DeviceStore {
                     tracing::warn!(user_id, "local unlock removed after too many wrong PINs");
                     return Err(VaultError::LockedOut);
                 }
-                self.conn
-                    .execute(
-                        "UPDATE user_unlock SET failed_attempts = ?2, last_failed_at = ?3 WHERE user_id = ?1",
-                        params![user_id, failed as i64, ts(now)],
-                    )
-                    .ctx("counting a wrong PIN")?;
                 tracing::info!(user_id, failed, "wrong PIN");
                 return Err(VaultError::WrongPin {
                     attempts_left: MAX_PIN_ATTEMPTS - failed,
                 });
             }
         };
-        if failed > 0 {
-            self.conn
-                .execute(
-                    "UPDATE user_unlock SET failed_attempts = 0, last_failed_at = NULL WHERE user_id = ?1",
-                    [user_id],
-                )
-                .ctx("clearing the wrong-PIN counter")?;
-        }
+        self.conn
+            .execute(
+                "UPDATE user_unlock SET failed_attempts = 0, last_failed_at = NULL WHERE user_id = ?1",
+                [user_id],
+            )
+            .ctx("clearing the wrong-PIN counter")?;
         if opened.user.id != user_id {
             return Err(VaultError::Corrupt(
                 "the unlock belongs to another user".into(),
