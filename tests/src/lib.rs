@@ -75,6 +75,11 @@ impl CentralProcess {
         panic!("the central did not start listening on {}", self.port);
     }
 
+    /// The running central's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Stops the central abruptly (SIGKILL): a crash, not a clean shutdown.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

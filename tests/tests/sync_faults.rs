@@ -1,0 +1,366 @@
+//! The sync fault suite, over real HTTP on loopback: a `cpis central` process, a fault-injecting proxy,
+//! and the device engine. Each fault — the central killed mid-page and mid-batch, connections cut,
+//! replies delayed past the timeout, HTTP 500 and 503, a truncated body, a tampered page, a replayed
+//! old page, a duplicated acknowledgement, the device clock two days fast and two days slow — is
+//! followed by a clean sync, after which the device's cache must equal the central's region (digests)
+//! and every access event must have reached the LA exactly once (by id).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use cpis_core::NhsNumber;
+use cpis_device::views::{CheckOutcome, NotificationState};
+use cpis_device::{CheckRequest, Device, DeviceConfig};
+use cpis_tests::proxy::{Fault, FaultProxy};
+use cpis_tests::{free_port, CentralProcess};
+use serde_json::Value;
+use uuid::Uuid;
+
+const HEADER: &str = "nhs_number,family_name,given_names,date_of_birth,plan_kind,start_date,end_date,due_date,local_id,delete_date\n";
+const LA: &str = "L904";
+const PIN: &str = "5678";
+
+fn nhs(i: u32) -> String {
+    NhsNumber::test_range(500_000 + i).as_digits()
+}
+
+struct Fixture {
+    tmp: tempfile::TempDir,
+    central: CentralProcess,
+    proxy: FaultProxy,
+    people: u32,
+    version: u32,
+    events: Vec<Uuid>,
+}
+
+impl Fixture {
+    /// Uploads the LA's full list again: `people` people, names marked with `version` so every
+    /// upload changes some records and adds new ones.
+    fn upload(&mut self, add: u32) {
+        self.people += add;
+        self.version += 1;
+        let mut csv = String::from(HEADER);
+        for i in 0..self.people {
+            let given = if i % 7 == self.version % 7 {
+                format!("Given{i}v{}", self.version)
+            } else {
+                format!("Given{i}")
+            };
+            csv.push_str(&format!(
+                "{},Family{i},{given},2019-02-03,LACI,2024-05-06,,,,\n",
+                nhs(i)
+            ));
+        }
+        let file = self.tmp.path().join(format!("upload-{}.csv", self.version));
+        std::fs::write(&file, csv).unwrap();
+        self.central
+            .admin(&["import", "--la", LA, file.to_str().unwrap()], &[]);
+    }
+
+    fn central_digest(&self) -> String {
+        self.central
+            .admin(&["region-digest", "--region", "region-f"], &[])
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    fn notification_counts(&self) -> HashMap<String, usize> {
+        let out = self
+            .central
+            .admin(&["notifications", "--la", LA, "--json"], &[]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let list = match v {
+            Value::Array(a) => a,
+            Value::Object(o) => o["notifications"].as_array().cloned().unwrap_or_default(),
+            _ => vec![],
+        };
+        let mut counts = HashMap::new();
+        for n in list {
+            *counts
+                .entry(n["event_id"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Opens alerts while live checks fail, so the events wait in the outbox for the next push.
+    async fn queue_events(&mut self, device: &mut Device, n: u32) {
+        self.proxy.inject("/v1/check", Fault::Status(503), n * 2);
+        for k in 0..n {
+            let who = nhs((self.version * 13 + k * 31) % self.people);
+            let view = device
+                .check(
+                    &who,
+                    CheckRequest {
+                        open: true,
+                        ..Default::default()
+                    },
+                )
+                .await;
+            assert_eq!(view.outcome, CheckOutcome::RecordFound, "{view:?}");
+            assert_eq!(view.notification, Some(NotificationState::Queued));
+            self.events
+                .push(view.event_id.expect("a notifying open queues an event"));
+        }
+        self.proxy.clear();
+    }
+
+    /// The invariant after every fault: a clean sync makes the cache equal the central's region and
+    /// every event reach the LA exactly once.
+    async fn assert_converges(&self, device: &mut Device, scenario: &str) {
+        self.proxy.clear();
+        let summary = device
+            .sync(&|_| {})
+            .await
+            .unwrap_or_else(|e| panic!("{scenario}: clean sync failed: {e}"));
+        assert_eq!(summary.events_queued, 0, "{scenario}: events left queued");
+        assert_eq!(
+            device.cache_digest().unwrap(),
+            self.central_digest(),
+            "{scenario}: cache differs from the central's region"
+        );
+        let counts = self.notification_counts();
+        for id in &self.events {
+            assert_eq!(
+                counts.get(&id.to_string()).copied().unwrap_or(0),
+                1,
+                "{scenario}: event {id} not delivered exactly once"
+            );
+        }
+        assert_eq!(
+            counts.len(),
+            self.events.len(),
+            "{scenario}: the LA has events the device never made"
+        );
+    }
+}
+
+async fn setup(dir: &Path) -> (Fixture, Device) {
+    let tmp = tempfile::tempdir_in(dir).unwrap();
+    let db = format!("sqlite:{}", tmp.path().join("central.sqlite").display());
+    let mut central = CentralProcess::new(&db, free_port());
+    central.admin(
+        &[
+            "la",
+            "--ods",
+            LA,
+            "--name",
+            "Faultshire Council",
+            "--emergency-phone",
+            "0300 555 0490",
+            "--region",
+            "region-f",
+        ],
+        &[],
+    );
+    central.admin(
+        &[
+            "user",
+            "--id",
+            "fault.user",
+            "--name",
+            "Test Medic",
+            "--org",
+            "RXF",
+            "--activity",
+            "B0107",
+            "--role",
+            "Paramedic",
+        ],
+        &[("CPIS_PIN", PIN)],
+    );
+    let code = central
+        .admin(
+            &[
+                "enrol",
+                "--region",
+                "region-f",
+                "--org",
+                "RXF",
+                "--setting",
+                "ambulance",
+            ],
+            &[],
+        )
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
+    central.start();
+    let proxy = FaultProxy::start(format!("127.0.0.1:{}", central.port).parse().unwrap()).await;
+    let mut fixture = Fixture {
+        tmp,
+        central,
+        proxy,
+        people: 0,
+        version: 0,
+        events: vec![],
+    };
+    fixture.upload(400);
+    let mut config = DeviceConfig::new(fixture.tmp.path().join("device"));
+    config.page_limit = 50;
+    config.request_timeout = Duration::from_millis(1500);
+    config.live_check_deadline = Duration::from_millis(800);
+    let mut device = Device::open(config).unwrap();
+    device.enrol(&fixture.proxy.url(), &code).await.unwrap();
+    device.sign_in("fault.user", PIN).await.unwrap();
+    fixture
+        .assert_converges(&mut device, "first download")
+        .await;
+    (fixture, device)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_ends_with_the_cache_equal_to_the_region_and_events_exactly_once() {
+    let base = tempfile::tempdir().unwrap();
+    let (mut f, mut device) = setup(base.path()).await;
+
+    // The central killed mid-page: the page request is held, the central dies, then comes back.
+    f.upload(200);
+    f.queue_events(&mut device, 3).await;
+    f.proxy
+        .inject("/v1/feed", Fault::Delay(Duration::from_millis(600)), 1);
+    let pid = f.central.pid().unwrap().to_string();
+    let killer = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
+    });
+    let mid = device.sync(&|_| {}).await;
+    killer.await.unwrap();
+    f.central.kill();
+    assert!(mid.is_err() || device.store().cursor().unwrap() > 0);
+    f.central.start();
+    f.assert_converges(&mut device, "central killed mid-page")
+        .await;
+
+    // The central killed mid-batch: the batch reaches the central, which dies before answering.
+    f.upload(20);
+    f.queue_events(&mut device, 4).await;
+    f.proxy.inject("/v1/events", Fault::CutAfterForward, 1);
+    let _ = device.sync(&|_| {}).await;
+    f.central.kill();
+    f.central.start();
+    f.assert_converges(&mut device, "central killed mid-batch")
+        .await;
+
+    // Connections cut before the central sees the request.
+    f.upload(20);
+    f.queue_events(&mut device, 2).await;
+    f.proxy.inject("/v1/feed", Fault::CutBeforeForward, 2);
+    f.proxy.inject("/v1/events", Fault::CutBeforeForward, 2);
+    assert!(device.sync(&|_| {}).await.is_err());
+    f.assert_converges(&mut device, "connections cut").await;
+
+    // Replies delayed past the device's timeout (the central acted on them).
+    f.upload(20);
+    f.queue_events(&mut device, 2).await;
+    f.proxy
+        .inject("/v1/events", Fault::Delay(Duration::from_millis(2500)), 1);
+    assert!(
+        device.sync(&|_| {}).await.is_err(),
+        "a reply past the timeout is a failure"
+    );
+    f.proxy
+        .inject("/v1/feed", Fault::Delay(Duration::from_millis(2500)), 1);
+    assert!(device.sync(&|_| {}).await.is_err());
+    f.assert_converges(&mut device, "replies delayed past the timeout")
+        .await;
+
+    // HTTP 500 after the central stored the batch, and 503 on the feed.
+    f.upload(20);
+    f.queue_events(&mut device, 3).await;
+    f.proxy
+        .inject("/v1/events", Fault::StatusAfterForward(500), 1);
+    f.proxy.inject("/v1/feed", Fault::Status(503), 1);
+    assert!(device.sync(&|_| {}).await.is_err());
+    assert!(
+        device.status().await.queued_events > 0,
+        "a 500 must not count as delivered"
+    );
+    f.assert_converges(&mut device, "HTTP 500 and 503").await;
+
+    // A truncated body.
+    f.upload(20);
+    f.proxy.inject("/v1/feed", Fault::Truncate, 1);
+    assert!(device.sync(&|_| {}).await.is_err());
+    f.assert_converges(&mut device, "truncated body").await;
+
+    // A tampered page is rejected whole: nothing already cached is lost or changed.
+    let before = device.cache_digest().unwrap();
+    let cursor = device.store().cursor().unwrap();
+    f.upload(20);
+    f.proxy.inject("/v1/feed", Fault::TamperPage, 1);
+    let err = device
+        .sync(&|_| {})
+        .await
+        .expect_err("a tampered page must be refused");
+    assert_eq!(err.view().code, "untrusted", "{err}");
+    assert_eq!(device.cache_digest().unwrap(), before);
+    assert_eq!(device.store().cursor().unwrap(), cursor);
+    f.assert_converges(&mut device, "tampered page").await;
+
+    // A replayed old page (the very first page of the feed) is refused by cursor continuity.
+    f.upload(20);
+    let before = device.cache_digest().unwrap();
+    f.proxy.inject("/v1/feed", Fault::ReplayFirstPage, 1);
+    let err = device
+        .sync(&|_| {})
+        .await
+        .expect_err("a replayed page must be refused");
+    assert_eq!(err.view().code, "untrusted", "{err}");
+    assert_eq!(device.cache_digest().unwrap(), before);
+    f.assert_converges(&mut device, "replayed old page").await;
+
+    // A duplicated acknowledgement: the batch arrives twice; the second answer says duplicate.
+    f.queue_events(&mut device, 3).await;
+    f.proxy.inject("/v1/events", Fault::Duplicate, 1);
+    device.sync(&|_| {}).await.unwrap();
+    f.assert_converges(&mut device, "duplicated acknowledgement")
+        .await;
+
+    // The device clock two days fast, then two days slow: the LA is told the device's time of each check.
+    let dir = f.tmp.path().join("device");
+    for (label, offset) in [("clock two days fast", 2), ("clock two days slow", -2)] {
+        drop(device);
+        let mut config = DeviceConfig::new(&dir);
+        config.page_limit = 50;
+        config.request_timeout = Duration::from_millis(1500);
+        config.live_check_deadline = Duration::from_millis(800);
+        config.clock_offset = chrono::Duration::days(offset);
+        device = Device::open(config).unwrap();
+        device.sign_in("fault.user", PIN).await.unwrap();
+        f.upload(20);
+        let first = f.events.len();
+        f.queue_events(&mut device, 2).await;
+        f.assert_converges(&mut device, label).await;
+        let out = f
+            .central
+            .admin(&["notifications", "--la", LA, "--json"], &[]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let list = match v {
+            Value::Array(a) => a,
+            Value::Object(o) => o["notifications"].as_array().cloned().unwrap_or_default(),
+            _ => vec![],
+        };
+        for id in &f.events[first..] {
+            let n = list
+                .iter()
+                .find(|n| n["event_id"] == id.to_string())
+                .unwrap();
+            let seen: chrono::DateTime<chrono::Utc> =
+                n["seen_at"].as_str().unwrap().parse().unwrap();
+            let skew = seen - chrono::Utc::now();
+            assert!(
+                (skew - chrono::Duration::days(offset)).num_minutes().abs() < 5,
+                "{label}: seen_at {seen}"
+            );
+        }
+    }
+}
