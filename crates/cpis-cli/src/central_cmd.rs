@@ -1,8 +1,432 @@
-//! `cpis central ...`: serve and administer the central service.
+//! `cpis central ...`: serve and administer the central service (LAs, uploads, demo data, enrolment
+//! codes, users, LA tokens, devices, notifications). Output is for a trust's IT team; `--json` where a
+//! command prints. Upload reports never print NHS numbers or names.
 
-#[derive(clap::Args)]
-pub struct CentralArgs {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
 
-pub fn run(_args: CentralArgs) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("not built yet")
+use anyhow::{bail, Context};
+use chrono::{Duration, Utc};
+use clap::{Args, Subcommand};
+use cpis_central::demo;
+use cpis_central::server::{CentralConfig, TlsFiles};
+use cpis_central::store::{DeviceSummary, WebhookChange};
+use cpis_central::Central;
+use cpis_core::{Activity, CareSetting, LocalAuthority, OdsCode, Region};
+use uuid::Uuid;
+
+#[derive(Args)]
+pub struct CentralArgs {
+    /// The central's database: `sqlite:PATH` or `postgres://...`. Default: a SQLite file in
+    /// `$CPIS_CENTRAL_DIR` (or `./.data/central`).
+    #[arg(long, global = true, env = "CPIS_CENTRAL_DB")]
+    db: Option<String>,
+    #[command(subcommand)]
+    command: CentralCommand,
+}
+
+#[derive(Subcommand)]
+enum CentralCommand {
+    /// Serve the HTTP API (plain HTTP only on a loopback address; TLS with --tls-cert/--tls-key).
+    Serve {
+        #[arg(long, default_value = cpis_central::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Create or update a local authority (its region is created on first use).
+    La {
+        #[arg(long)]
+        ods: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        emergency_phone: String,
+        #[arg(long)]
+        office_phone: Option<String>,
+        #[arg(long)]
+        region: String,
+        /// Where to POST each notification (https URL). Empty string removes it.
+        #[arg(long)]
+        webhook: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a region's lease: how long its devices may work without contact.
+    Region {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        lease_hours: u32,
+    },
+    /// Apply an LA upload file (CSV; the LA's full current list).
+    Import {
+        #[arg(long)]
+        la: String,
+        file: PathBuf,
+        /// Accept a file that removes more than 10% of the LA's people.
+        #[arg(long)]
+        allow_large_removal: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load a synthetic national register: 152 LAs in 11 regions and N flags (999-range NHS numbers).
+    Demo {
+        #[arg(long, default_value_t = demo::DEFAULT_FLAGS)]
+        flags: u32,
+        #[arg(long, default_value_t = demo::DEFAULT_SEED)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a one-time enrolment code (printed alone on the last line; single use, 24 hours).
+    Enrol {
+        #[arg(long)]
+        region: String,
+        /// The ODS code of the organisation the device belongs to.
+        #[arg(long)]
+        org: String,
+        /// Care setting: ambulance, ooh-gp, emergency-department, walk-in, minor-injuries,
+        /// paediatric-ward, maternity, nhs-111, gp, school-nursing, health-visiting.
+        #[arg(long)]
+        setting: String,
+        #[arg(long)]
+        org_name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create or update a user who signs in on devices of their organisation. PIN from CPIS_PIN.
+    User {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        org: String,
+        /// B0107 (view, notifies in unscheduled care) or B0170 (view silently).
+        #[arg(long)]
+        activity: String,
+        #[arg(long, default_value = "Clinician")]
+        role: String,
+    },
+    /// Create an API token for an LA (printed alone on the last line; shown once).
+    LaToken {
+        #[arg(long)]
+        la: String,
+    },
+    /// What an LA has been notified of (this is the LA's own view: it shows names and NHS numbers).
+    Notifications {
+        #[arg(long)]
+        la: String,
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List enrolled devices.
+    Devices {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a device: refused from its next contact on.
+    RevokeDevice {
+        #[arg(long)]
+        device: Uuid,
+    },
+    /// The SHA-256 digest of a region's live content (printed on the last line).
+    RegionDigest {
+        #[arg(long)]
+        region: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove records whose every plan is past its visibility window or delete date.
+    Expire {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn default_db() -> String {
+    let dir = std::env::var_os("CPIS_CENTRAL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".data/central"));
+    format!("sqlite:{}", dir.join("central.sqlite").display())
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub fn run(args: CentralArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
+    let db = args.db.unwrap_or_else(default_db);
+    if let CentralCommand::Serve {
+        listen,
+        tls_cert,
+        tls_key,
+    } = &args.command
+    {
+        let mut config = CentralConfig::new(db.clone()).listen(*listen);
+        if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
+            config.tls = Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
+        let running = cpis_central::spawn(config).await?;
+        println!("central serving at {}", running.url());
+        return running.wait_for_ctrl_c().await.map(|_| ExitCode::SUCCESS);
+    }
+    let store = cpis_central::open_store(&db)
+        .await
+        .with_context(|| "could not open the central's database")?;
+    let central = Central::new(store.clone()).await?;
+    match args.command {
+        CentralCommand::Serve { .. } => unreachable!("handled above"),
+        CentralCommand::La {
+            ods,
+            name,
+            emergency_phone,
+            office_phone,
+            region,
+            webhook,
+            json,
+        } => {
+            let la = LocalAuthority {
+                ods: OdsCode::parse(&ods)?,
+                name,
+                emergency_phone,
+                office_phone: office_phone.filter(|p| !p.trim().is_empty()),
+                region: Region::parse(&region)?,
+            };
+            let webhook = match webhook {
+                None => WebhookChange::Keep,
+                Some(w) if w.trim().is_empty() => WebhookChange::Set(None),
+                Some(w) => WebhookChange::Set(Some(w)),
+            };
+            central.upsert_la(&la, webhook).await?;
+            if json {
+                print_json(&la)?;
+            } else {
+                println!(
+                    "local authority {} ({}) saved in region {}",
+                    la.ods, la.name, la.region
+                );
+            }
+        }
+        CentralCommand::Region { name, lease_hours } => {
+            if lease_hours == 0 || lease_hours > 24 * 90 {
+                bail!("--lease-hours must be between 1 and 2160 (90 days)");
+            }
+            let region = Region::parse(&name)?;
+            store
+                .set_lease_hours(&region, lease_hours, Utc::now())
+                .await?;
+            println!("region {region}: lease {lease_hours} hours");
+        }
+        CentralCommand::Import {
+            la,
+            file,
+            allow_large_removal,
+            json,
+        } => {
+            let la = OdsCode::parse(&la)?;
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("could not read {}", file.display()))?;
+            let report = central.import(&la, &bytes, allow_large_removal).await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{}: {} rows accepted, {} rejected; {} people stored, {} removed",
+                    report.la,
+                    report.accepted_rows,
+                    report.rejected_rows,
+                    report.people,
+                    report.removed
+                );
+                for row in report.rows.iter().filter(|r| !r.accepted) {
+                    println!(
+                        "  line {}: {}",
+                        row.line,
+                        row.reason.as_deref().unwrap_or("rejected")
+                    );
+                }
+            }
+        }
+        CentralCommand::Demo { flags, seed, json } => {
+            if flags > demo::GUARANTEED_MISS_FROM {
+                bail!("--flags can be at most {}", demo::GUARANTEED_MISS_FROM);
+            }
+            let started = Instant::now();
+            let today = Utc::now().date_naive();
+            let data =
+                tokio::task::spawn_blocking(move || demo::generate(flags, seed, today)).await?;
+            let las = data.las.len();
+            store.bulk_load(data.las, data.flags, Utc::now()).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            if json {
+                print_json(&serde_json::json!({
+                    "local_authorities": las, "regions": demo::REGIONS.len(), "flags": flags, "seed": seed,
+                    "seconds": seconds, "guaranteed_miss_from": demo::GUARANTEED_MISS_FROM,
+                }))?;
+            } else {
+                println!(
+                    "demo register: {flags} flags across {las} local authorities in {} regions (seed {seed}) in {seconds:.1} s",
+                    demo::REGIONS.len()
+                );
+            }
+        }
+        CentralCommand::Enrol {
+            region,
+            org,
+            setting,
+            org_name,
+            json,
+        } => {
+            let region = Region::parse(&region)?;
+            let org = OdsCode::parse(&org)?;
+            let setting: CareSetting = setting.parse()?;
+            let org_name = org_name.unwrap_or_else(|| format!("Organisation {org}"));
+            let code = central
+                .create_enrolment(&region, &org, &org_name, setting, Duration::hours(24))
+                .await?;
+            if json {
+                print_json(&serde_json::json!({
+                    "code": code.code, "expires_at": code.expires_at, "region": region,
+                    "org_ods": org, "org_name": org_name, "setting": setting,
+                }))?;
+            } else {
+                println!(
+                    "one-time enrolment code for a {} device of {org_name} ({org}) in region {region}, valid until {}:",
+                    setting.in_words(),
+                    code.expires_at.format("%Y-%m-%d %H:%M UTC")
+                );
+                println!("{}", code.code);
+            }
+        }
+        CentralCommand::User {
+            id,
+            name,
+            org,
+            activity,
+            role,
+        } => {
+            let pin = std::env::var("CPIS_PIN")
+                .context("set the user's PIN in the CPIS_PIN environment variable")?;
+            let activity: Activity = activity.parse()?;
+            let org = OdsCode::parse(&org)?;
+            central
+                .add_user(&id, &name, &role, activity, &org, &pin)
+                .await?;
+            println!("user {id} saved ({role}, {activity}, {org})");
+        }
+        CentralCommand::LaToken { la } => {
+            let la = OdsCode::parse(&la)?;
+            let token = central.create_la_token(&la).await?;
+            println!("API token for local authority {la} (shown once; keep it secret):");
+            println!("{token}");
+        }
+        CentralCommand::Notifications { la, after, json } => {
+            let la = OdsCode::parse(&la)?;
+            let mut all = Vec::new();
+            let mut cursor = after;
+            loop {
+                let page = central.notifications(&la, cursor, 1_000).await?;
+                if page.notifications.is_empty() {
+                    break;
+                }
+                cursor = page.next;
+                all.extend(page.notifications);
+            }
+            if json {
+                print_json(&serde_json::json!({ "la": la, "notifications": all, "next": cursor }))?;
+            } else if all.is_empty() {
+                println!("no notifications for {la}");
+            } else {
+                for n in &all {
+                    println!(
+                        "#{} {} {}, {} (NHS {}) seen {} by {} at {} ({}), {}; received {}",
+                        n.seq,
+                        n.family_name.to_uppercase(),
+                        n.given_names,
+                        n.date_of_birth,
+                        n.nhs_number,
+                        n.seen_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        n.role,
+                        n.org_name,
+                        n.org_ods,
+                        n.setting.in_words(),
+                        n.received_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    );
+                }
+            }
+        }
+        CentralCommand::Devices { json } => {
+            let devices: Vec<DeviceSummary> = store
+                .devices()
+                .await?
+                .iter()
+                .map(DeviceSummary::from)
+                .collect();
+            if json {
+                print_json(&devices)?;
+            } else if devices.is_empty() {
+                println!("no devices enrolled");
+            } else {
+                for d in &devices {
+                    println!(
+                        "{}  {}  {} ({})  {}  enrolled {}  last seen {}{}",
+                        d.device_id,
+                        d.region,
+                        d.org_name,
+                        d.org_ods,
+                        d.setting,
+                        d.enrolled_at.format("%Y-%m-%d %H:%M"),
+                        d.last_seen
+                            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                            .unwrap_or_else(|| "never".into()),
+                        if d.revoked { "  REVOKED" } else { "" }
+                    );
+                }
+            }
+        }
+        CentralCommand::RevokeDevice { device } => {
+            if !store.revoke_device(device, Utc::now()).await? {
+                bail!("no device {device}");
+            }
+            println!("device {device} revoked: it is refused from its next contact");
+        }
+        CentralCommand::RegionDigest { region, json } => {
+            let region = Region::parse(&region)?;
+            let digest = store.region_digest(&region).await?;
+            if json {
+                print_json(&serde_json::json!({ "region": region, "digest": digest }))?;
+            } else {
+                println!("{digest}");
+            }
+        }
+        CentralCommand::Expire { json } => {
+            let removed = central.expire(Utc::now().date_naive()).await?;
+            if json {
+                print_json(&serde_json::json!({ "removed": removed }))?;
+            } else {
+                println!("{removed} records past their visibility window removed");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
