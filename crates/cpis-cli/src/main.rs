@@ -7,7 +7,11 @@ mod device_cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cpis", version, about = "CP-IS Field: offline child protection information sharing checks")]
+#[command(
+    name = "cpis",
+    version,
+    about = "CP-IS Field: offline child protection information sharing checks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
