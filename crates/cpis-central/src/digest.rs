@@ -1,36 +1,14 @@
 //! The digest of a region's live content: lets a test (or an operator) compare a device's cache with
 //! the central's region without moving the data. Computed exactly as the device computes its own.
 
-use cpis_core::crypto::hazmat;
-use cpis_core::{FlagRecord, LocalAuthority};
-
-/// SHA-256 (hex) over each flag sorted by NHS digits (`digits \n json \n`), then each LA sorted by
-/// ODS code (`ods \n json \n`), with serde_json's compact form of the wire types.
-pub fn region_digest(flags: &[FlagRecord], las: &[LocalAuthority]) -> String {
-    let mut flags: Vec<&FlagRecord> = flags.iter().collect();
-    flags.sort_by_key(|f| f.nhs_number.as_digits());
-    let mut las: Vec<&LocalAuthority> = las.iter().collect();
-    las.sort_by(|a, b| a.ods.as_str().cmp(b.ods.as_str()));
-    let mut text = String::new();
-    for f in flags {
-        text.push_str(&f.nhs_number.as_digits());
-        text.push('\n');
-        text.push_str(&serde_json::to_string(f).expect("a flag always serialises"));
-        text.push('\n');
-    }
-    for la in las {
-        text.push_str(la.ods.as_str());
-        text.push('\n');
-        text.push_str(&serde_json::to_string(la).expect("an LA always serialises"));
-        text.push('\n');
-    }
-    hex::encode(hazmat::sha256(text.as_bytes()))
-}
+/// One definition for both sides, so a device's cache digest and the central's region digest agree.
+pub use cpis_core::store::region_digest;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cpis_core::{NhsNumber, OdsCode, Region};
+    use cpis_core::crypto::hazmat;
+    use cpis_core::{FlagRecord, LocalAuthority, NhsNumber, OdsCode, Region};
 
     #[test]
     fn the_digest_ignores_order_and_sees_every_change() {
