@@ -20,7 +20,9 @@ fn delivered_ids(central: &CentralProcess) -> Vec<String> {
         Value::Object(o) => o["notifications"].as_array().cloned().unwrap_or_default(),
         _ => vec![],
     };
-    list.iter().map(|n| n["event_id"].as_str().unwrap().to_string()).collect()
+    list.iter()
+        .map(|n| n["event_id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,13 +30,60 @@ async fn outbox_drains_after_reconnect_without_a_new_local_write() {
     let tmp = tempfile::tempdir().unwrap();
     let db = format!("sqlite:{}", tmp.path().join("central.sqlite").display());
     let mut central = CentralProcess::new(&db, free_port());
-    central.admin(&["la", "--ods", "L905", "--name", "Background Borough", "--emergency-phone", "0300 555 0590", "--region", "region-g"], &[]);
+    central.admin(
+        &[
+            "la",
+            "--ods",
+            "L905",
+            "--name",
+            "Background Borough",
+            "--emergency-phone",
+            "0300 555 0590",
+            "--region",
+            "region-g",
+        ],
+        &[],
+    );
     let person = NhsNumber::test_range(400_001).as_digits();
     let file = tmp.path().join("g.csv");
-    std::fs::write(&file, format!("{HEADER}{person},Testcase,Lee,2020-01-01,CPPI,2025-01-01,,,,\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("{HEADER}{person},Testcase,Lee,2020-01-01,CPPI,2025-01-01,,,,\n"),
+    )
+    .unwrap();
     central.admin(&["import", "--la", "L905", file.to_str().unwrap()], &[]);
-    central.admin(&["user", "--id", "bg.user", "--name", "Test Medic", "--org", "RXG", "--activity", "B0107"], &[("CPIS_PIN", "9876")]);
-    let code = central.admin(&["enrol", "--region", "region-g", "--org", "RXG", "--setting", "minor-injuries"], &[]).lines().last().unwrap().trim().to_string();
+    central.admin(
+        &[
+            "user",
+            "--id",
+            "bg.user",
+            "--name",
+            "Test Medic",
+            "--org",
+            "RXG",
+            "--activity",
+            "B0107",
+        ],
+        &[("CPIS_PIN", "9876")],
+    );
+    let code = central
+        .admin(
+            &[
+                "enrol",
+                "--region",
+                "region-g",
+                "--org",
+                "RXG",
+                "--setting",
+                "minor-injuries",
+            ],
+            &[],
+        )
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
     central.start();
 
     let mut config = DeviceConfig::new(tmp.path().join("device"));
@@ -46,7 +95,15 @@ async fn outbox_drains_after_reconnect_without_a_new_local_write() {
 
     // Offline: the alert is opened and its notification queued.
     central.kill();
-    let view = device.check(&person, CheckRequest { open: true, ..Default::default() }).await;
+    let view = device
+        .check(
+            &person,
+            CheckRequest {
+                open: true,
+                ..Default::default()
+            },
+        )
+        .await;
     assert_eq!(view.notification, Some(NotificationState::Queued));
     let id = view.event_id.unwrap().to_string();
 
@@ -62,7 +119,10 @@ async fn outbox_drains_after_reconnect_without_a_new_local_write() {
             assert_eq!(ids.iter().filter(|i| **i == id).count(), 1);
             break;
         }
-        assert!(Instant::now() < deadline, "the queued notification was not delivered after reconnection");
+        assert!(
+            Instant::now() < deadline,
+            "the queued notification was not delivered after reconnection"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(device.lock().await.status().await.queued_events, 0);
