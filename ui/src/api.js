@@ -1,0 +1,46 @@
+// The app's only door to the device engine: the shell's typed commands and its sync-progress event.
+// Uses Tauri 2's injected IPC global, so nothing is loaded from outside the bundle.
+
+function internals() {
+  const t = window.__TAURI_INTERNALS__;
+  if (!t || typeof t.invoke !== 'function') {
+    throw new Error('This screen must run inside the CP-IS Field app');
+  }
+  return t;
+}
+
+/** Invokes a command; a rejected promise carries the shell's ErrorView ({code, message, ...}). */
+async function call(cmd, args = {}) {
+  try {
+    return await internals().invoke(cmd, args);
+  } catch (err) {
+    if (err && typeof err === 'object' && 'code' in err) throw err;
+    throw { code: 'internal', message: String(err?.message ?? err), attempts_left: null, retry_after_secs: null };
+  }
+}
+
+export const api = {
+  appStatus: () => call('app_status'),
+  enrol: (centralUrl, code) => call('enrol', { centralUrl, code }),
+  signIn: (userId, pin) => call('sign_in', { userId, pin }),
+  signOut: () => call('sign_out'),
+  checkPatient: (nhsNumber, pregnant, caseReference) =>
+    call('check_patient', { nhsNumber, pregnant, caseReference: caseReference || null }),
+  openAlert: (checkId) => call('open_alert', { checkId }),
+  syncNow: () => call('sync_now'),
+};
+
+/**
+ * Listens for the shell's `sync-progress` events (from "Sync now" and from background sync).
+ * Same wire protocol as @tauri-apps/api's `listen`, without bundling it.
+ */
+export async function onSyncProgress(handler) {
+  const t = internals();
+  const callbackId = t.transformCallback((event) => handler(event.payload));
+  const eventId = await t.invoke('plugin:event|listen', {
+    event: 'sync-progress',
+    target: { kind: 'Any' },
+    handler: callbackId,
+  });
+  return () => t.invoke('plugin:event|unlisten', { event: 'sync-progress', eventId });
+}

@@ -1,0 +1,621 @@
+// The clinician's screens: draws each state of logic.js into the page and wires the controls to the
+// shell's commands. Wording and decisions live in logic.js; this file only builds DOM and moves focus.
+
+import { api, onSyncProgress } from './api.js';
+import {
+  DEFAULT_IDLE_TIMEOUT_MS, FOUND_HEADLINE, INVALID_HEADLINE, LOCKED_ACTION, LOCKED_HEADLINE, MISS_HEADLINE,
+  REFERRAL_REMINDER, agoWording, caveatsFor, createIdleTimer, dataAgeWording, errorWording, formatDate,
+  formatDateTime, formatNhs, humanDuration, initialState, nhsDigits, nhsFieldMessage, notificationWording,
+  openAlertWording, planEndWording, planKindWording, planStatusWording, settingWording, staleWarning,
+  syncFraction, syncProgressWording, telHref, transition, validateNhs,
+} from './logic.js';
+
+let state = initialState();
+const main = document.getElementById('main');
+const announcer = document.getElementById('announcer');
+
+// ---------------------------------------------------------------------------------------------
+// DOM helpers: elements are built with text nodes only, so record data can never become markup.
+// ---------------------------------------------------------------------------------------------
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function heading(text, { level = 1, id = 'screen-heading', caption = null } = {}) {
+  const hEl = h(`h${level}`, { id, tabindex: '-1', class: 'cpis-heading' }, text);
+  if (!caption) return hEl;
+  return h('div', {}, h('span', { class: 'nhsuk-caption-l' }, caption), hEl);
+}
+
+function summaryList(rows, id) {
+  return h('dl', { class: 'nhsuk-summary-list', id },
+    rows.filter(Boolean).map(([key, value, rowId]) => h('div', { class: 'nhsuk-summary-list__row', id: rowId },
+      h('dt', { class: 'nhsuk-summary-list__key' }, key),
+      h('dd', { class: 'nhsuk-summary-list__value' }, value))));
+}
+
+function table(caption, headers, rows, id) {
+  return h('table', { class: 'nhsuk-table', id },
+    h('caption', { class: 'nhsuk-table__caption nhsuk-table__caption--s' }, caption),
+    h('thead', { class: 'nhsuk-table__head' },
+      h('tr', { class: 'nhsuk-table__row' }, headers.map((x) => h('th', { class: 'nhsuk-table__header', scope: 'col' }, x)))),
+    h('tbody', { class: 'nhsuk-table__body' },
+      rows.map((r) => h('tr', { class: 'nhsuk-table__row' }, r.map((x) => h('td', { class: 'nhsuk-table__cell' }, x))))));
+}
+
+function field({ id, label, hint, type = 'text', inputmode, autocomplete = 'off', width = '', value = '', required = true, extra = {} }) {
+  const describedBy = [hint ? `${id}-hint` : null, `${id}-feedback`].filter(Boolean).join(' ');
+  return h('div', { class: 'nhsuk-form-group', id: `${id}-group` },
+    h('label', { class: 'nhsuk-label nhsuk-label--s', for: id }, label),
+    hint ? h('div', { class: 'nhsuk-hint', id: `${id}-hint` }, hint) : null,
+    h('div', { id: `${id}-feedback`, 'aria-live': 'polite', class: 'cpis-feedback' }),
+    h('input', {
+      class: `nhsuk-input ${width}`, id, name: id, type, inputmode, autocomplete, spellcheck: 'false',
+      autocapitalize: 'none', 'aria-describedby': describedBy, required, value, ...extra,
+    }));
+}
+
+function setFieldError(id, message) {
+  const group = document.getElementById(`${id}-group`);
+  const input = document.getElementById(id);
+  const feedback = document.getElementById(`${id}-feedback`);
+  if (!group || !input || !feedback) return;
+  feedback.replaceChildren();
+  group.classList.toggle('nhsuk-form-group--error', Boolean(message));
+  input.classList.toggle('nhsuk-input--error', Boolean(message));
+  if (message) {
+    input.setAttribute('aria-invalid', 'true');
+    feedback.append(h('span', { class: 'nhsuk-error-message', id: `${id}-error` },
+      h('span', { class: 'nhsuk-u-visually-hidden' }, 'Error: '), message));
+  } else {
+    input.removeAttribute('aria-invalid');
+  }
+}
+
+/** The NHS error summary: announced at once, focused, and linked to the field at fault. */
+function errorSummary(message, fieldId) {
+  return h('div', { class: 'nhsuk-error-summary', id: 'error-summary', tabindex: '-1' },
+    h('div', { role: 'alert' },
+      h('h2', { class: 'nhsuk-error-summary__heading' }, 'There is a problem'),
+      h('div', { class: 'nhsuk-error-summary__body' },
+        h('ul', { class: 'nhsuk-list nhsuk-error-summary__list' },
+          h('li', {}, fieldId
+            ? h('a', { href: `#${fieldId}`, onclick: (e) => { e.preventDefault(); document.getElementById(fieldId)?.focus(); } }, message)
+            : message)))));
+}
+
+function button(text, attrs = {}, variant = '') {
+  return h('button', { class: `nhsuk-button ${variant}`.trim(), type: 'button', 'data-module': 'nhsuk-button', ...attrs }, text);
+}
+
+function warningCard(title, id, ...body) {
+  return h('div', { class: 'nhsuk-card nhsuk-card--warning cpis-warning', id },
+    h('div', { class: 'nhsuk-card__content' },
+      h('h2', { class: 'nhsuk-card__heading' },
+        h('span', { role: 'text' }, h('span', { class: 'nhsuk-u-visually-hidden' }, 'Important: '), title)),
+      ...body));
+}
+
+function emergencyCard(title, id, ...body) {
+  return h('div', { class: 'nhsuk-card nhsuk-card--care nhsuk-card--care--emergency', id },
+    h('div', { class: 'nhsuk-card__heading-container' },
+      h('h1', { class: 'nhsuk-card__heading cpis-heading', id: 'result-heading', tabindex: '-1' },
+        h('span', { role: 'text' }, h('span', { class: 'nhsuk-u-visually-hidden' }, 'Immediate action required: '), title)),
+      h('span', { class: 'nhsuk-card--care__arrow', 'aria-hidden': 'true' })),
+    h('div', { class: 'nhsuk-card__content' }, ...body));
+}
+
+function announce(text) {
+  // Clearing first makes screen readers repeat an identical message.
+  announcer.textContent = '';
+  setTimeout(() => { announcer.textContent = text; }, 30);
+}
+
+// ---------------------------------------------------------------------------------------------
+// State and rendering
+// ---------------------------------------------------------------------------------------------
+
+function dispatch(event) {
+  state = transition(state, event);
+  render();
+}
+
+function render() {
+  const screens = { loading: renderLoading, enrol: renderEnrol, sign_in: renderSignIn, check: renderCheck, result: renderResult, status: renderStatus };
+  const draw = screens[state.screen] || renderLoading;
+  main.replaceChildren(...[].concat(draw()));
+  document.body.dataset.screen = state.screen;
+  renderChrome();
+  focusAfterRender();
+}
+
+function focusAfterRender() {
+  const target = document.getElementById('error-summary')
+    || (state.screen === 'result' ? document.getElementById('result-heading') : null)
+    || (state.screen === 'check' && state.check?.outcome === 'invalid_nhs_number' ? document.getElementById('nhs-number') : null)
+    || document.getElementById('screen-heading')
+    || main;
+  target.focus();
+}
+
+function renderChrome() {
+  const signedIn = Boolean(state.status?.signed_in_user);
+  const enrolled = Boolean(state.status?.enrolled);
+  const nav = document.getElementById('nav');
+  nav.hidden = !enrolled || state.screen === 'loading';
+  document.getElementById('nav-check').hidden = !signedIn;
+  document.getElementById('nav-sign-out').hidden = !signedIn;
+  for (const b of nav.querySelectorAll('[data-screen]')) {
+    if (b.dataset.screen === state.screen || (b.dataset.screen === 'check' && state.screen === 'result')) b.setAttribute('aria-current', 'page');
+    else b.removeAttribute('aria-current');
+  }
+  const strip = document.getElementById('strip');
+  const s = state.status;
+  strip.hidden = !enrolled;
+  if (!enrolled) return;
+  strip.replaceChildren(h('div', { class: 'nhsuk-width-container cpis-strip__inner' },
+    h('strong', { class: `nhsuk-tag ${s.online ? 'nhsuk-tag--green' : 'nhsuk-tag--grey'}`, id: 'strip-online' }, s.online ? 'Online' : 'Offline'),
+    h('span', { id: 'strip-age' }, dataAgeWording('cache', s.data_age_seconds)),
+    s.stale ? h('strong', { class: 'nhsuk-tag nhsuk-tag--orange' }, 'Out of date') : null,
+    signedIn ? h('span', { class: 'cpis-strip__user' }, `Signed in: ${s.signed_in_user.name || s.signed_in_user.id}`) : null));
+}
+
+function renderLoading() {
+  return h('p', { class: 'nhsuk-body', id: 'loading' }, "Opening this device's copy…");
+}
+
+// --- Enrol ------------------------------------------------------------------------------------
+
+function renderEnrol() {
+  const err = state.error;
+  const form = h('form', { id: 'enrol-form', novalidate: true, onsubmit: onEnrol },
+    field({ id: 'central-url', label: 'Central service address', hint: 'The address your administrator gave you, for example https://cpis.example.org', type: 'url', inputmode: 'url', width: 'nhsuk-input--width-30', value: state.enrolDraft?.url ?? '' }),
+    field({ id: 'enrol-code', label: 'One-time enrolment code', hint: 'It works once and expires', width: 'nhsuk-input--width-20' }),
+    button('Enrol this device', { type: 'submit', id: 'enrol-submit' }));
+  return [
+    err ? errorSummary(errorWording(err), 'enrol-code') : null,
+    heading('Enrol this device'),
+    h('p', { class: 'nhsuk-body' }, 'This is done once, by an administrator, before the device is first used. It links the device to the central service and downloads the region’s records.'),
+    form,
+  ].filter(Boolean);
+}
+
+async function onEnrol(e) {
+  e.preventDefault();
+  const url = document.getElementById('central-url').value.trim();
+  const code = document.getElementById('enrol-code').value.trim();
+  setFieldError('central-url', url ? null : 'Enter the central service address');
+  setFieldError('enrol-code', code ? null : 'Enter the one-time enrolment code');
+  if (!url) return document.getElementById('central-url').focus();
+  if (!code) return document.getElementById('enrol-code').focus();
+  const submit = document.getElementById('enrol-submit');
+  submit.disabled = true;
+  submit.textContent = 'Enrolling…';
+  try {
+    const status = await api.enrol(url, code);
+    announce('This device is enrolled');
+    dispatch({ type: 'enrolled', status });
+  } catch (err) {
+    state = { ...state, enrolDraft: { url } };
+    dispatch({ type: 'error', error: err });
+  }
+}
+
+// --- Sign in ----------------------------------------------------------------------------------
+
+function renderSignIn() {
+  const err = state.error;
+  const s = state.status || {};
+  const where = [s.org_name, settingWording(s.setting)].filter(Boolean).join(', ');
+  return [
+    err ? errorSummary(errorWording(err), err.code === 'wrong_pin' ? 'pin' : 'user-id') : null,
+    heading('Sign in'),
+    state.notice ? h('div', { class: 'nhsuk-inset-text', id: 'notice' }, h('span', { class: 'nhsuk-u-visually-hidden' }, 'Information: '), h('p', {}, state.notice)) : null,
+    where ? h('p', { class: 'nhsuk-body' }, `This device: ${where}`) : null,
+    h('form', { id: 'sign-in-form', novalidate: true, onsubmit: onSignIn },
+      field({ id: 'user-id', label: 'User ID', width: 'nhsuk-input--width-20', value: state.lastUserId ?? '', extra: { autocomplete: 'username' } }),
+      field({ id: 'pin', label: 'PIN', type: 'password', inputmode: 'numeric', width: 'nhsuk-input--width-10', extra: { autocomplete: 'current-password' } }),
+      button('Sign in', { type: 'submit', id: 'sign-in-submit' })),
+    button('Sync and status', { id: 'sign-in-status', onclick: () => dispatch({ type: 'navigate', screen: 'status' }) }, 'nhsuk-button--secondary'),
+  ].filter(Boolean);
+}
+
+async function onSignIn(e) {
+  e.preventDefault();
+  const userInput = document.getElementById('user-id');
+  const pinInput = document.getElementById('pin');
+  const userId = userInput.value.trim();
+  const pin = pinInput.value;
+  // The PIN leaves the field at once: it is never kept by the page.
+  pinInput.value = '';
+  setFieldError('user-id', userId ? null : 'Enter your user ID');
+  setFieldError('pin', pin ? null : 'Enter your PIN');
+  if (!userId) return userInput.focus();
+  if (!pin) return pinInput.focus();
+  const submit = document.getElementById('sign-in-submit');
+  submit.disabled = true;
+  submit.textContent = 'Signing in…';
+  state = { ...state, lastUserId: userId };
+  try {
+    const status = await api.signIn(userId, pin);
+    announce(`Signed in as ${status.signed_in_user?.name ?? userId}`);
+    dispatch({ type: 'signed_in', status });
+    idle.start();
+  } catch (err) {
+    dispatch({ type: 'error', error: err });
+  }
+}
+
+// --- Check ------------------------------------------------------------------------------------
+
+function renderCheck() {
+  const s = state.status || {};
+  const invalidFromEngine = state.check?.outcome === 'invalid_nhs_number' ? state.check : null;
+  const form = h('form', { id: 'check-form', novalidate: true, onsubmit: onCheck },
+    field({ id: 'nhs-number', label: 'NHS number', hint: '10 digits. Spaces are added for you.', inputmode: 'numeric', width: 'nhsuk-input--width-10 cpis-nhs-input', extra: { maxlength: '16' } }),
+    h('div', { class: 'nhsuk-form-group' },
+      h('div', { class: 'nhsuk-checkboxes', 'data-module': 'nhsuk-checkboxes' },
+        h('div', { class: 'nhsuk-checkboxes__item' },
+          h('input', { class: 'nhsuk-checkboxes__input', id: 'pregnant', name: 'pregnant', type: 'checkbox', 'aria-describedby': 'pregnant-hint' }),
+          h('label', { class: 'nhsuk-label nhsuk-checkboxes__label', for: 'pregnant' }, 'Pregnant woman — check for an unborn child plan on her own number'),
+          h('div', { class: 'nhsuk-hint nhsuk-checkboxes__hint', id: 'pregnant-hint' }, 'Unborn child protection plans are held against the mother’s NHS number: nothing is held about the baby.')))),
+    field({ id: 'case-ref', label: 'Incident or case reference (optional)', hint: 'For example the incident or case number, kept with this check', width: 'nhsuk-input--width-20', required: false }),
+    button('Check', { type: 'submit', id: 'check-submit' }));
+  const stale = staleWarning(s.stale, s.data_age_seconds);
+  const out = [
+    heading('Check an NHS number'),
+    stale ? warningCard('This device’s copy is out of date', 'stale-warning', h('p', { class: 'nhsuk-card__description' }, stale)) : null,
+    form,
+  ];
+  queueMicrotask(() => {
+    const input = document.getElementById('nhs-number');
+    if (!input) return;
+    input.addEventListener('input', onNhsInput);
+    if (invalidFromEngine) {
+      input.value = invalidFromEngine.nhs_number ?? state.lastNhsInput ?? '';
+      setFieldError('nhs-number', invalidFromEngine.reason || INVALID_HEADLINE);
+    }
+  });
+  return out.filter(Boolean);
+}
+
+function onNhsInput(e) {
+  const input = e.target;
+  const atEnd = input.selectionStart === input.value.length;
+  const digits = nhsDigits(input.value);
+  // Regroup as 3-3-4 while typing at the end; mid-field edits are left alone so the caret stays put.
+  if (atEnd && /^\d{0,10}$/.test(digits)) {
+    const formatted = formatNhs(digits);
+    if (formatted !== input.value) input.value = formatted;
+  }
+  showNhsFeedback(input.value, false);
+}
+
+function showNhsFeedback(value, submitted) {
+  const { error, hint } = nhsFieldMessage(value, { submitted });
+  setFieldError('nhs-number', error);
+  const feedback = document.getElementById('nhs-number-feedback');
+  if (!error && hint && feedback) {
+    feedback.append(h('span', { class: 'cpis-field-status', id: 'nhs-number-status' }, hint));
+  }
+  return error;
+}
+
+async function onCheck(e) {
+  e.preventDefault();
+  const input = document.getElementById('nhs-number');
+  const error = showNhsFeedback(input.value, true);
+  if (error) {
+    input.focus();
+    return;
+  }
+  const v = validateNhs(input.value);
+  const pregnant = document.getElementById('pregnant').checked;
+  const caseRef = document.getElementById('case-ref').value.trim();
+  const submit = document.getElementById('check-submit');
+  submit.disabled = true;
+  submit.textContent = 'Checking…';
+  state = { ...state, lastNhsInput: v.formatted };
+  idle.touch();
+  const view = await api.checkPatient(v.digits, pregnant, caseRef).catch((err) => ({ error: err }));
+  if (view.error) {
+    dispatch({ type: 'error', error: view.error });
+    submit.disabled = false;
+    submit.textContent = 'Check';
+    return;
+  }
+  announce(resultAnnouncement(view));
+  dispatch({ type: 'checked', view });
+  refreshStatus();
+}
+
+function resultAnnouncement(view) {
+  switch (view.outcome) {
+    case 'record_found': return view.opened ? 'Alert opened' : FOUND_HEADLINE;
+    case 'no_record': return MISS_HEADLINE;
+    case 'locked': return LOCKED_HEADLINE;
+    default: return view.reason || INVALID_HEADLINE;
+  }
+}
+
+// --- Result -----------------------------------------------------------------------------------
+
+function dataAgeLine(view) {
+  return h('p', { class: 'nhsuk-body cpis-data-age', id: 'data-age' },
+    dataAgeWording(view.source, view.data_age_seconds),
+    view.data_as_of ? ` (${formatDateTime(view.data_as_of)})` : '');
+}
+
+function staleBlock(view) {
+  const text = staleWarning(view.stale, view.data_age_seconds);
+  return text ? warningCard('Out-of-date data', 'stale-warning', h('p', { class: 'nhsuk-card__description' }, text)) : null;
+}
+
+function againButton() {
+  return button('Check another NHS number', { id: 'check-again', onclick: () => dispatch({ type: 'navigate', screen: 'check' }) }, 'nhsuk-button--secondary');
+}
+
+function renderResult() {
+  const view = state.check;
+  if (!view) return renderCheck();
+  const nhs = view.nhs_number ? `NHS number ${view.nhs_number}` : null;
+  const err = state.error ? errorSummary(errorWording(state.error), null) : null;
+  if (view.outcome === 'locked') {
+    return [err,
+      emergencyCard(LOCKED_HEADLINE, 'locked-card',
+        view.reason ? h('p', { id: 'locked-reason' }, view.reason) : null,
+        h('p', { class: 'cpis-strong', id: 'locked-action' }, LOCKED_ACTION)),
+      dataAgeLine(view), againButton()].filter(Boolean);
+  }
+  if (view.outcome === 'no_record') {
+    return [err,
+      h('div', { id: 'result', class: 'cpis-result cpis-result--miss' },
+        heading(MISS_HEADLINE, { id: 'result-heading', caption: nhs }),
+        staleBlock(view),
+        h('p', { class: 'nhsuk-body' }, 'This check could not see:'),
+        h('ul', { class: 'nhsuk-list nhsuk-list--bullet', id: 'caveats' }, caveatsFor(view).map((c) => h('li', {}, c))),
+        h('div', { class: 'nhsuk-inset-text' }, h('span', { class: 'nhsuk-u-visually-hidden' }, 'Information: '), h('p', {}, REFERRAL_REMINDER)),
+        dataAgeLine(view)),
+      againButton()].filter(Boolean);
+  }
+  if (view.outcome === 'invalid_nhs_number') {
+    return [heading(INVALID_HEADLINE, { id: 'result-heading' }), h('p', { class: 'nhsuk-body' }, view.reason || ''), againButton()];
+  }
+  return view.opened ? renderOpened(view, nhs, err) : renderFound(view, nhs, err);
+}
+
+function renderFound(view, nhs, err) {
+  const wording = openAlertWording(view.notifies);
+  return [err,
+    h('div', { id: 'result', class: 'cpis-result cpis-result--found' },
+      h('span', { class: 'nhsuk-caption-l' }, nhs),
+      h('div', { class: 'nhsuk-card nhsuk-card--warning cpis-found', id: 'found-callout' },
+        h('div', { class: 'nhsuk-card__content' },
+          h('h1', { class: 'nhsuk-card__heading cpis-heading', id: 'result-heading', tabindex: '-1' },
+            h('span', { role: 'text' }, h('span', { class: 'nhsuk-u-visually-hidden' }, 'Important: '), FOUND_HEADLINE)),
+          h('p', { class: 'nhsuk-card__description' }, view.message && view.message !== FOUND_HEADLINE ? view.message : 'Open the alert to see the plans and the local authority’s emergency duty number.'))),
+      staleBlock(view),
+      button(wording.text, { id: 'open-alert', 'aria-describedby': 'open-alert-hint', 'data-check-id': view.check_id, onclick: onOpenAlert }, 'cpis-open-alert'),
+      h('p', { class: `nhsuk-hint ${view.notifies ? 'cpis-notifies' : ''}`, id: 'open-alert-hint' }, wording.hint),
+      laBlock(view.local_authority, false),
+      dataAgeLine(view)),
+    againButton()].filter(Boolean);
+}
+
+async function onOpenAlert(e) {
+  const btn = e.currentTarget;
+  btn.disabled = true;
+  btn.textContent = 'Opening…';
+  idle.touch();
+  try {
+    const view = await api.openAlert(state.check.check_id);
+    announce('Alert opened');
+    dispatch({ type: 'opened', view });
+    refreshStatus();
+  } catch (err) {
+    dispatch({ type: 'error', error: err });
+  }
+}
+
+function laBlock(la, full) {
+  if (!la) return null;
+  return h('section', { id: 'local-authority', 'aria-labelledby': 'la-heading' },
+    h('h2', { id: 'la-heading' }, full ? 'Local authority' : 'Responsible local authority'),
+    h('p', { class: 'nhsuk-body' }, `${la.name} (${la.ods})`),
+    h('a', { class: 'nhsuk-button cpis-call', href: telHref(la.emergency_phone), id: 'call-emergency' },
+      `Call the emergency duty team: ${la.emergency_phone}`),
+    full && la.office_phone
+      ? h('p', { class: 'nhsuk-body' }, 'Office hours: ', h('a', { href: telHref(la.office_phone), id: 'call-office', class: 'cpis-tel' }, la.office_phone))
+      : null);
+}
+
+function renderOpened(view, nhs, err) {
+  const p = view.person;
+  const name = p ? `${p.given_names} ${p.family_name}` : 'this person';
+  const plansTable = table('Plans',
+    ['Plan', 'Start', 'End', 'Status'],
+    view.plans.map((plan) => [
+      planKindWording(plan), formatDate(plan.start), planEndWording(plan),
+      plan.status === 'current' ? h('strong', { class: 'nhsuk-tag nhsuk-tag--red' }, 'Current') : planStatusWording(plan),
+    ]), 'plans');
+  const history = view.access_history.length
+    ? table('Most recent accesses from unscheduled care (up to 25)', ['When', 'Organisation', 'Role', 'Setting'],
+      view.access_history.map((a) => [formatDateTime(a.at), `${a.org_name} (${a.org_ods})`, a.role, settingWording(a.setting)]), 'access-history')
+    : h('p', { class: 'nhsuk-body', id: 'access-history' }, 'No accesses from unscheduled care are recorded for this person.');
+  const notifyText = notificationWording(view.notification);
+  return [err,
+    h('div', { id: 'result', class: 'cpis-result cpis-result--opened' },
+      h('span', { class: 'nhsuk-caption-l' }, nhs),
+      h('div', { class: 'nhsuk-card nhsuk-card--warning cpis-found', id: 'found-callout' },
+        h('div', { class: 'nhsuk-card__content' },
+          h('h1', { class: 'nhsuk-card__heading cpis-heading', id: 'result-heading', tabindex: '-1' },
+            h('span', { role: 'text' }, h('span', { class: 'nhsuk-u-visually-hidden' }, 'Important: '), `CP-IS record: ${name}`)),
+          h('p', { class: 'nhsuk-card__description' }, view.plans.map(planKindWording).join(', ') || FOUND_HEADLINE))),
+      staleBlock(view),
+      p ? summaryList([
+        ['Name', name, 'person-name'],
+        ['Date of birth', formatDate(p.date_of_birth), 'person-dob'],
+        ['NHS number', view.nhs_number ?? '', 'person-nhs'],
+        p.local_id ? ['Local authority case ID', p.local_id, 'person-local-id'] : null,
+      ], 'person') : null,
+      plansTable,
+      laBlock(view.local_authority, true),
+      h('h2', {}, 'Local authority notification'),
+      h('p', { class: `nhsuk-body cpis-notification cpis-notification--${view.notification ?? 'none'}`, id: 'notification' }, notifyText),
+      h('h2', {}, 'Access history'),
+      history,
+      dataAgeLine(view)),
+    againButton()].filter(Boolean);
+}
+
+// --- Sync and status --------------------------------------------------------------------------
+
+function renderStatus() {
+  const s = state.status || {};
+  const user = s.signed_in_user;
+  const queued = `${s.queued_events ?? 0}${s.queued_events && s.oldest_queued_age_seconds !== null && s.oldest_queued_age_seconds !== undefined ? ` (oldest ${humanDuration(s.oldest_queued_age_seconds)} old)` : ''}`;
+  const dead = s.dead_letters || [];
+  const err = state.error ? errorSummary(errorWording(state.error), null) : null;
+  return [err,
+    heading('Sync and status'),
+    s.wiped_reason ? warningCard('This device’s copy was removed', 'wiped', h('p', { class: 'nhsuk-card__description' }, s.wiped_reason)) : null,
+    s.stale ? warningCard('This device’s copy is out of date', 'stale-warning', h('p', { class: 'nhsuk-card__description' }, staleWarning(true, s.data_age_seconds))) : null,
+    summaryList([
+      ['Connection', s.online ? 'Online' : 'Offline', 'st-online'],
+      ['Last sync', s.last_sync_at ? `${formatDateTime(s.last_sync_at)} (${agoWording(s.data_age_seconds)})` : 'Never', 'st-last-sync'],
+      ['Data age', dataAgeWording('cache', s.data_age_seconds), 'st-age'],
+      ['Records held', Number(s.cached_flags ?? 0).toLocaleString('en-GB'), 'st-records'],
+      ['Access records waiting to send', queued, 'st-queued'],
+      ['Could not be delivered', dead.length ? `${dead.length}: ask your administrator` : 'None', 'st-dead'],
+      ['Offline access ends', s.lease_expires_at ? formatDateTime(s.lease_expires_at) : 'Not signed in online yet', 'st-lease'],
+      ['Signed in', user ? `${user.name} (${user.id}), ${user.notifies ? 'opening an alert tells the local authority' : 'reads silently'}` : 'No one', 'st-user'],
+      ['Organisation and setting', [s.org_name, settingWording(s.setting)].filter(Boolean).join(', '), 'st-org'],
+      ['Region', s.region ?? '', 'st-region'],
+      ['Central service', s.central_url ?? '', 'st-central'],
+      ['Device ID', s.device_id ?? '', 'st-device'],
+    ], 'status-list'),
+    dead.length ? table('Access records that could not be delivered', ['Recorded', 'Reason'], dead.map((d) => [formatDateTime(d.created_at), d.reason]), 'dead-letters') : null,
+    h('div', { class: 'cpis-sync' },
+      h('p', { class: 'nhsuk-label nhsuk-label--s', id: 'sync-label' }, 'Sync progress'),
+      h('div', { class: 'cpis-progress', id: 'sync-progress', role: 'progressbar', 'aria-labelledby': 'sync-label', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': '0', 'aria-describedby': 'sync-text' },
+        h('div', { class: 'cpis-progress__bar', id: 'sync-bar' })),
+      h('p', { class: 'nhsuk-body', id: 'sync-text', 'aria-live': 'polite' }, state.progress ? syncProgressWording(state.progress) : 'Not started'),
+      button(state.syncing ? 'Syncing…' : 'Sync now', { id: 'sync-now', onclick: onSyncNow, disabled: state.syncing })),
+  ].filter(Boolean);
+}
+
+function updateProgress() {
+  const bar = document.getElementById('sync-bar');
+  const box = document.getElementById('sync-progress');
+  const text = document.getElementById('sync-text');
+  if (!bar || !box || !text) return;
+  const pct = Math.round(syncFraction(state.progress) * 100);
+  // CSSOM writes are allowed by the style-src 'self' policy; inline style attributes are not.
+  bar.style.width = `${pct}%`;
+  box.setAttribute('aria-valuenow', String(pct));
+  text.textContent = syncProgressWording(state.progress);
+  const btn = document.getElementById('sync-now');
+  if (btn) {
+    btn.disabled = state.syncing;
+    btn.textContent = state.syncing ? 'Syncing…' : 'Sync now';
+  }
+}
+
+async function onSyncNow() {
+  state = transition(state, { type: 'sync_started' });
+  updateProgress();
+  try {
+    const summary = await api.syncNow();
+    state = transition(state, { type: 'sync_done', summary });
+    updateProgress();
+    announce(syncProgressWording(state.progress));
+    await refreshStatus(true);
+  } catch (err) {
+    dispatch({ type: 'sync_failed', error: err });
+  }
+}
+
+/** Refreshes the status; redraws the status screen (keeping the bar) or just the strip elsewhere. */
+async function refreshStatus(redrawStatusScreen = false) {
+  try {
+    const status = await api.appStatus();
+    const before = state.screen;
+    state = transition(state, { type: 'status', status });
+    if (state.screen !== before || (redrawStatusScreen && state.screen === 'status')) {
+      render();
+      updateProgress();
+    } else {
+      renderChrome();
+    }
+  } catch {
+    // The strip keeps its last known state; the next refresh tries again.
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle lock and start-up
+// ---------------------------------------------------------------------------------------------
+
+const idleTimeoutMs = Number(window.__CPIS_CONFIG__?.idleTimeoutMs) || DEFAULT_IDLE_TIMEOUT_MS;
+const idle = createIdleTimer(idleTimeoutMs, async () => {
+  await api.signOut().catch(() => {});
+  announce('Signed out because the app was not used for a while');
+  dispatch({ type: 'idle_lock' });
+});
+for (const type of ['pointerdown', 'keydown', 'input', 'wheel', 'touchstart']) {
+  document.addEventListener(type, () => idle.touch(), { passive: true, capture: true });
+}
+
+async function signOut() {
+  idle.stop();
+  await api.signOut().catch(() => {});
+  announce('Signed out');
+  dispatch({ type: 'signed_out' });
+}
+
+function wireChrome() {
+  document.getElementById('nav-check').addEventListener('click', () => dispatch({ type: 'navigate', screen: 'check' }));
+  document.getElementById('nav-status').addEventListener('click', async () => {
+    dispatch({ type: 'navigate', screen: 'status' });
+    updateProgress();
+    await refreshStatus(true);
+  });
+  document.getElementById('nav-sign-out').addEventListener('click', signOut);
+}
+
+async function start() {
+  wireChrome();
+  try {
+    await onSyncProgress((progress) => {
+      state = transition(state, { type: 'sync_progress', progress });
+      updateProgress();
+      if (progress.phase === 'done') refreshStatus(state.screen === 'status');
+    });
+  } catch {
+    // Without events the bar still completes when "Sync now" returns.
+  }
+  try {
+    const status = await api.appStatus();
+    dispatch({ type: 'status', status });
+    if (status.signed_in_user) idle.start();
+  } catch (err) {
+    dispatch({ type: 'error', error: err });
+  }
+  // Keeps the online/offline tag and data age current while the app sits open.
+  setInterval(() => { if (state.status?.enrolled) refreshStatus(); }, 30000);
+}
+
+start();

@@ -1,0 +1,445 @@
+// Pure logic of the clinician's screens: NHS number validation, wording, and the screen state machine.
+// No DOM and no Tauri here, so all of it is unit-tested under plain Node.
+
+// ---------------------------------------------------------------------------------------------
+// NHS numbers
+// ---------------------------------------------------------------------------------------------
+
+/** Digits of an input, ignoring the spaces and dashes people type between groups. */
+export function nhsDigits(input) {
+  return String(input ?? '').replace(/[\s-]/g, '');
+}
+
+/** Groups up to 10 digits as 3-3-4 ("999 000 0018"); longer input is returned as typed. */
+export function formatNhs(digits) {
+  const d = String(digits ?? '');
+  if (!/^\d*$/.test(d) || d.length > 10) return d;
+  return [d.slice(0, 3), d.slice(3, 6), d.slice(6, 10)].filter(Boolean).join(' ');
+}
+
+/** The Modulus 11 check digit of the first nine digits, or null when it would be 10 (no such number). */
+export function nhsCheckDigit(nineDigits) {
+  let sum = 0;
+  for (let i = 0; i < 9; i += 1) sum += Number(nineDigits[i]) * (10 - i);
+  const check = 11 - (sum % 11);
+  if (check === 11) return 0;
+  if (check === 10) return null;
+  return check;
+}
+
+/**
+ * Validates an NHS number as it is typed.
+ * state: 'empty' | 'incomplete' (fewer than 10 digits, nothing wrong yet) | 'valid' | 'invalid'.
+ * `reason` says why when invalid; `formatted` is the 3-3-4 form of what was typed.
+ */
+export function validateNhs(input) {
+  const digits = nhsDigits(input);
+  if (digits.length === 0) return { state: 'empty', digits, formatted: '', reason: null };
+  if (!/^\d+$/.test(digits)) {
+    return {
+      state: 'invalid',
+      digits,
+      formatted: digits,
+      reason: 'An NHS number contains only digits (spaces and dashes are ignored)',
+    };
+  }
+  if (digits.length < 10) {
+    return { state: 'incomplete', digits, formatted: formatNhs(digits), reason: null };
+  }
+  if (digits.length > 10) {
+    return {
+      state: 'invalid',
+      digits,
+      formatted: digits,
+      reason: `An NHS number has 10 digits; this has ${digits.length}`,
+    };
+  }
+  const formatted = formatNhs(digits);
+  const check = nhsCheckDigit(digits);
+  if (check === null) {
+    return {
+      state: 'invalid',
+      digits,
+      formatted,
+      reason: 'This cannot be an NHS number: its first 9 digits give a check digit of 10. Check the number was typed correctly',
+    };
+  }
+  if (check !== Number(digits[9])) {
+    // The expected digit is deliberately not shown: "correcting" the last digit could find another person.
+    return {
+      state: 'invalid',
+      digits,
+      formatted,
+      reason: 'The check digit does not match: a digit is probably mistyped. Check the number again',
+    };
+  }
+  return { state: 'valid', digits, formatted, reason: null };
+}
+
+/** What to show under the field while typing, and the error to show when the clinician submits. */
+export function nhsFieldMessage(input, { submitted = false } = {}) {
+  const v = validateNhs(input);
+  if (v.state === 'valid') return { error: null, hint: `Reads as ${v.formatted}` };
+  if (v.state === 'invalid') return { error: v.reason, hint: null };
+  if (v.state === 'empty') {
+    return { error: submitted ? 'Enter the NHS number' : null, hint: null };
+  }
+  const n = v.digits.length;
+  return submitted
+    ? { error: `Enter all 10 digits of the NHS number (you entered ${n})`, hint: null }
+    : { error: null, hint: `${n} of 10 digits` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dates, times and ages
+// ---------------------------------------------------------------------------------------------
+
+const MONTHS = [
+  'January', 'February', 'March', 'April', 'May', 'June',
+  'July', 'August', 'September', 'October', 'November', 'December',
+];
+
+/** "2026-03-03" -> "3 March 2026" (NHS style), without any time-zone shift. */
+export function formatDate(isoDate) {
+  if (!isoDate) return '';
+  const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(isoDate);
+  if (!m) return String(isoDate);
+  return `${Number(m[3])} ${MONTHS[Number(m[2]) - 1]} ${m[1]}`;
+}
+
+/** An instant shown in UK local time: "24 November 2026 at 19:32". */
+export function formatDateTime(iso, timeZone = 'Europe/London') {
+  if (!iso) return '';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const parts = new Intl.DateTimeFormat('en-GB', {
+    timeZone, day: 'numeric', month: 'long', year: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
+  }).formatToParts(d);
+  const get = (t) => parts.find((p) => p.type === t)?.value ?? '';
+  return `${get('day')} ${get('month')} ${get('year')} at ${get('hour')}:${get('minute')}`;
+}
+
+/** A duration in words: "less than a minute", "1 minute", "3 hours", "2 days". */
+export function humanDuration(seconds) {
+  const s = Math.max(0, Math.round(Number(seconds) || 0));
+  const plural = (n, unit) => `${n} ${unit}${n === 1 ? '' : 's'}`;
+  if (s < 60) return 'less than a minute';
+  const minutes = Math.round(s / 60);
+  if (minutes < 90) return plural(minutes, 'minute');
+  const hours = Math.round(s / 3600);
+  if (hours < 48) return plural(hours, 'hour');
+  return plural(Math.round(s / 86400), 'day');
+}
+
+/** "3 hours ago", "just now", or "never" when there is no age. */
+export function agoWording(seconds) {
+  if (seconds === null || seconds === undefined) return 'never';
+  if (seconds < 60) return 'just now';
+  return `${humanDuration(seconds)} ago`;
+}
+
+export function sourceWording(source) {
+  return source === 'central' ? 'the central service' : "this device's copy";
+}
+
+/** "Data from this device's copy, last updated 3 hours ago". Always on screen with a result. */
+export function dataAgeWording(source, ageSeconds) {
+  if (ageSeconds === null || ageSeconds === undefined) {
+    return `Data from ${sourceWording(source)}, not yet updated from the central service`;
+  }
+  return `Data from ${sourceWording(source)}, last updated ${agoWording(ageSeconds)}`;
+}
+
+/** The stale warning, or null when the data is fresh enough. */
+export function staleWarning(stale, ageSeconds) {
+  if (!stale) return null;
+  const age = ageSeconds === null || ageSeconds === undefined ? 'has never been updated' : `was last updated ${agoWording(ageSeconds)}`;
+  return `This device's copy is out of date: it ${age}. Records added since then are not shown. Connect to sync, or phone the local authority emergency duty team if you are unsure.`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Result wording
+// ---------------------------------------------------------------------------------------------
+
+export const MISS_HEADLINE = 'No CP-IS record found for this NHS number';
+export const FOUND_HEADLINE = 'A CP-IS record exists for this NHS number';
+export const LOCKED_HEADLINE = "This device's copy cannot be opened";
+export const LOCKED_ACTION = "Phone the local authority emergency duty team or use your trust's safeguarding pathway";
+export const INVALID_HEADLINE = 'This is not a valid NHS number';
+
+/** What the check could not see, shown with every miss even if the engine sent none. */
+export const DEFAULT_CAVEATS = [
+  "Changes made since this device's copy was last updated",
+  'Children whose record is marked sensitive (they cannot carry a flag)',
+  'Children not matched to an NHS number',
+  'Children looked after by local authorities outside England (Wales and Scotland keep their own registers)',
+];
+
+export function caveatsFor(view) {
+  return view.caveats && view.caveats.length ? view.caveats : DEFAULT_CAVEATS;
+}
+
+export const REFERRAL_REMINDER =
+  'If you are worried about this person, follow your safeguarding procedures and make a referral as you would without this check.';
+
+/** The button to open a found record, and the hint that says who will be told. */
+export function openAlertWording(notifies) {
+  return {
+    text: 'Open the alert',
+    hint: notifies
+      ? "The child's local authority will be told you opened this record"
+      : 'Opening this does not notify anyone (your role reads silently)',
+  };
+}
+
+export function notificationWording(state) {
+  switch (state) {
+    case 'delivered':
+      return 'Sent to the local authority';
+    case 'queued':
+      return 'Queued: will be sent when this device reconnects';
+    case 'not_sent':
+      return 'Not sent (your role reads silently)';
+    default:
+      return 'Not sent';
+  }
+}
+
+const PLAN_KINDS = {
+  CPPI: 'Child protection plan',
+  LACI: 'Looked after child',
+  UCPI: 'Unborn child protection plan (pre-birth plan)',
+};
+
+export function planKindWording(plan) {
+  return plan.kind_in_words || PLAN_KINDS[plan.kind] || plan.kind;
+}
+
+export function planEndWording(plan) {
+  return plan.end ? formatDate(plan.end) : 'Open';
+}
+
+export function planStatusWording(plan) {
+  if (plan.status === 'current') return 'Current';
+  const ended = plan.ended_on || plan.end;
+  const until = plan.shown_until ? ` (shown until ${formatDate(plan.shown_until)})` : '';
+  return `Ended on ${formatDate(ended)}${until}`;
+}
+
+/** Turns a phone number into a `tel:` link target (digits and a leading +). */
+export function telHref(phone) {
+  const p = String(phone ?? '').trim();
+  const plus = p.startsWith('+') ? '+' : '';
+  return `tel:${plus}${p.replace(/[^\d]/g, '')}`;
+}
+
+export const SETTING_WORDS = {
+  ambulance: 'Ambulance service',
+  'ooh-gp': 'Out-of-hours GP',
+  ooh_gp: 'Out-of-hours GP',
+  'emergency-department': 'Emergency department',
+  emergency_department: 'Emergency department',
+  'walk-in': 'Walk-in centre',
+  walk_in: 'Walk-in centre',
+  'minor-injuries': 'Minor injuries unit',
+  minor_injuries: 'Minor injuries unit',
+  'paediatric-ward': 'Paediatric ward',
+  paediatric_ward: 'Paediatric ward',
+  maternity: 'Maternity unit',
+  'nhs-111': 'NHS 111',
+  nhs_111: 'NHS 111',
+  gp: 'GP practice',
+  'school-nursing': 'School nursing',
+  school_nursing: 'School nursing',
+  'health-visiting': 'Health visiting',
+  health_visiting: 'Health visiting',
+};
+
+export function settingWording(setting) {
+  if (!setting) return '';
+  return SETTING_WORDS[setting] || String(setting).replace(/[-_]/g, ' ');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/** The sentence shown for an ErrorView from a command. */
+export function errorWording(err) {
+  const e = err || {};
+  const left = e.attempts_left;
+  switch (e.code) {
+    case 'wrong_pin':
+      if (left === null || left === undefined) return 'The user ID or PIN is not right. Try again.';
+      if (left === 0) return 'The user ID or PIN is not right. No attempts are left: sign in again when this device is online.';
+      return `The user ID or PIN is not right. ${left} ${left === 1 ? 'attempt' : 'attempts'} left before signing in on this device needs a connection.`;
+    case 'locked_out':
+      return 'Too many wrong PINs: signing in offline is disabled on this device. Connect to the network and sign in again. Until then, phone the local authority emergency duty team or use your trust\'s safeguarding pathway.';
+    case 'too_soon': {
+      const wait = e.retry_after_secs ? `${e.retry_after_secs} ${e.retry_after_secs === 1 ? 'second' : 'seconds'}` : 'a moment';
+      return `Too many attempts in a short time. Wait ${wait} before trying again.`;
+    }
+    case 'lease_expired':
+      return "This device has been offline too long, so its copy is locked. Connect to the network and sign in again. Until then, phone the local authority emergency duty team or use your trust's safeguarding pathway.";
+    case 'offline':
+      return 'The central service cannot be reached. Check the connection and try again.';
+    case 'not_enrolled':
+      return 'This device is not enrolled yet. Enrol it with the one-time code from your administrator.';
+    case 'enrolment_refused':
+      return `The central service refused this enrolment code${e.message ? `: ${e.message}` : ''}. Ask your administrator for a new code.`;
+    case 'revoked':
+      return 'This device has been withdrawn by the central service and its copy removed. Ask your administrator to enrol it again.';
+    case 'invalid_input':
+      return e.message || 'Some of the details entered are not right.';
+    default:
+      return e.message || 'Something went wrong. Try again.';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sync progress
+// ---------------------------------------------------------------------------------------------
+
+/** Fraction 0..1 for the progress bar: downloading takes most of the bar, sending the rest. */
+export function syncFraction(p) {
+  if (!p) return 0;
+  if (p.phase === 'done') return 1;
+  if (p.phase === 'push') return 0.95;
+  if (p.head > 0) return Math.min(1, Math.max(0, p.cursor / p.head)) * 0.9;
+  return 0.05;
+}
+
+export function syncProgressWording(p) {
+  if (!p) return 'Not started';
+  const n = (x) => Number(x || 0).toLocaleString('en-GB');
+  if (p.phase === 'done') return `Sync complete: ${n(p.records)} records received, ${n(p.events_sent)} access records sent`;
+  if (p.phase === 'push') return `Sending access records: ${n(p.events_sent)} sent`;
+  if (p.head > 0) return `Downloading changes: ${n(p.cursor)} of ${n(p.head)}`;
+  return `Downloading changes: ${n(p.records)} records`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Screens
+// ---------------------------------------------------------------------------------------------
+
+export const DEFAULT_IDLE_TIMEOUT_MS = 5 * 60 * 1000;
+
+/** The screen a status calls for: enrol first, then sign in, then check. */
+export function screenForStatus(status) {
+  if (!status || !status.enrolled) return 'enrol';
+  if (!status.signed_in_user) return 'sign_in';
+  return 'check';
+}
+
+export function initialState() {
+  return { screen: 'loading', status: null, check: null, error: null, progress: null, syncing: false, notice: null };
+}
+
+/** Errors that send the clinician back to an earlier screen. */
+const ERROR_SCREENS = { not_enrolled: 'enrol', revoked: 'enrol', locked_out: 'sign_in', lease_expired: 'sign_in' };
+
+/**
+ * The state machine of the screens. Each event comes from a command's answer or a user action;
+ * the next state says which screen to draw and with what.
+ */
+export function transition(state, event) {
+  const s = { ...state };
+  switch (event.type) {
+    case 'status':
+      s.status = event.status;
+      // A status refresh moves the clinician only when the current screen is no longer allowed.
+      if (s.screen === 'loading' || !screenAllowed(s.screen, s.status)) s.screen = screenForStatus(s.status);
+      if (s.screen !== 'result') s.check = null;
+      s.error = null;
+      return s;
+    case 'enrolled':
+      return { ...s, status: event.status, screen: screenForStatus(event.status), error: null, notice: null };
+    case 'signed_in':
+      return { ...s, status: event.status, screen: screenForStatus(event.status), error: null, check: null, notice: null };
+    case 'signed_out':
+    case 'idle_lock':
+      return {
+        ...s,
+        status: s.status ? { ...s.status, signed_in_user: null, locked: true } : s.status,
+        screen: s.status && !s.status.enrolled ? 'enrol' : 'sign_in',
+        check: null,
+        error: null,
+        notice: event.type === 'idle_lock' ? 'You were signed out because the app was not used for a while.' : null,
+      };
+    case 'checked':
+      if (event.view.outcome === 'invalid_nhs_number') {
+        return { ...s, screen: 'check', check: event.view, error: null };
+      }
+      return { ...s, screen: 'result', check: event.view, error: null };
+    case 'opened':
+      return { ...s, screen: 'result', check: event.view, error: null };
+    case 'error': {
+      const screen = ERROR_SCREENS[event.error?.code] ?? s.screen;
+      return { ...s, error: event.error, screen: screen === 'loading' ? 'enrol' : screen };
+    }
+    case 'navigate':
+      if (!screenAllowed(event.screen, s.status)) return s;
+      return { ...s, screen: event.screen, error: null, check: event.screen === 'result' ? s.check : null, notice: null };
+    case 'sync_started':
+      return { ...s, syncing: true, progress: { phase: 'pull', pages: 0, records: 0, bytes: 0, cursor: 0, head: 0, events_sent: 0 } };
+    case 'sync_progress':
+      return { ...s, progress: event.progress, syncing: event.progress.phase !== 'done' ? s.syncing : false };
+    case 'sync_done':
+      return { ...s, syncing: false, progress: s.progress ? { ...s.progress, phase: 'done' } : { phase: 'done', records: event.summary?.records ?? 0, events_sent: event.summary?.events_delivered ?? 0 }, lastSync: event.summary };
+    case 'sync_failed':
+      return { ...s, syncing: false, error: event.error };
+    default:
+      return s;
+  }
+}
+
+/** Which screens a given status allows: nothing but enrolment before enrolling; checks only when signed in. */
+export function screenAllowed(screen, status) {
+  if (screen === 'loading') return true;
+  if (!status || !status.enrolled) return screen === 'enrol';
+  if (screen === 'enrol') return false;
+  if (screen === 'sign_in' || screen === 'status') return true;
+  return Boolean(status.signed_in_user);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle lock
+// ---------------------------------------------------------------------------------------------
+
+// Wrapped: browsers refuse setTimeout called as a method of another object ("Illegal invocation").
+const defaultTimers = { set: (fn, ms) => setTimeout(fn, ms), clear: (h) => clearTimeout(h) };
+
+/**
+ * Fires `onIdle` once after `timeoutMs` without `touch()`. Timer functions are injectable so the
+ * behaviour is testable without waiting.
+ */
+export function createIdleTimer(timeoutMs, onIdle, timers = defaultTimers) {
+  let handle = null;
+  let armed = false;
+  const fire = () => {
+    handle = null;
+    if (!armed) return;
+    armed = false;
+    onIdle();
+  };
+  return {
+    start() {
+      armed = true;
+      if (handle !== null) timers.clear(handle);
+      handle = timers.set(fire, timeoutMs);
+    },
+    touch() {
+      if (!armed) return;
+      if (handle !== null) timers.clear(handle);
+      handle = timers.set(fire, timeoutMs);
+    },
+    stop() {
+      armed = false;
+      if (handle !== null) timers.clear(handle);
+      handle = null;
+    },
+    get armed() {
+      return armed;
+    },
+  };
+}

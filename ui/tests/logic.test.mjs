@@ -1,0 +1,206 @@
+// Unit tests of ui/src/logic.js: NHS number validation, wording, data age, sync progress, screens, idle lock.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as L from '../src/logic.js';
+
+test('valid test-range numbers validate and format 3-3-4', () => {
+  for (const n of ['9990000018', '9990000026', '9990000034', '9990000050']) {
+    const v = L.validateNhs(n);
+    assert.equal(v.state, 'valid', n);
+    assert.equal(v.formatted, `${n.slice(0, 3)} ${n.slice(3, 6)} ${n.slice(6)}`);
+  }
+  assert.equal(L.validateNhs('999 000 0018').state, 'valid');
+  assert.equal(L.validateNhs('999-000-0018').state, 'valid');
+});
+
+test('check digit 11 means 0', () => {
+  assert.equal(L.nhsCheckDigit('999000005'), 0);
+  assert.equal(L.validateNhs('9990000050').state, 'valid');
+});
+
+test('a number whose check digit would be 10 is invalid with that reason', () => {
+  assert.equal(L.nhsCheckDigit('999000000'), null);
+  for (let last = 0; last <= 9; last += 1) {
+    const v = L.validateNhs(`999000000${last}`);
+    assert.equal(v.state, 'invalid');
+    assert.match(v.reason, /check digit of 10/);
+  }
+});
+
+test('a check digit mismatch is invalid without revealing the expected digit', () => {
+  const v = L.validateNhs('9990000019');
+  assert.equal(v.state, 'invalid');
+  assert.match(v.reason, /check digit does not match/);
+  assert.doesNotMatch(v.reason, /\b8\b/);
+});
+
+test('length and character reasons', () => {
+  assert.deepEqual(L.validateNhs('').state, 'empty');
+  const short = L.validateNhs('999000');
+  assert.equal(short.state, 'incomplete');
+  assert.equal(short.formatted, '999 000');
+  assert.match(L.validateNhs('99900000181').reason, /10 digits; this has 11/);
+  assert.match(L.validateNhs('999a000018').reason, /only digits/);
+});
+
+test('changing any one digit of a valid number makes it invalid', () => {
+  const n = '9990000115';
+  assert.equal(L.validateNhs(n).state, 'valid');
+  for (let i = 0; i < 10; i += 1) {
+    for (let d = 0; d <= 9; d += 1) {
+      if (String(d) === n[i]) continue;
+      const m = n.slice(0, i) + d + n.slice(i + 1);
+      assert.equal(L.validateNhs(m).state, 'invalid', m);
+    }
+  }
+});
+
+test('field messages while typing and on submit', () => {
+  assert.deepEqual(L.nhsFieldMessage('999 00'), { error: null, hint: '5 of 10 digits' });
+  assert.match(L.nhsFieldMessage('999 00', { submitted: true }).error, /all 10 digits.*you entered 5/);
+  assert.equal(L.nhsFieldMessage('', { submitted: true }).error, 'Enter the NHS number');
+  assert.equal(L.nhsFieldMessage('', {}).error, null);
+  assert.equal(L.nhsFieldMessage('9990000018').hint, 'Reads as 999 000 0018');
+  assert.match(L.nhsFieldMessage('9990000000').error, /check digit of 10/);
+});
+
+test('dates in NHS style without time-zone drift', () => {
+  assert.equal(L.formatDate('2026-03-03'), '3 March 2026');
+  assert.equal(L.formatDate('2019-12-31'), '31 December 2019');
+  assert.equal(L.formatDateTime('2026-11-24T19:32:00Z'), '24 November 2026 at 19:32');
+  assert.equal(L.formatDateTime('2026-07-01T12:00:00Z'), '1 July 2026 at 13:00');
+});
+
+test('data age wording names the source', () => {
+  assert.equal(L.dataAgeWording('cache', 3 * 3600), "Data from this device's copy, last updated 3 hours ago");
+  assert.equal(L.dataAgeWording('central', 5), 'Data from the central service, last updated just now');
+  assert.equal(L.dataAgeWording('cache', 60), "Data from this device's copy, last updated 1 minute ago");
+  assert.equal(L.dataAgeWording('cache', 3 * 86400), "Data from this device's copy, last updated 3 days ago");
+  assert.match(L.dataAgeWording('cache', null), /not yet updated/);
+});
+
+test('stale warning only when stale, with the age', () => {
+  assert.equal(L.staleWarning(false, 999999), null);
+  assert.match(L.staleWarning(true, 2 * 86400), /out of date: it was last updated 2 days ago/);
+});
+
+test('open-alert wording for notifying and silent readers', () => {
+  assert.equal(L.openAlertWording(true).text, 'Open the alert');
+  assert.equal(L.openAlertWording(true).hint, "The child's local authority will be told you opened this record");
+  assert.equal(L.openAlertWording(false).hint, 'Opening this does not notify anyone (your role reads silently)');
+});
+
+test('notification wording', () => {
+  assert.equal(L.notificationWording('delivered'), 'Sent to the local authority');
+  assert.equal(L.notificationWording('queued'), 'Queued: will be sent when this device reconnects');
+  assert.match(L.notificationWording('not_sent'), /^Not sent/);
+  assert.equal(L.notificationWording(null), 'Not sent');
+});
+
+test('plan wording: kind, open end, current or ended with the last day shown', () => {
+  const current = { kind: 'CPPI', kind_in_words: '', start: '2026-02-01', end: null, status: 'current' };
+  assert.equal(L.planKindWording(current), 'Child protection plan');
+  assert.equal(L.planEndWording(current), 'Open');
+  assert.equal(L.planStatusWording(current), 'Current');
+  const ended = { kind: 'LACI', start: '2024-05-10', end: '2026-01-15', status: 'ended', ended_on: '2026-01-15', shown_until: '2027-01-15' };
+  assert.equal(L.planEndWording(ended), '15 January 2026');
+  assert.equal(L.planStatusWording(ended), 'Ended on 15 January 2026 (shown until 15 January 2027)');
+  assert.match(L.planKindWording({ kind: 'UCPI' }), /Unborn/);
+});
+
+test('tel links keep only digits and a leading plus', () => {
+  assert.equal(L.telHref('0300 555 0101'), 'tel:03005550101');
+  assert.equal(L.telHref('+44 (0)300 555-0101'), 'tel:+4403005550101');
+});
+
+test('no wording anywhere claims safety', () => {
+  const texts = [L.MISS_HEADLINE, L.REFERRAL_REMINDER, ...L.DEFAULT_CAVEATS, L.LOCKED_ACTION, L.staleWarning(true, 100)];
+  for (const t of texts) assert.doesNotMatch(t, /not at risk|no concerns|safe to/i);
+  assert.equal(L.caveatsFor({ caveats: [] }), L.DEFAULT_CAVEATS);
+  assert.deepEqual(L.caveatsFor({ caveats: ['x'] }), ['x']);
+});
+
+test('error wording: wrong PIN with attempts left, locked out, too soon', () => {
+  assert.match(L.errorWording({ code: 'wrong_pin', attempts_left: 2 }), /not right\. 2 attempts left/);
+  assert.match(L.errorWording({ code: 'wrong_pin', attempts_left: 1 }), /1 attempt left/);
+  assert.match(L.errorWording({ code: 'wrong_pin', attempts_left: 0 }), /No attempts are left/);
+  assert.match(L.errorWording({ code: 'locked_out' }), /Too many wrong PINs/);
+  assert.match(L.errorWording({ code: 'too_soon', retry_after_secs: 30 }), /Wait 30 seconds/);
+  assert.match(L.errorWording({ code: 'enrolment_refused', message: 'code already used' }), /refused.*code already used/);
+  assert.equal(L.errorWording({ code: 'mystery', message: 'boom' }), 'boom');
+});
+
+test('sync progress fraction and wording', () => {
+  assert.equal(L.syncFraction(null), 0);
+  assert.equal(L.syncFraction({ phase: 'pull', cursor: 500, head: 1000 }), 0.45);
+  assert.equal(L.syncFraction({ phase: 'pull', cursor: 0, head: 0 }), 0.05);
+  assert.equal(L.syncFraction({ phase: 'push' }), 0.95);
+  assert.equal(L.syncFraction({ phase: 'done' }), 1);
+  assert.equal(L.syncProgressWording({ phase: 'pull', cursor: 1200, head: 2000 }), 'Downloading changes: 1,200 of 2,000');
+  assert.match(L.syncProgressWording({ phase: 'done', records: 2000, events_sent: 3 }), /complete: 2,000 records received, 3 access records sent/);
+});
+
+test('screen state machine: enrol, sign in, check, result, sign out', () => {
+  let s = L.initialState();
+  s = L.transition(s, { type: 'status', status: { enrolled: false } });
+  assert.equal(s.screen, 'enrol');
+  assert.equal(L.transition(s, { type: 'navigate', screen: 'check' }).screen, 'enrol', 'no checks before enrolling');
+  s = L.transition(s, { type: 'enrolled', status: { enrolled: true, signed_in_user: null } });
+  assert.equal(s.screen, 'sign_in');
+  assert.equal(L.transition(s, { type: 'navigate', screen: 'check' }).screen, 'sign_in', 'no checks before signing in');
+  assert.equal(L.transition(s, { type: 'navigate', screen: 'status' }).screen, 'status');
+  s = L.transition(s, { type: 'error', error: { code: 'wrong_pin', attempts_left: 3 } });
+  assert.equal(s.screen, 'sign_in');
+  assert.equal(s.error.attempts_left, 3);
+  s = L.transition(s, { type: 'signed_in', status: { enrolled: true, signed_in_user: { id: 'u' } } });
+  assert.equal(s.screen, 'check');
+  assert.equal(s.error, null);
+  s = L.transition(s, { type: 'checked', view: { outcome: 'no_record' } });
+  assert.equal(s.screen, 'result');
+  s = L.transition(s, { type: 'status', status: { enrolled: true, signed_in_user: { id: 'u' } } });
+  assert.equal(s.screen, 'result', 'a status refresh keeps the result on screen');
+  assert.ok(s.check);
+  s = L.transition(s, { type: 'checked', view: { outcome: 'invalid_nhs_number' } });
+  assert.equal(s.screen, 'check');
+  s = L.transition(s, { type: 'idle_lock' });
+  assert.equal(s.screen, 'sign_in');
+  assert.equal(s.check, null, 'nothing of the last patient survives the lock');
+  assert.match(s.notice, /signed out/);
+  s = L.transition(s, { type: 'status', status: { enrolled: true, signed_in_user: null } });
+  assert.equal(s.screen, 'sign_in');
+});
+
+test('errors that need an earlier screen move there', () => {
+  const s = { ...L.initialState(), screen: 'check', status: { enrolled: true, signed_in_user: { id: 'u' } } };
+  assert.equal(L.transition(s, { type: 'error', error: { code: 'revoked' } }).screen, 'enrol');
+  assert.equal(L.transition(s, { type: 'error', error: { code: 'lease_expired' } }).screen, 'sign_in');
+  assert.equal(L.transition(s, { type: 'error', error: { code: 'offline' } }).screen, 'check');
+  const status = L.transition(s, { type: 'status', status: { enrolled: true, signed_in_user: null } });
+  assert.equal(status.screen, 'sign_in', 'a lapsed sign-in leaves the check screen');
+});
+
+test('idle timer fires once after the timeout and restarts on touch', () => {
+  const pending = new Map();
+  let id = 0;
+  const timers = { set: (fn, ms) => { pending.set(++id, { fn, ms }); return id; }, clear: (h) => pending.delete(h) };
+  let fired = 0;
+  const t = L.createIdleTimer(300000, () => { fired += 1; }, timers);
+  t.touch();
+  assert.equal(pending.size, 0, 'touch before start does nothing');
+  t.start();
+  assert.equal(pending.size, 1);
+  t.touch();
+  assert.equal(pending.size, 1, 'touch replaces the timer');
+  const [[, only]] = [...pending];
+  assert.equal(only.ms, 300000);
+  pending.clear();
+  only.fn();
+  assert.equal(fired, 1);
+  assert.equal(t.armed, false);
+  t.touch();
+  assert.equal(pending.size, 0, 'a fired timer stays spent until the next sign-in');
+  t.start();
+  t.stop();
+  assert.equal(t.armed, false);
+  assert.equal(L.DEFAULT_IDLE_TIMEOUT_MS, 5 * 60 * 1000);
+});

@@ -1,0 +1,348 @@
+// The screens in headless Chromium with the shell's commands mocked: validation as typed, result
+// wording, opening an alert, locked and stale results, sign-in errors, sync progress, keyboard use.
+import { after, afterEach, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { calls, checkNumber, cspViolations, fx, launch, openApp, scenario, shot, signIn, startServer, typeNhs } from './support/harness.mjs';
+
+let browser;
+let srv;
+let open = null;
+
+before(async () => {
+  srv = await startServer();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  srv?.server.close();
+});
+
+afterEach(async () => {
+  if (!open) return;
+  const violations = await cspViolations(open.page).catch(() => []);
+  const { problems } = open;
+  await open.context.close();
+  open = null;
+  assert.deepEqual(violations, [], 'no Content-Security-Policy violations');
+  assert.deepEqual(problems, [], 'no page errors and nothing fetched from outside the bundle');
+});
+
+async function app(overrides = {}) {
+  open = await openApp(browser, srv.url, scenario(overrides));
+  return open.page;
+}
+
+async function signedIn(overrides = {}) {
+  const page = await app(overrides);
+  await signIn(page);
+  await page.waitForSelector('#check-form');
+  return page;
+}
+
+// Visible text with runs of white space collapsed, as a screen reader would read it out.
+const text = async (page, sel) => (await page.locator(sel).innerText()).replace(/\s+/g, ' ').trim();
+const focusedId = (page) => page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
+
+test('first run shows enrolment and enrols with the central address and code', async () => {
+  const page = await app({ status: fx.status({ enrolled: false, device_id: null, central_url: null, region: null }) });
+  await page.waitForSelector('#enrol-form');
+  await shot(page, '01-enrol');
+  assert.equal(await page.title(), 'CP-IS Field');
+  assert.equal(await page.getAttribute('html', 'lang'), 'en-GB');
+  await page.click('#enrol-submit');
+  assert.match(await text(page, '#central-url-feedback'), /Enter the central service address/);
+  assert.equal((await calls(page, 'enrol')).length, 0);
+  await page.fill('#central-url', 'http://127.0.0.1:7443');
+  await page.fill('#enrol-code', 'USED-CODE');
+  await page.click('#enrol-submit');
+  await page.waitForSelector('#error-summary');
+  assert.match(await text(page, '#error-summary'), /refused this enrolment code: code already used/);
+  assert.equal(await page.inputValue('#central-url'), 'http://127.0.0.1:7443', 'the address is kept after a refusal');
+  await page.fill('#enrol-code', 'K7Q2-9XPM');
+  await page.click('#enrol-submit');
+  await page.waitForSelector('#sign-in-form');
+  const [, second] = await calls(page, 'enrol');
+  assert.deepEqual(second.args, { centralUrl: 'http://127.0.0.1:7443', code: 'K7Q2-9XPM' });
+});
+
+test('an enrolled device opens at sign-in, never at enrolment', async () => {
+  const page = await app();
+  await page.waitForSelector('#sign-in-form');
+  assert.equal(await page.locator('#enrol-form').count(), 0);
+  assert.match(await text(page, '#main'), /This device: North Eastern Ambulance \(synthetic\), Ambulance service/);
+});
+
+test('a wrong PIN says so with the attempts left, clears the PIN, and the right PIN signs in', async () => {
+  const page = await app({ attemptsLeft: 4 });
+  await signIn(page, '0000');
+  await page.waitForSelector('#error-summary');
+  assert.match(await text(page, '#error-summary'), /The user ID or PIN is not right\. 3 attempts left/);
+  await shot(page, '02-sign-in-wrong-pin');
+  assert.equal(await focusedId(page), 'error-summary', 'the error summary takes focus');
+  assert.equal(await page.inputValue('#pin'), '', 'the PIN is not kept');
+  assert.equal(await page.inputValue('#user-id'), 'para.one', 'the user ID is kept');
+  await signIn(page);
+  await page.waitForSelector('#check-form');
+  assert.deepEqual((await calls(page, 'sign_in')).at(-1).args, { userId: 'para.one', pin: fx.PIN });
+  assert.match(await text(page, '#strip'), /Signed in: Alex Paramedic/);
+});
+
+test('locked out and too-soon sign-in errors are explained', async () => {
+  let page = await app({ signInError: { code: 'locked_out', message: 'locked' } });
+  await signIn(page);
+  await page.waitForSelector('#error-summary');
+  assert.match(await text(page, '#error-summary'), /Too many wrong PINs: signing in offline is disabled/);
+  await open.context.close();
+  open = null;
+  page = await app({ signInError: { code: 'too_soon', message: 'slow down', retry_after_secs: 30 } });
+  await signIn(page);
+  await page.waitForSelector('#error-summary');
+  assert.match(await text(page, '#error-summary'), /Wait 30 seconds before trying again/);
+});
+
+test('the NHS number validates as it is typed', async () => {
+  const page = await signedIn();
+  await typeNhs(page, '999000');
+  assert.equal(await page.inputValue('#nhs-number'), '999 000', 'grouped 3-3-4 while typing');
+  assert.match(await text(page, '#nhs-number-feedback'), /6 of 10 digits/);
+  await typeNhs(page, '9990000000');
+  assert.match(await text(page, '#nhs-number-feedback'), /Error: This cannot be an NHS number: its first 9 digits give a check digit of 10/);
+  assert.equal(await page.getAttribute('#nhs-number', 'aria-invalid'), 'true');
+  await typeNhs(page, '9990000019');
+  assert.match(await text(page, '#nhs-number-feedback'), /The check digit does not match/);
+  await shot(page, '03-check-invalid');
+  await typeNhs(page, '99900A');
+  assert.match(await text(page, '#nhs-number-feedback'), /only digits/);
+  await typeNhs(page, '9990000018');
+  assert.equal(await page.inputValue('#nhs-number'), '999 000 0018');
+  assert.match(await text(page, '#nhs-number-feedback'), /Reads as 999 000 0018/);
+  assert.equal(await page.getAttribute('#nhs-number', 'aria-invalid'), null);
+  const describedBy = await page.getAttribute('#nhs-number', 'aria-describedby');
+  assert.match(describedBy, /nhs-number-feedback/, 'the feedback is announced with the field');
+  assert.equal(await page.getAttribute('#nhs-number-feedback', 'aria-live'), 'polite');
+});
+
+test('an invalid or incomplete number is never sent to the engine', async () => {
+  const page = await signedIn();
+  await typeNhs(page, '9990000019');
+  await page.click('#check-submit');
+  await typeNhs(page, '99900');
+  await page.click('#check-submit');
+  assert.match(await text(page, '#nhs-number-feedback'), /Enter all 10 digits of the NHS number \(you entered 5\)/);
+  assert.equal(await focusedId(page), 'nhs-number');
+  assert.equal((await calls(page, 'check_patient')).length, 0);
+});
+
+test('a miss says no record found, lists the caveats, the source and data age, and never reassures', async () => {
+  const page = await signedIn();
+  await typeNhs(page, '9990000026');
+  await page.check('#pregnant');
+  await page.fill('#case-ref', 'INC-4471');
+  await page.click('#check-submit');
+  await page.waitForSelector('body[data-screen="result"]');
+  assert.deepEqual((await calls(page, 'check_patient'))[0].args, { nhsNumber: '9990000026', pregnant: true, caseReference: 'INC-4471' });
+  assert.equal(await text(page, '#result-heading'), 'No CP-IS record found for this NHS number');
+  assert.equal(await focusedId(page), 'result-heading', 'focus moves to the result heading');
+  await shot(page, '04-result-miss');
+  const caveats = await page.locator('#caveats li').allInnerTexts();
+  assert.equal(caveats.length, fx.VIEWS.miss.caveats.length);
+  assert.match(caveats.join('\n'), /marked sensitive/);
+  assert.match(caveats.join('\n'), /Wales and Scotland/);
+  assert.equal(await text(page, '#data-age'), "Data from this device's copy, last updated 3 hours ago (24 November 2026 at 16:30)");
+  assert.match(await text(page, '#main'), /make a referral as you would without this check/);
+  const body = (await page.locator('body').innerText()).toLowerCase();
+  for (const banned of ['not at risk', 'no concerns', 'no risk', 'safe to']) assert.ok(!body.includes(banned), banned);
+  await page.waitForFunction(() => document.getElementById('announcer').textContent.includes('No CP-IS record found'));
+});
+
+test('an answer from the central service says so', async () => {
+  const page = await signedIn();
+  await checkNumber(page, '9990000069');
+  assert.match(await text(page, '#data-age'), /^Data from the central service, last updated just now/);
+});
+
+test('a stale copy shows a visible warning with the data age', async () => {
+  const page = await signedIn();
+  await checkNumber(page, '9990000050');
+  assert.ok(await page.locator('#stale-warning').isVisible());
+  await shot(page, '05-result-stale');
+  assert.match(await text(page, '#stale-warning'), /out of date: it was last updated 3 days ago/);
+  assert.match(await text(page, '#data-age'), /last updated 3 days ago/);
+});
+
+test('a stale device warns on the check screen too', async () => {
+  const page = await signedIn({ status: fx.status({ stale: true, data_age_seconds: 2 * 86400 }) });
+  assert.match(await text(page, '#stale-warning'), /last updated 2 days ago/);
+  assert.match(await text(page, '#strip'), /Out of date/);
+});
+
+test('a record found: notifying button wording, open the alert, plans, LA phones, history, notification', async () => {
+  const page = await signedIn();
+  await checkNumber(page, '9990000018');
+  assert.match(await text(page, '#found-callout'), /A CP-IS record exists for this NHS number/);
+  assert.equal(await focusedId(page), 'result-heading');
+  assert.equal((await text(page, '#open-alert')).trim(), 'Open the alert');
+  assert.equal(await text(page, '#open-alert-hint'), "The child's local authority will be told you opened this record");
+  assert.equal(await page.getAttribute('#open-alert', 'aria-describedby'), 'open-alert-hint');
+  assert.equal(await page.locator('#person').count(), 0, 'nothing about the person before opening');
+  await shot(page, '06-result-found');
+  await page.click('#open-alert');
+  await page.waitForSelector('#plans');
+  assert.deepEqual((await calls(page, 'open_alert'))[0].args, { checkId: fx.CHECK_IDS.found });
+  await shot(page, '07-alert-opened');
+  assert.match(await text(page, '#result-heading'), /CP-IS record: Jamie Lee TESTER/);
+  assert.equal(await text(page, '#person-dob dd'), '4 July 2019');
+  assert.equal(await text(page, '#person-nhs dd'), '999 000 0018');
+  assert.equal(await text(page, '#person-local-id dd'), 'NBC-000123');
+  const rows = await page.locator('#plans tbody tr').allInnerTexts();
+  assert.match(rows[0], /Child protection plan\s+1 February 2026\s+Open\s+Current/);
+  assert.match(rows[1], /Looked after child\s+10 May 2024\s+15 January 2026\s+Ended on 15 January 2026 \(shown until 15 January 2027\)/);
+  assert.equal(await page.getAttribute('#call-emergency', 'href'), 'tel:03005550101');
+  assert.match(await text(page, '#call-emergency'), /Call the emergency duty team: 0300 555 0101/);
+  assert.equal(await page.getAttribute('#call-office', 'href'), 'tel:03005550202');
+  const box = await page.locator('#call-emergency').boundingBox();
+  assert.ok(box.height >= 48, `emergency call target is ${box.height}px high`);
+  const history = await page.locator('#access-history tbody tr').allInnerTexts();
+  assert.equal(history.length, 2);
+  assert.match(history[0], /23 November 2026 at 22:15\s+Synthetic Ambulance Service \(RX9\)\s+Paramedic\s+Ambulance service/);
+  assert.equal(await text(page, '#notification'), 'Queued: will be sent when this device reconnects');
+  assert.match(await text(page, '#data-age'), /this device's copy, last updated 3 hours ago/);
+  assert.equal(await focusedId(page), 'result-heading');
+});
+
+test('a silent reader is told opening does not notify, and the notification is not sent', async () => {
+  const page = await signedIn({ user: fx.SILENT_USER });
+  await checkNumber(page, '9990000034');
+  assert.equal(await text(page, '#open-alert-hint'), 'Opening this does not notify anyone (your role reads silently)');
+  assert.doesNotMatch(await text(page, '#main'), /will be told/);
+  await page.click('#open-alert');
+  await page.waitForSelector('#plans');
+  assert.match(await text(page, '#plans'), /Unborn child protection plan/);
+  assert.match(await text(page, '#notification'), /^Not sent/);
+  assert.equal(await page.locator('#call-office').count(), 0, 'no office number when the LA has none');
+  assert.match(await text(page, '#access-history'), /No accesses from unscheduled care are recorded/);
+});
+
+test('a locked copy says it cannot be opened and what to do instead', async () => {
+  const page = await signedIn();
+  await checkNumber(page, '9990000042');
+  assert.match(await text(page, '#result-heading'), /This device's copy cannot be opened/);
+  assert.match(await text(page, '#locked-reason'), /Offline access ended/);
+  await shot(page, '08-result-locked');
+  assert.equal(await text(page, '#locked-action'), "Phone the local authority emergency duty team or use your trust's safeguarding pathway");
+  assert.equal(await focusedId(page), 'result-heading');
+});
+
+test('sync now drives the progress bar from sync-progress events', async () => {
+  const page = await signedIn();
+  await page.click('#nav-status');
+  await page.waitForSelector('#status-list');
+  assert.equal(await page.evaluate(() => window.__mock.listenerCount('sync-progress')), 1);
+  assert.equal(await text(page, '#st-online dd'), 'Online');
+  assert.equal(await text(page, '#st-records dd'), '2,000');
+  assert.equal(await text(page, '#st-queued dd'), '2 (oldest 40 minutes old)');
+  assert.match(await text(page, '#st-dead dd'), /^1/);
+  assert.match(await text(page, '#dead-letters'), /rejected: unknown region/);
+  assert.equal(await text(page, '#st-lease dd'), '27 November 2026 at 16:30');
+  assert.equal(await text(page, '#st-device dd'), '0192f0a0-1111-7000-8000-00000000d001');
+  assert.match(await text(page, '#st-last-sync dd'), /24 November 2026 at 16:30 \(3 hours ago\)/);
+  await page.click('#sync-now');
+  assert.ok(await page.locator('#sync-now').isDisabled(), 'one sync at a time');
+  const width = () => page.evaluate(() => document.getElementById('sync-bar').getBoundingClientRect().width);
+  const now = () => page.getAttribute('#sync-progress', 'aria-valuenow').then(Number);
+  const emit = (p) => page.evaluate((payload) => window.__mock.emit('sync-progress', payload), p);
+  await emit({ phase: 'pull', pages: 1, records: 500, bytes: 1000, cursor: 2500, head: 5000, events_sent: 0 });
+  assert.equal(await now(), 45);
+  await shot(page, '09-sync-progress');
+  assert.match(await text(page, '#sync-text'), /Downloading changes: 2,500 of 5,000/);
+  await page.waitForTimeout(300);
+  const w1 = await width();
+  await emit({ phase: 'pull', pages: 2, records: 1000, bytes: 2000, cursor: 5000, head: 5000, events_sent: 0 });
+  await emit({ phase: 'push', pages: 2, records: 1000, bytes: 2000, cursor: 5000, head: 5000, events_sent: 2 });
+  assert.equal(await now(), 95);
+  await page.waitForTimeout(300);
+  const w2 = await width();
+  assert.ok(w2 > w1 && w1 > 0, `bar grows: ${w1} -> ${w2}`);
+  await page.evaluate(() => { window.__mock.setStatus({ queued_events: 0, oldest_queued_age_seconds: null }); window.__mock.finishSync({ pages: 2, records: 1000, bytes: 2000, cursor: 5000, events_delivered: 2, events_dead: 0, events_queued: 0, pull_skipped: null }); });
+  await page.waitForFunction(() => document.getElementById('sync-progress')?.getAttribute('aria-valuenow') === '100');
+  await page.waitForFunction(() => document.getElementById('st-queued')?.innerText.includes('0'));
+  assert.match(await text(page, '#sync-text'), /Sync complete/);
+  assert.equal((await text(page, '#sync-now')).trim(), 'Sync now');
+});
+
+test('background sync events reach the status screen without pressing Sync now', async () => {
+  const page = await signedIn();
+  await page.click('#nav-status');
+  await page.waitForSelector('#status-list');
+  await page.evaluate(() => window.__mock.emit('sync-progress', { phase: 'pull', pages: 1, records: 10, bytes: 10, cursor: 1, head: 4, events_sent: 0 }));
+  assert.equal(await page.getAttribute('#sync-progress', 'aria-valuenow'), '23');
+});
+
+test('keyboard only: Tab and Enter through a check and opening the alert', async () => {
+  const page = await signedIn();
+  assert.equal(await focusedId(page), 'screen-heading');
+  await page.keyboard.press('Tab');
+  assert.equal(await focusedId(page), 'nhs-number');
+  await page.keyboard.type('9990000018');
+  await page.keyboard.press('Tab');
+  assert.equal(await focusedId(page), 'pregnant');
+  await page.keyboard.press('Tab');
+  assert.equal(await focusedId(page), 'case-ref');
+  await page.keyboard.type('CAD 55');
+  await page.keyboard.press('Tab');
+  assert.equal(await focusedId(page), 'check-submit');
+  const outline = await page.evaluate(() => getComputedStyle(document.activeElement).boxShadow);
+  assert.notEqual(outline, 'none', 'the focused button shows focus');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('body[data-screen="result"]');
+  assert.equal(await focusedId(page), 'result-heading');
+  await page.keyboard.press('Tab');
+  assert.equal(await focusedId(page), 'open-alert');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#plans');
+  assert.equal(await focusedId(page), 'result-heading');
+  assert.deepEqual((await calls(page, 'check_patient'))[0].args, { nhsNumber: '9990000018', pregnant: false, caseReference: 'CAD 55' });
+  await page.keyboard.press('Tab');
+  assert.equal(await focusedId(page), 'call-emergency', 'the emergency number comes first after the heading');
+});
+
+test('touch targets are at least 48px', async () => {
+  const page = await signedIn();
+  for (const sel of ['#nhs-number', '#case-ref', '#check-submit', '#nav-status', '#nav-sign-out']) {
+    const box = await page.locator(sel).boundingBox();
+    assert.ok(box.height >= 48, `${sel} is ${box.height}px high`);
+  }
+  const tick = await page.evaluate(() => {
+    const s = getComputedStyle(document.querySelector('label[for="pregnant"]'), '::before');
+    return parseFloat(s.height);
+  });
+  assert.ok(tick >= 40, `checkbox box is ${tick}px`);
+});
+
+test('the app signs out and hides the patient after being idle', async () => {
+  const page = await signedIn({ idleTimeoutMs: 600 });
+  await checkNumber(page, '9990000026');
+  await page.waitForSelector('#sign-in-form', { timeout: 5000 });
+  assert.equal((await calls(page, 'sign_out')).length, 1);
+  assert.match(await text(page, '#notice'), /signed out because the app was not used for a while/);
+  assert.doesNotMatch(await text(page, 'body'), /999 000 0026/);
+});
+
+test('sign out from the menu returns to sign-in', async () => {
+  const page = await signedIn();
+  await page.click('#nav-sign-out');
+  await page.waitForSelector('#sign-in-form');
+  assert.equal((await calls(page, 'sign_out')).length, 1);
+  assert.ok(await page.locator('#nav-check').isHidden());
+});
+
+test('only the shell commands and the sync-progress listener are used', async () => {
+  const page = await signedIn();
+  await checkNumber(page, '9990000018');
+  await page.click('#open-alert');
+  await page.waitForSelector('#plans');
+  const used = new Set((await calls(page)).map((c) => c.cmd));
+  const allowed = new Set(['app_status', 'enrol', 'sign_in', 'sign_out', 'check_patient', 'open_alert', 'sync_now', 'plugin:event|listen']);
+  for (const c of used) assert.ok(allowed.has(c), `unexpected command ${c}`);
+});

@@ -1,0 +1,140 @@
+// Canned engine views for the mocked browser tests, shaped exactly like cpis-device's serde output.
+// NHS numbers are from the 999 test range; names and places are synthetic.
+
+export const PIN = '2468';
+export const CHECK_IDS = {
+  miss: '0192f0a0-0000-7000-8000-000000000001',
+  found: '0192f0a0-0000-7000-8000-000000000002',
+  silent: '0192f0a0-0000-7000-8000-000000000003',
+  locked: '0192f0a0-0000-7000-8000-000000000004',
+  stale: '0192f0a0-0000-7000-8000-000000000005',
+  central: '0192f0a0-0000-7000-8000-000000000006',
+};
+
+export const USER = { id: 'para.one', name: 'Alex Paramedic', role: 'R8003', activity: 'B0107', notifies: true };
+export const SILENT_USER = { id: 'gp.day', name: 'Sam Daytime', role: 'R0260', activity: 'B0170', notifies: false };
+
+export function status(overrides = {}) {
+  return {
+    enrolled: true,
+    device_id: '0192f0a0-1111-7000-8000-00000000d001',
+    region: 'NE',
+    org_name: 'North Eastern Ambulance (synthetic)',
+    setting: 'ambulance',
+    central_url: 'http://127.0.0.1:7443',
+    online: true,
+    signed_in_user: null,
+    locked: true,
+    cached_flags: 2000,
+    cursor: 2000,
+    last_sync_at: '2026-11-24T16:30:00Z',
+    data_age_seconds: 3 * 3600,
+    stale: false,
+    queued_events: 2,
+    oldest_queued_age_seconds: 40 * 60,
+    dead_letters: [{ event_id: '0192f0a0-2222-7000-8000-0000000000e1', reason: 'rejected: unknown region', created_at: '2026-11-20T08:00:00Z' }],
+    lease_expires_at: '2026-11-27T16:30:00Z',
+    wiped_reason: null,
+    ...overrides,
+  };
+}
+
+const CAVEATS = [
+  "Changes made since this device's copy was last updated (3 hours ago)",
+  'Children whose record is marked sensitive: they cannot carry a flag',
+  'Children not matched to an NHS number',
+  'Children of local authorities outside England: Wales and Scotland keep their own registers',
+  'A child who is not yet on a plan',
+];
+
+function base(overrides) {
+  return {
+    check_id: CHECK_IDS.miss,
+    outcome: 'no_record',
+    nhs_number: '999 000 0026',
+    reason: null,
+    source: 'cache',
+    data_as_of: '2026-11-24T16:30:00Z',
+    data_age_seconds: 3 * 3600,
+    stale: false,
+    opened: false,
+    notifies: true,
+    notification: null,
+    person: null,
+    plans: [],
+    local_authority: null,
+    access_history: [],
+    caveats: [],
+    message: '',
+    ...overrides,
+  };
+}
+
+const LA = { ods: '812', name: 'Northfield Borough Council (synthetic)', emergency_phone: '0300 555 0101', office_phone: '0300 555 0202' };
+
+export const VIEWS = {
+  miss: base({ caveats: CAVEATS, message: 'No CP-IS record found for this NHS number' }),
+  stale: base({
+    check_id: CHECK_IDS.stale, nhs_number: '999 000 0050', data_age_seconds: 3 * 86400, stale: true,
+    data_as_of: '2026-11-21T19:30:00Z', caveats: CAVEATS, message: 'No CP-IS record found for this NHS number',
+  }),
+  central: base({
+    check_id: CHECK_IDS.central, nhs_number: '999 000 0069', source: 'central', data_age_seconds: 5,
+    data_as_of: '2026-11-24T19:29:55Z', caveats: CAVEATS, message: 'No CP-IS record found for this NHS number',
+  }),
+  found: base({
+    check_id: CHECK_IDS.found, outcome: 'record_found', nhs_number: '999 000 0018', notifies: true,
+    message: 'A CP-IS record exists for this NHS number',
+  }),
+  silent: base({
+    check_id: CHECK_IDS.silent, outcome: 'record_found', nhs_number: '999 000 0034', notifies: false,
+    message: 'A CP-IS record exists for this NHS number',
+  }),
+  locked: base({
+    check_id: CHECK_IDS.locked, outcome: 'locked', nhs_number: '999 000 0042', data_age_seconds: 9 * 86400,
+    reason: 'Offline access ended on 20 November 2026: this device must reconnect before its copy can be opened',
+    caveats: ["Phone the local authority emergency duty team or use your trust's safeguarding pathway"],
+    message: "This device's copy cannot be opened",
+  }),
+};
+
+const PLANS = [
+  { kind: 'CPPI', kind_in_words: 'Child protection plan', start: '2026-02-01', end: null, status: 'current', ended_on: null, shown_until: null },
+  { kind: 'LACI', kind_in_words: 'Looked after child', start: '2024-05-10', end: '2026-01-15', status: 'ended', ended_on: '2026-01-15', shown_until: '2027-01-15' },
+];
+
+const HISTORY = [
+  { at: '2026-11-23T22:15:00Z', org_ods: 'RX9', org_name: 'Synthetic Ambulance Service', role: 'Paramedic', setting: 'ambulance' },
+  { at: '2026-11-20T09:05:00Z', org_ods: 'RXX01', org_name: 'Synthetic General Hospital', role: 'Emergency department nurse', setting: 'emergency-department' },
+];
+
+export const OPENED = {
+  [CHECK_IDS.found]: {
+    ...VIEWS.found,
+    opened: true,
+    notification: 'queued',
+    person: { family_name: 'TESTER', given_names: 'Jamie Lee', date_of_birth: '2019-07-04', local_id: 'NBC-000123' },
+    plans: PLANS,
+    local_authority: LA,
+    access_history: HISTORY,
+  },
+  [CHECK_IDS.silent]: {
+    ...VIEWS.silent,
+    opened: true,
+    notification: 'not_sent',
+    person: { family_name: 'EXAMPLE', given_names: 'Robin', date_of_birth: '1995-03-12', local_id: null },
+    plans: [{ kind: 'UCPI', kind_in_words: 'Unborn child protection plan', start: '2026-09-01', end: null, status: 'current', ended_on: null, shown_until: null }],
+    local_authority: { ...LA, office_phone: null },
+    access_history: [],
+  },
+};
+
+/** NHS digits -> the view check_patient answers with. */
+export const CHECKS = {
+  9990000026: VIEWS.miss,
+  9990000050: VIEWS.stale,
+  9990000069: VIEWS.central,
+  9990000018: VIEWS.found,
+  9990000034: VIEWS.silent,
+  9990000042: VIEWS.locked,
+};
