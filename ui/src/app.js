@@ -7,7 +7,7 @@ import {
   REFERRAL_REMINDER, agoWording, caveatsFor, createIdleTimer, dataAgeWording, errorWording, formatDate,
   formatDateTime, formatNhs, humanDuration, initialState, nhsDigits, nhsFieldMessage, notificationWording,
   openAlertWording, planEndWording, planKindWording, planStatusWording, settingWording, staleWarning,
-  syncFraction, syncProgressWording, telHref, transition, validateNhs,
+  syncFraction, syncProgressWording, syncSummaryWording, telHref, transition, validateNhs,
 } from './logic.js';
 
 let state = initialState();
@@ -133,13 +133,19 @@ function dispatch(event) {
   render();
 }
 
-function render() {
+/**
+ * Draws the current screen. A new screen moves focus to its heading (or its error); a redraw of the
+ * same screen with fresh data (`keepFocus`) leaves focus where the clinician had it.
+ */
+function render({ keepFocus = false } = {}) {
   const screens = { loading: renderLoading, enrol: renderEnrol, sign_in: renderSignIn, check: renderCheck, result: renderResult, status: renderStatus };
   const draw = screens[state.screen] || renderLoading;
+  const focusedId = keepFocus ? document.activeElement?.id : null;
   main.replaceChildren(...[].concat(draw()));
   document.body.dataset.screen = state.screen;
   renderChrome();
-  focusAfterRender();
+  if (!keepFocus) focusAfterRender();
+  else if (focusedId) document.getElementById(focusedId)?.focus();
 }
 
 function focusAfterRender() {
@@ -540,9 +546,11 @@ async function onSyncNow() {
   try {
     const summary = await api.syncNow();
     state = transition(state, { type: 'sync_done', summary });
-    updateProgress();
-    announce(syncProgressWording(state.progress));
     await refreshStatus(true);
+    updateProgress();
+    const text = document.getElementById('sync-text');
+    if (text) text.textContent = syncSummaryWording(summary);
+    announce(syncSummaryWording(summary));
   } catch (err) {
     dispatch({ type: 'sync_failed', error: err });
   }
@@ -554,8 +562,10 @@ async function refreshStatus(redrawStatusScreen = false) {
     const status = await api.appStatus();
     const before = state.screen;
     state = transition(state, { type: 'status', status });
-    if (state.screen !== before || (redrawStatusScreen && state.screen === 'status')) {
+    if (state.screen !== before) {
       render();
+    } else if (redrawStatusScreen && state.screen === 'status') {
+      render({ keepFocus: true });
       updateProgress();
     } else {
       renderChrome();

@@ -312,10 +312,22 @@ export function syncFraction(p) {
 export function syncProgressWording(p) {
   if (!p) return 'Not started';
   const n = (x) => Number(x || 0).toLocaleString('en-GB');
-  if (p.phase === 'done') return `Sync complete: ${n(p.records)} records received, ${n(p.events_sent)} access records sent`;
+  // A background round reports 'done' with the cache's totals, so only what was sent is worded here.
+  if (p.phase === 'done') return p.events_sent ? `Sync complete: ${n(p.events_sent)} access records sent` : 'Sync complete';
   if (p.phase === 'push') return `Sending access records: ${n(p.events_sent)} sent`;
   if (p.head > 0) return `Downloading changes: ${n(p.cursor)} of ${n(p.head)}`;
   return `Downloading changes: ${n(p.records)} records`;
+}
+
+/** What "Sync now" achieved, from the engine's SyncSummary. */
+export function syncSummaryWording(sum) {
+  const n = (x) => Number(x || 0).toLocaleString('en-GB');
+  const plural = (x, one, many) => `${n(x)} ${Number(x) === 1 ? one : many}`;
+  const parts = [`${plural(sum.records, 'change', 'changes')} received`, `${plural(sum.events_delivered, 'access record', 'access records')} delivered`];
+  if (sum.events_queued) parts.push(`${n(sum.events_queued)} still waiting to send`);
+  if (sum.events_dead) parts.push(`${n(sum.events_dead)} could not be delivered`);
+  const skipped = sum.pull_skipped ? ` Download skipped: ${sum.pull_skipped}.` : '';
+  return `Sync complete: ${parts.join(', ')}.${skipped}`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -137,7 +137,16 @@ test('sync progress fraction and wording', () => {
   assert.equal(L.syncFraction({ phase: 'push' }), 0.95);
   assert.equal(L.syncFraction({ phase: 'done' }), 1);
   assert.equal(L.syncProgressWording({ phase: 'pull', cursor: 1200, head: 2000 }), 'Downloading changes: 1,200 of 2,000');
-  assert.match(L.syncProgressWording({ phase: 'done', records: 2000, events_sent: 3 }), /complete: 2,000 records received, 3 access records sent/);
+  assert.equal(L.syncProgressWording({ phase: 'done', records: 2000, events_sent: 3 }), 'Sync complete: 3 access records sent');
+  assert.equal(L.syncProgressWording({ phase: 'done', records: 2000, events_sent: 0 }), 'Sync complete');
+  assert.equal(
+    L.syncSummaryWording({ records: 1000, events_delivered: 1, events_queued: 0, events_dead: 0, pull_skipped: null }),
+    'Sync complete: 1,000 changes received, 1 access record delivered.',
+  );
+  assert.equal(
+    L.syncSummaryWording({ records: 0, events_delivered: 2, events_queued: 1, events_dead: 1, pull_skipped: 'not signed in' }),
+    'Sync complete: 0 changes received, 2 access records delivered, 1 still waiting to send, 1 could not be delivered. Download skipped: not signed in.',
+  );
 });
 
 test('screen state machine: enrol, sign in, check, result, sign out', () => {

@@ -267,7 +267,8 @@ test('sync now drives the progress bar from sync-progress events', async () => {
   await page.evaluate(() => { window.__mock.setStatus({ queued_events: 0, oldest_queued_age_seconds: null }); window.__mock.finishSync({ pages: 2, records: 1000, bytes: 2000, cursor: 5000, events_delivered: 2, events_dead: 0, events_queued: 0, pull_skipped: null }); });
   await page.waitForFunction(() => document.getElementById('sync-progress')?.getAttribute('aria-valuenow') === '100');
   await page.waitForFunction(() => document.getElementById('st-queued')?.innerText.includes('0'));
-  assert.match(await text(page, '#sync-text'), /Sync complete/);
+  await page.waitForFunction(() => document.getElementById('sync-text')?.innerText.includes('changes received'));
+  assert.equal(await text(page, '#sync-text'), 'Sync complete: 1,000 changes received, 2 access records delivered.');
   assert.equal((await text(page, '#sync-now')).trim(), 'Sync now');
 });
 
@@ -277,6 +278,20 @@ test('background sync events reach the status screen without pressing Sync now',
   await page.waitForSelector('#status-list');
   await page.evaluate(() => window.__mock.emit('sync-progress', { phase: 'pull', pages: 1, records: 10, bytes: 10, cursor: 1, head: 4, events_sent: 0 }));
   assert.equal(await page.getAttribute('#sync-progress', 'aria-valuenow'), '23');
+});
+
+test('a background sync refreshes the status screen without moving focus', async () => {
+  const page = await signedIn();
+  await page.click('#nav-status');
+  await page.waitForSelector('#status-list');
+  await page.focus('#sync-now');
+  await page.evaluate(() => {
+    window.__mock.setStatus({ cached_flags: 2500 });
+    window.__mock.emit('sync-progress', { phase: 'done', pages: 0, records: 2500, bytes: 0, cursor: 2500, head: 2500, events_sent: 0 });
+  });
+  await page.waitForFunction(() => document.querySelector('#st-records dd')?.innerText === '2,500');
+  assert.equal(await focusedId(page), 'sync-now');
+  assert.equal(await text(page, '#sync-text'), 'Sync complete');
 });
 
 test('keyboard only: Tab and Enter through a check and opening the alert', async () => {
