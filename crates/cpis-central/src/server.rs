@@ -35,6 +35,8 @@ pub struct CentralConfig {
     pub background_tasks: bool,
     /// How often the webhook task looks for due deliveries.
     pub webhook_interval: Duration,
+    /// The scale of webhook retry backoff (tests make it short).
+    pub webhook_base_delay: Duration,
 }
 
 impl CentralConfig {
@@ -46,6 +48,7 @@ impl CentralConfig {
             tls: None,
             background_tasks: true,
             webhook_interval: Duration::from_secs(2),
+            webhook_base_delay: crate::webhook::BASE_DELAY,
         }
     }
 
@@ -168,6 +171,7 @@ pub async fn spawn_with_store(
         tasks.push(tokio::spawn(crate::webhook::run(
             store.clone(),
             config.webhook_interval,
+            config.webhook_base_delay,
             stop_rx.clone(),
         )));
         tasks.push(tokio::spawn(expire_daily(central.clone(), stop_rx)));

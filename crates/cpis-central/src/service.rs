@@ -28,8 +28,8 @@ use zeroize::Zeroizing;
 use crate::auth::{self, PinAuthenticator, SignInError, UserAuthenticator};
 use crate::error::ApiFailure;
 use crate::store::{
-    DeviceRecord, EnrolRefusal, Ingested, NewDevice, NewEnrolment, Store, StoreError, StoredKeys,
-    WebhookChange,
+    DeviceRecord, EnrolRefusal, Ingested, NewDevice, NewEnrolment, PeopleUpload, Store, StoreError,
+    StoredKeys, WebhookChange,
 };
 use crate::upload;
 
@@ -439,9 +439,8 @@ impl Central {
     async fn note_contact(&self, id: Uuid, now: DateTime<Utc>) {
         let due = {
             let mut seen = self.last_touch.lock().unwrap_or_else(|p| p.into_inner());
-            let due = seen
-                .get(&id)
-                .map_or(true, |t| t.elapsed() > std::time::Duration::from_secs(60));
+            let recent = std::time::Duration::from_secs(60);
+            let due = !matches!(seen.get(&id), Some(t) if t.elapsed() <= recent);
             if due {
                 seen.insert(id, Instant::now());
             }
@@ -723,11 +722,13 @@ impl Central {
             .store
             .import_people(
                 la,
-                people,
-                parsed.keep,
-                allow_large_removal,
-                Utc::now().date_naive(),
-                self.rules,
+                PeopleUpload {
+                    people,
+                    keep: parsed.keep,
+                    allow_large_removal,
+                    today: Utc::now().date_naive(),
+                    rules: self.rules,
+                },
                 Utc::now(),
             )
             .await?;

@@ -12,13 +12,18 @@ use crate::store::{DeliveryOutcome, PendingDelivery, Store};
 
 /// Attempts before a notification is marked failed (the LA still sees it in its feed and inbox).
 pub const MAX_ATTEMPTS: u32 = 20;
-const BASE_DELAY_SECS: i64 = 5;
-const MAX_DELAY_SECS: i64 = 3_600;
+/// The first retry's scale; each later one doubles it, up to `MAX_DELAY`.
+pub const BASE_DELAY: StdDuration = StdDuration::from_secs(5);
+pub const MAX_DELAY: StdDuration = StdDuration::from_secs(3_600);
 
-/// The wait before attempt `attempts + 1`: full jitter over a capped exponential.
-pub fn backoff(attempts: u32) -> Duration {
-    let cap = (BASE_DELAY_SECS.saturating_mul(1i64 << attempts.min(20))).min(MAX_DELAY_SECS);
-    let ms = rand::thread_rng().gen_range(BASE_DELAY_SECS * 200..=cap * 1000);
+/// The wait before attempt `attempts + 1`: full jitter over a capped exponential, never less than a
+/// fifth of `base` so a failing receiver is not hammered.
+pub fn backoff(attempts: u32, base: StdDuration) -> Duration {
+    let base_ms = base.as_millis().max(1) as i64;
+    let cap = base_ms
+        .saturating_mul(1i64 << attempts.min(20))
+        .min(MAX_DELAY.as_millis() as i64);
+    let ms = rand::thread_rng().gen_range((base_ms / 5).max(1)..=cap.max(base_ms / 5 + 1));
     Duration::milliseconds(ms)
 }
 
@@ -38,7 +43,11 @@ async fn deliver(client: &reqwest::Client, d: &PendingDelivery) -> Result<(), St
 }
 
 /// One pass over the due deliveries. Returns how many were attempted.
-pub async fn deliver_due(store: &dyn Store, client: &reqwest::Client) -> usize {
+pub async fn deliver_due(
+    store: &dyn Store,
+    client: &reqwest::Client,
+    base_delay: StdDuration,
+) -> usize {
     let due = match store.due_deliveries(Utc::now(), 100).await {
         Ok(d) => d,
         Err(e) => {
@@ -60,7 +69,7 @@ pub async fn deliver_due(store: &dyn Store, client: &reqwest::Client) -> usize {
                 } else {
                     DeliveryOutcome::Retry {
                         attempts,
-                        next_attempt_at: Utc::now() + backoff(attempts),
+                        next_attempt_at: Utc::now() + backoff(attempts, base_delay),
                         error,
                     }
                 }
@@ -77,6 +86,7 @@ pub async fn deliver_due(store: &dyn Store, client: &reqwest::Client) -> usize {
 pub async fn run(
     store: std::sync::Arc<dyn Store>,
     interval: StdDuration,
+    base_delay: StdDuration,
     mut stop: watch::Receiver<bool>,
 ) {
     let client = reqwest::Client::builder()
@@ -85,7 +95,7 @@ pub async fn run(
         .expect("an HTTP client with default TLS settings always builds");
     loop {
         // A full pass goes straight on to the next: a backlog drains without waiting.
-        let attempted = deliver_due(store.as_ref(), &client).await;
+        let attempted = deliver_due(store.as_ref(), &client, base_delay).await;
         if attempted == 100 {
             continue;
         }
@@ -104,11 +114,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_is_capped_and_never_shorter_than_a_second() {
+    fn backoff_is_jittered_capped_and_never_shorter_than_a_fifth_of_the_base() {
+        let mut longest = 0;
         for attempts in 0..40 {
-            let d = backoff(attempts).num_milliseconds();
+            let d = backoff(attempts, BASE_DELAY).num_milliseconds();
             assert!(d >= 1_000, "{attempts}: {d}");
-            assert!(d <= MAX_DELAY_SECS * 1000, "{attempts}: {d}");
+            assert!(d <= MAX_DELAY.as_millis() as i64, "{attempts}: {d}");
+            longest = longest.max(d);
         }
+        assert!(longest > 60_000, "later retries wait longer");
+        assert!(backoff(3, StdDuration::from_millis(50)).num_milliseconds() <= 400);
     }
 }

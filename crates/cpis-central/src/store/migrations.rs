@@ -31,8 +31,16 @@ mod tests {
     /// The text of every shipped migration, pinned. If this fails you edited a shipped migration: put
     /// the change in a new numbered file instead (databases in the field already ran the old text).
     const SHIPPED: &[(&str, &str, &str)] = &[
-        ("sqlite", "0001_init.sql", "SQLITE_0001"),
-        ("postgres", "0001_init.sql", "POSTGRES_0001"),
+        (
+            "sqlite",
+            "0001_init.sql",
+            "f28b4fb408665e2164ff4ebeb70c3a575392a0dcfc4f422ff2ac6a04bb124615",
+        ),
+        (
+            "postgres",
+            "0001_init.sql",
+            "b1a72ae0d7f2a01e663e6e024f0962af76ff6917e7cdefe6a85c0daba64e8e86",
+        ),
     ];
 
     #[test]

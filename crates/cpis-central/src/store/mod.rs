@@ -91,6 +91,18 @@ pub struct RegionRecord {
     pub lease_hours: u32,
 }
 
+/// An LA's validated upload, ready to apply: the people whose rows were all valid, and those in the
+/// file with a bad row (`keep`: what is stored for them stays as it was).
+#[derive(Debug, Clone)]
+pub struct PeopleUpload {
+    pub people: Vec<FlagRecord>,
+    pub keep: Vec<NhsNumber>,
+    pub allow_large_removal: bool,
+    /// The date visibility is judged at: records with nothing left to show become removals.
+    pub today: NaiveDate,
+    pub rules: VisibilityRules,
+}
+
 /// What an import changed.
 #[derive(Debug, Clone, Default)]
 pub struct ImportApplied {
@@ -288,11 +300,7 @@ pub trait Store: Send + Sync + 'static {
     async fn import_people(
         &self,
         la: &OdsCode,
-        people: Vec<FlagRecord>,
-        keep: Vec<NhsNumber>,
-        allow_large_removal: bool,
-        today: NaiveDate,
-        rules: VisibilityRules,
+        upload: PeopleUpload,
         now: DateTime<Utc>,
     ) -> StoreResult<ImportApplied>;
     /// Loads LAs and flags in one transaction, for demo data: fast, and replaces any person present.
@@ -331,7 +339,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Result<DeviceRecord, EnrolRefusal>>;
     async fn device(&self, id: Uuid) -> StoreResult<Option<DeviceRecord>>;
     async fn devices(&self) -> StoreResult<Vec<DeviceRecord>>;
-    /// Revokes a device and drops its tokens. False when there is no such device.
+    /// Revokes a device. Its tokens stay until they expire, so its next call is told it is revoked
+    /// (403 `device_revoked`) rather than merely unauthenticated. False when there is no such device.
     async fn revoke_device(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
     async fn touch_device(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
     async fn create_challenge(
@@ -416,8 +425,7 @@ pub async fn open_store(db_url: &str) -> StoreResult<Arc<dyn Store>> {
         let path = path.strip_prefix("//").unwrap_or(path);
         Ok(Arc::new(SqliteStore::open(path).await?))
     } else if db_url.starts_with("postgres://") || db_url.starts_with("postgresql://") {
-        PostgresStore::connect(db_url, None).await?;
-        Err(StoreError::BadUrl(db_url.to_string()))
+        Ok(Arc::new(PostgresStore::connect(db_url, None).await?))
     } else {
         Err(StoreError::BadUrl(db_url.to_string()))
     }

@@ -1,13 +1,1324 @@
-//! The PostgreSQL store (for when one machine's SQLite is not enough).
+//! The PostgreSQL store, for when one machine's SQLite is not enough. Same behaviour as the SQLite
+//! store (the same integration suite runs on both). Feed writers serialise on the `counters` row
+//! (`FOR UPDATE`), so sequence numbers commit in order and a reader never skips one. Event intake
+//! takes its locks in a fixed order (events by id, then LAs by code) so concurrent deliveries of the
+//! same batch wait for each other instead of deadlocking.
 
-use super::{StoreError, StoreResult};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-pub struct PostgresStore;
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use cpis_core::plan::VisibilityRules;
+use cpis_core::wire::{FeedChange, FeedOp, Notification};
+use cpis_core::{AccessEvent, CareSetting, FlagRecord, LocalAuthority, NhsNumber, OdsCode, Region};
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Transaction,
+};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::migrations::POSTGRES;
+use super::sqlite::feed_op_name;
+use super::{
+    flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, FeedSlice, ImportApplied,
+    Ingested, LaRecord, NewDevice, NewEnrolment, PendingDelivery, PeopleUpload, RegionRecord,
+    Store, StoreError, StoreResult, StoredKeys, UserRecord, WebhookChange,
+};
+
+const POOL_SIZE: usize = 16;
+const RETRIES: usize = 5;
+/// Rows per multi-row statement in bulk writes.
+const CHUNK: usize = 5_000;
+
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn pool_err<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Database(format!("PostgreSQL connection pool: {e}"))
+}
+
+/// Deadlocks and serialisation failures are worth a retry of the whole transaction.
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(e.code(), Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE)
+}
 
 impl PostgresStore {
-    pub async fn connect(url: &str, _schema: Option<&str>) -> StoreResult<Self> {
-        Err(StoreError::BadUrl(format!(
-            "{url} (PostgreSQL support is not built yet)"
-        )))
+    /// Connects (with `search_path` set to `schema` when given) and applies migrations.
+    pub async fn connect(url: &str, schema: Option<&str>) -> StoreResult<Self> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::BadUrl(format!("{url}: {e}")))?;
+        if let Some(schema) = schema {
+            if !schema
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(StoreError::BadUrl(format!("schema name '{schema}'")));
+            }
+            config.options(format!("-c search_path={schema}"));
+        }
+        config.connect_timeout(std::time::Duration::from_secs(10));
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(pool_err)?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        let tx = client.transaction().await?;
+        // One migrator at a time, whichever process starts first.
+        tx.execute("SELECT pg_advisory_xact_lock(7275010001)", &[])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                name TEXT PRIMARY KEY, sha256 TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)",
+        )
+        .await?;
+        for m in POSTGRES {
+            let applied = tx
+                .query_opt(
+                    "SELECT sha256 FROM schema_migrations WHERE name = $1",
+                    &[&m.name],
+                )
+                .await?;
+            match applied.map(|r| r.get::<_, String>(0)) {
+                Some(sha) if sha == m.sha256() => {}
+                Some(_) => {
+                    return Err(StoreError::MigrationChanged {
+                        name: m.name.into(),
+                    })
+                }
+                None => {
+                    tx.batch_execute(m.sql).await?;
+                    tx.execute(
+                        "INSERT INTO schema_migrations (name, sha256, applied_at) VALUES ($1, $2, $3)",
+                        &[&m.name, &m.sha256(), &Utc::now()],
+                    )
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(pool_err)
+    }
+}
+
+// ---- feed writing ----
+
+/// Feed rows gathered in one transaction and written together; seqs come from the counter row,
+/// locked for the rest of the transaction.
+struct FeedWriter {
+    next: i64,
+    regions: Vec<String>,
+    keys: Vec<String>,
+    seqs: Vec<i64>,
+    ops: Vec<String>,
+    payloads: Vec<String>,
+}
+
+impl FeedWriter {
+    async fn start(tx: &Transaction<'_>) -> StoreResult<Self> {
+        let row = tx
+            .query_one(
+                "SELECT value FROM counters WHERE name = 'feed' FOR UPDATE",
+                &[],
+            )
+            .await?;
+        Ok(Self {
+            next: row.get::<_, i64>(0) + 1,
+            regions: Vec::new(),
+            keys: Vec::new(),
+            seqs: Vec::new(),
+            ops: Vec::new(),
+            payloads: Vec::new(),
+        })
+    }
+
+    fn write(&mut self, region: &Region, key: String, change: &FeedChange) -> StoreResult<()> {
+        self.regions.push(region.as_str().to_string());
+        self.keys.push(key);
+        self.seqs.push(self.next);
+        self.next += 1;
+        self.ops.push(feed_op_name(change).to_string());
+        self.payloads.push(serde_json::to_string(change)?);
+        Ok(())
+    }
+
+    async fn finish(self, tx: &Transaction<'_>) -> StoreResult<()> {
+        if self.seqs.is_empty() {
+            return Ok(());
+        }
+        // A key written twice in one transaction keeps its last write (ON CONFLICT cannot touch a
+        // row twice in one statement).
+        let mut last: HashMap<(&str, &str), usize> = HashMap::new();
+        for i in 0..self.keys.len() {
+            last.insert((&self.regions[i], &self.keys[i]), i);
+        }
+        let mut keep: Vec<usize> = last.into_values().collect();
+        keep.sort_unstable();
+        for chunk in keep.chunks(CHUNK) {
+            let pick =
+                |v: &Vec<String>| chunk.iter().map(|i| v[*i].clone()).collect::<Vec<String>>();
+            let seqs: Vec<i64> = chunk.iter().map(|i| self.seqs[*i]).collect();
+            tx.execute(
+                "INSERT INTO region_feed (region, key, seq, op, payload_json)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[])
+                 ON CONFLICT (region, key) DO UPDATE SET seq = EXCLUDED.seq, op = EXCLUDED.op,
+                   payload_json = EXCLUDED.payload_json",
+                &[
+                    &pick(&self.regions),
+                    &pick(&self.keys),
+                    &seqs,
+                    &pick(&self.ops),
+                    &pick(&self.payloads),
+                ],
+            )
+            .await?;
+        }
+        tx.execute(
+            "UPDATE counters SET value = $1 WHERE name = 'feed'",
+            &[&(self.next - 1)],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+async fn ensure_region<C: GenericClient>(
+    tx: &C,
+    region: &Region,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO regions (name, lease_hours, created_at) VALUES ($1, 72, $2) ON CONFLICT (name) DO NOTHING",
+        &[&region.as_str(), &now],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn la_region<C: GenericClient>(tx: &C, ods: &OdsCode) -> StoreResult<Option<Region>> {
+    let row = tx
+        .query_opt(
+            "SELECT region FROM local_authorities WHERE ods = $1",
+            &[&ods.as_str()],
+        )
+        .await?;
+    row.map(|r| Region::parse(&r.get::<_, String>(0)).map_err(corrupt))
+        .transpose()
+}
+
+async fn flags_of_la<C: GenericClient>(tx: &C, ods: &OdsCode) -> StoreResult<Vec<FlagRecord>> {
+    let rows = tx
+        .query(
+            "SELECT record_json FROM flags WHERE la_ods = $1",
+            &[&ods.as_str()],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(StoreError::from))
+        .collect()
+}
+
+async fn upsert_flags(
+    tx: &Transaction<'_>,
+    records: &[FlagRecord],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    for chunk in records.chunks(CHUNK) {
+        let nhs: Vec<String> = chunk.iter().map(|r| r.nhs_number.as_digits()).collect();
+        let la: Vec<String> = chunk
+            .iter()
+            .map(|r| r.local_authority.to_string())
+            .collect();
+        let json: Vec<String> = chunk
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<_, _>>()?;
+        tx.execute(
+            "INSERT INTO flags (nhs_number, la_ods, record_json, updated_at)
+             SELECT n, l, j, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(n, l, j)
+             ON CONFLICT (nhs_number) DO UPDATE SET la_ods = EXCLUDED.la_ods,
+               record_json = EXCLUDED.record_json, updated_at = EXCLUDED.updated_at",
+            &[&nhs, &la, &json, &now],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn delete_flags(tx: &Transaction<'_>, nhs: &[NhsNumber]) -> StoreResult<()> {
+    for chunk in nhs.chunks(CHUNK) {
+        let digits: Vec<String> = chunk.iter().map(|n| n.as_digits()).collect();
+        tx.execute("DELETE FROM flags WHERE nhs_number = ANY($1)", &[&digits])
+            .await?;
+    }
+    Ok(())
+}
+
+fn la_record(r: &Row) -> StoreResult<LaRecord> {
+    Ok(LaRecord {
+        la: LocalAuthority {
+            ods: OdsCode::parse(r.get::<_, &str>(0)).map_err(corrupt)?,
+            name: r.get(1),
+            emergency_phone: r.get(2),
+            office_phone: r.get(3),
+            region: Region::parse(r.get::<_, &str>(4)).map_err(corrupt)?,
+        },
+        webhook_url: r.get(5),
+    })
+}
+
+const LA_COLUMNS: &str = "ods, name, emergency_phone, office_phone, region, webhook_url";
+const DEVICE_COLUMNS: &str =
+    "device_id, public_key, region, org_ods, org_name, setting, lease_key, enrolled_at, last_seen, revoked_at";
+
+fn device_record(r: &Row) -> StoreResult<DeviceRecord> {
+    Ok(DeviceRecord {
+        id: r.get(0),
+        public_key: r.get(1),
+        region: Region::parse(r.get::<_, &str>(2)).map_err(corrupt)?,
+        org_ods: OdsCode::parse(r.get::<_, &str>(3)).map_err(corrupt)?,
+        org_name: r.get(4),
+        setting: r
+            .get::<_, &str>(5)
+            .parse::<CareSetting>()
+            .map_err(corrupt)?,
+        lease_key: Zeroizing::new(r.get(6)),
+        enrolled_at: r.get(7),
+        last_seen: r.get(8),
+        revoked_at: r.get(9),
+    })
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn central_keys(&self, fresh: StoredKeys) -> StoreResult<StoredKeys> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO central_keys (id, signing_pkcs8, sealing_secret, created_at) VALUES (1, $1, $2, $3)
+                 ON CONFLICT (id) DO NOTHING",
+                &[&fresh.signing_pkcs8.as_slice(), &fresh.sealing_secret.as_slice(), &Utc::now()],
+            )
+            .await?;
+        let row = client
+            .query_one(
+                "SELECT signing_pkcs8, sealing_secret FROM central_keys WHERE id = 1",
+                &[],
+            )
+            .await?;
+        let sealing: Vec<u8> = row.get(1);
+        let sealing: [u8; 32] = sealing
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("sealing secret is not 32 bytes".into()))?;
+        Ok(StoredKeys {
+            signing_pkcs8: Zeroizing::new(row.get(0)),
+            sealing_secret: Zeroizing::new(sealing),
+        })
+    }
+
+    async fn upsert_la(
+        &self,
+        la: &LocalAuthority,
+        webhook: WebhookChange,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut feed = FeedWriter::start(&tx).await?;
+        ensure_region(&tx, &la.region, now).await?;
+        let old = tx
+            .query_opt(
+                &format!("SELECT {LA_COLUMNS} FROM local_authorities WHERE ods = $1 FOR UPDATE"),
+                &[&la.ods.as_str()],
+            )
+            .await?
+            .map(|r| la_record(&r))
+            .transpose()?;
+        let webhook_url = match (&webhook, &old) {
+            (WebhookChange::Set(w), _) => w.clone(),
+            (WebhookChange::Keep, Some(old)) => old.webhook_url.clone(),
+            (WebhookChange::Keep, None) => None,
+        };
+        tx.execute(
+            "INSERT INTO local_authorities (ods, name, emergency_phone, office_phone, region, webhook_url, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (ods) DO UPDATE SET name = EXCLUDED.name, emergency_phone = EXCLUDED.emergency_phone,
+               office_phone = EXCLUDED.office_phone, region = EXCLUDED.region,
+               webhook_url = EXCLUDED.webhook_url, updated_at = EXCLUDED.updated_at",
+            &[&la.ods.as_str(), &la.name, &la.emergency_phone, &la.office_phone, &la.region.as_str(), &webhook_url, &now],
+        )
+        .await?;
+        match old {
+            Some(old) if old.la.region != la.region => {
+                let people = flags_of_la(&tx, &la.ods).await?;
+                for p in &people {
+                    feed.write(
+                        &old.la.region,
+                        flag_key(&p.nhs_number),
+                        &FeedChange::RemoveFlag {
+                            nhs_number: p.nhs_number,
+                        },
+                    )?;
+                }
+                feed.write(
+                    &old.la.region,
+                    la_key(&la.ods),
+                    &FeedChange::RemoveLa {
+                        ods: la.ods.clone(),
+                    },
+                )?;
+                feed.write(
+                    &la.region,
+                    la_key(&la.ods),
+                    &FeedChange::PutLa { la: la.clone() },
+                )?;
+                for p in people {
+                    feed.write(
+                        &la.region,
+                        flag_key(&p.nhs_number),
+                        &FeedChange::PutFlag { record: p },
+                    )?;
+                }
+            }
+            Some(old) if old.la == *la => {}
+            _ => feed.write(
+                &la.region,
+                la_key(&la.ods),
+                &FeedChange::PutLa { la: la.clone() },
+            )?,
+        }
+        feed.finish(&tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_lease_hours(
+        &self,
+        region: &Region,
+        hours: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let client = self.client().await?;
+        ensure_region(&client, region, now).await?;
+        client
+            .execute(
+                "UPDATE regions SET lease_hours = $1 WHERE name = $2",
+                &[&(hours as i32), &region.as_str()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn region(&self, region: &Region) -> StoreResult<Option<RegionRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT lease_hours FROM regions WHERE name = $1",
+                &[&region.as_str()],
+            )
+            .await?;
+        Ok(row.map(|r| RegionRecord {
+            region: region.clone(),
+            lease_hours: r.get::<_, i32>(0) as u32,
+        }))
+    }
+
+    async fn regions(&self) -> StoreResult<Vec<RegionRecord>> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT name, lease_hours FROM regions ORDER BY name", &[])
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RegionRecord {
+                    region: Region::parse(r.get::<_, &str>(0)).map_err(corrupt)?,
+                    lease_hours: r.get::<_, i32>(1) as u32,
+                })
+            })
+            .collect()
+    }
+
+    async fn local_authority(&self, ods: &OdsCode) -> StoreResult<Option<LaRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {LA_COLUMNS} FROM local_authorities WHERE ods = $1"),
+                &[&ods.as_str()],
+            )
+            .await?;
+        row.map(|r| la_record(&r)).transpose()
+    }
+
+    async fn local_authorities(&self) -> StoreResult<Vec<LaRecord>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {LA_COLUMNS} FROM local_authorities ORDER BY ods"),
+                &[],
+            )
+            .await?;
+        rows.iter().map(la_record).collect()
+    }
+
+    async fn import_people(
+        &self,
+        la: &OdsCode,
+        upload: PeopleUpload,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ImportApplied> {
+        let PeopleUpload {
+            people,
+            keep,
+            allow_large_removal,
+            today,
+            rules,
+        } = upload;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut feed = FeedWriter::start(&tx).await?;
+        let region = la_region(&tx, la)
+            .await?
+            .ok_or_else(|| StoreError::UnknownLa(la.clone()))?;
+        let stored: HashMap<NhsNumber, FlagRecord> = flags_of_la(&tx, la)
+            .await?
+            .into_iter()
+            .map(|r| (r.nhs_number, r))
+            .collect();
+        let in_file: HashSet<NhsNumber> = people
+            .iter()
+            .map(|p| p.nhs_number)
+            .chain(keep.iter().copied())
+            .collect();
+        let absent: Vec<NhsNumber> = stored
+            .keys()
+            .filter(|n| !in_file.contains(n))
+            .copied()
+            .collect();
+        if !allow_large_removal && absent.len() * 10 > stored.len() {
+            return Err(StoreError::LargeRemoval {
+                would_remove: absent.len(),
+                stored: stored.len(),
+            });
+        }
+        // Which new people some other LA already holds.
+        let new: Vec<String> = people
+            .iter()
+            .filter(|p| !stored.contains_key(&p.nhs_number))
+            .map(|p| p.nhs_number.as_digits())
+            .collect();
+        let elsewhere: HashSet<String> = tx
+            .query(
+                "SELECT nhs_number FROM flags WHERE nhs_number = ANY($1)",
+                &[&new],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect();
+        let mut applied = ImportApplied {
+            removed: absent.len(),
+            ..Default::default()
+        };
+        let mut removals = absent;
+        let mut puts = Vec::new();
+        for person in people {
+            let nhs = person.nhs_number;
+            let expired = person.is_expired(today, &rules);
+            match stored.get(&nhs) {
+                Some(old) if *old == person && !expired => {}
+                Some(_) if expired => {
+                    removals.push(nhs);
+                    applied.expired += 1;
+                }
+                Some(_) => puts.push(person),
+                None if elsewhere.contains(&nhs.as_digits()) => applied.held_elsewhere.push(nhs),
+                None if expired => applied.expired += 1,
+                None => puts.push(person),
+            }
+        }
+        delete_flags(&tx, &removals).await?;
+        for nhs in &removals {
+            feed.write(
+                &region,
+                flag_key(nhs),
+                &FeedChange::RemoveFlag { nhs_number: *nhs },
+            )?;
+        }
+        upsert_flags(&tx, &puts, now).await?;
+        for p in puts {
+            feed.write(
+                &region,
+                flag_key(&p.nhs_number),
+                &FeedChange::PutFlag { record: p },
+            )?;
+        }
+        feed.finish(&tx).await?;
+        applied.people = tx
+            .query_one(
+                "SELECT COUNT(*) FROM flags WHERE la_ods = $1",
+                &[&la.as_str()],
+            )
+            .await?
+            .get::<_, i64>(0) as usize;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn bulk_load(
+        &self,
+        las: Vec<LocalAuthority>,
+        flags: Vec<FlagRecord>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut feed = FeedWriter::start(&tx).await?;
+        let mut regions: HashMap<OdsCode, Region> = HashMap::new();
+        for la in &las {
+            ensure_region(&tx, &la.region, now).await?;
+            if let Some(old) = la_region(&tx, &la.ods).await? {
+                if old != la.region {
+                    feed.write(
+                        &old,
+                        la_key(&la.ods),
+                        &FeedChange::RemoveLa {
+                            ods: la.ods.clone(),
+                        },
+                    )?;
+                }
+            }
+            tx.execute(
+                "INSERT INTO local_authorities (ods, name, emergency_phone, office_phone, region, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (ods) DO UPDATE SET name = EXCLUDED.name, emergency_phone = EXCLUDED.emergency_phone,
+                   office_phone = EXCLUDED.office_phone, region = EXCLUDED.region, updated_at = EXCLUDED.updated_at",
+                &[&la.ods.as_str(), &la.name, &la.emergency_phone, &la.office_phone, &la.region.as_str(), &now],
+            )
+            .await?;
+            feed.write(
+                &la.region,
+                la_key(&la.ods),
+                &FeedChange::PutLa { la: la.clone() },
+            )?;
+            regions.insert(la.ods.clone(), la.region.clone());
+        }
+        for record in &flags {
+            if !regions.contains_key(&record.local_authority) {
+                let r = la_region(&tx, &record.local_authority)
+                    .await?
+                    .ok_or_else(|| StoreError::UnknownLa(record.local_authority.clone()))?;
+                regions.insert(record.local_authority.clone(), r);
+            }
+        }
+        upsert_flags(&tx, &flags, now).await?;
+        for record in flags {
+            let region = regions[&record.local_authority].clone();
+            feed.write(
+                &region,
+                flag_key(&record.nhs_number),
+                &FeedChange::PutFlag { record },
+            )?;
+        }
+        feed.finish(&tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn flag(&self, nhs: &NhsNumber) -> StoreResult<Option<FlagRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT record_json FROM flags WHERE nhs_number = $1",
+                &[&nhs.as_digits()],
+            )
+            .await?;
+        row.map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(StoreError::from))
+            .transpose()
+    }
+
+    async fn flag_count(&self) -> StoreResult<u64> {
+        let client = self.client().await?;
+        Ok(client
+            .query_one("SELECT COUNT(*) FROM flags", &[])
+            .await?
+            .get::<_, i64>(0) as u64)
+    }
+
+    async fn expire_flags(
+        &self,
+        today: NaiveDate,
+        rules: VisibilityRules,
+        _now: DateTime<Utc>,
+    ) -> StoreResult<usize> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut feed = FeedWriter::start(&tx).await?;
+        let rows = tx
+            .query("SELECT f.record_json, l.region FROM flags f JOIN local_authorities l ON l.ods = f.la_ods", &[])
+            .await?;
+        let mut expired = Vec::new();
+        for r in rows {
+            let record: FlagRecord = serde_json::from_str(r.get::<_, &str>(0))?;
+            if record.is_expired(today, &rules) {
+                expired.push((
+                    record.nhs_number,
+                    Region::parse(r.get::<_, &str>(1)).map_err(corrupt)?,
+                ));
+            }
+        }
+        let numbers: Vec<NhsNumber> = expired.iter().map(|(n, _)| *n).collect();
+        delete_flags(&tx, &numbers).await?;
+        for (nhs, region) in &expired {
+            feed.write(
+                region,
+                flag_key(nhs),
+                &FeedChange::RemoveFlag { nhs_number: *nhs },
+            )?;
+        }
+        feed.finish(&tx).await?;
+        tx.commit().await?;
+        Ok(expired.len())
+    }
+
+    async fn feed_page(&self, region: &Region, after: u64, limit: u32) -> StoreResult<FeedSlice> {
+        let mut client = self.client().await?;
+        // One snapshot for the head and the rows.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await?;
+        let head: Option<i64> = tx
+            .query_one(
+                "SELECT MAX(seq) FROM region_feed WHERE region = $1",
+                &[&region.as_str()],
+            )
+            .await?
+            .get(0);
+        let rows = tx
+            .query(
+                "SELECT seq, payload_json FROM region_feed WHERE region = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                &[&region.as_str(), &(after as i64), &(i64::from(limit) + 1)],
+            )
+            .await?;
+        tx.commit().await?;
+        let mut ops = rows
+            .iter()
+            .map(|r| {
+                Ok(FeedOp {
+                    seq: r.get::<_, i64>(0) as u64,
+                    change: serde_json::from_str(r.get::<_, &str>(1))?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let has_more = ops.len() > limit as usize;
+        ops.truncate(limit as usize);
+        Ok(FeedSlice {
+            ops,
+            head: head.unwrap_or(0) as u64,
+            has_more,
+        })
+    }
+
+    async fn region_content(
+        &self,
+        region: &Region,
+    ) -> StoreResult<(Vec<FlagRecord>, Vec<LocalAuthority>)> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT payload_json FROM region_feed WHERE region = $1 AND op IN ('put_flag', 'put_la')",
+                &[&region.as_str()],
+            )
+            .await?;
+        let (mut flags, mut las) = (Vec::new(), Vec::new());
+        for r in rows {
+            match serde_json::from_str::<FeedChange>(r.get::<_, &str>(0))? {
+                FeedChange::PutFlag { record } => flags.push(record),
+                FeedChange::PutLa { la } => las.push(la),
+                _ => {}
+            }
+        }
+        Ok((flags, las))
+    }
+
+    async fn create_enrolment(&self, e: NewEnrolment) -> StoreResult<()> {
+        let client = self.client().await?;
+        ensure_region(&client, &e.region, e.created_at).await?;
+        client
+            .execute(
+                "INSERT INTO enrolment_codes (code_hash, region, org_ods, org_name, setting, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&e.code_hash, &e.region.as_str(), &e.org_ods.as_str(), &e.org_name, &e.setting.code(), &e.created_at, &e.expires_at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn redeem_enrolment(
+        &self,
+        code_hash: &str,
+        device: NewDevice,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Result<DeviceRecord, EnrolRefusal>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_opt(
+                "SELECT region, org_ods, org_name, setting, expires_at, used_at FROM enrolment_codes
+                 WHERE code_hash = $1 FOR UPDATE",
+                &[&code_hash],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(Err(EnrolRefusal::Unknown));
+        };
+        if row.get::<_, Option<DateTime<Utc>>>(5).is_some() {
+            return Ok(Err(EnrolRefusal::Used));
+        }
+        if row.get::<_, DateTime<Utc>>(4) <= now {
+            return Ok(Err(EnrolRefusal::Expired));
+        }
+        tx.execute(
+            "UPDATE enrolment_codes SET used_at = $1, device_id = $2 WHERE code_hash = $3",
+            &[&now, &device.id, &code_hash],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO devices (device_id, public_key, region, org_ods, org_name, setting, lease_key, enrolled_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &device.id,
+                &device.public_key.as_slice(),
+                &row.get::<_, &str>(0),
+                &row.get::<_, &str>(1),
+                &row.get::<_, &str>(2),
+                &row.get::<_, &str>(3),
+                &device.lease_key.as_slice(),
+                &device.enrolled_at,
+            ],
+        )
+        .await?;
+        let record = tx
+            .query_one(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = $1"),
+                &[&device.id],
+            )
+            .await?;
+        let record = device_record(&record)?;
+        tx.commit().await?;
+        Ok(Ok(record))
+    }
+
+    async fn device(&self, id: Uuid) -> StoreResult<Option<DeviceRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = $1"),
+                &[&id],
+            )
+            .await?;
+        row.map(|r| device_record(&r)).transpose()
+    }
+
+    async fn devices(&self) -> StoreResult<Vec<DeviceRecord>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices ORDER BY enrolled_at, device_id"),
+                &[],
+            )
+            .await?;
+        rows.iter().map(device_record).collect()
+    }
+
+    async fn revoke_device(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE devices SET revoked_at = COALESCE(revoked_at, $1) WHERE device_id = $2",
+                &[&now, &id],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn touch_device(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE devices SET last_seen = $1 WHERE device_id = $2",
+                &[&now, &id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn create_challenge(
+        &self,
+        device: Uuid,
+        challenge: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM auth_challenges WHERE expires_at < $1",
+                &[&Utc::now()],
+            )
+            .await?;
+        client
+            .execute(
+                "INSERT INTO auth_challenges (challenge, device_id, expires_at) VALUES ($1, $2, $3)",
+                &[&challenge, &device, &expires_at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn take_challenge(&self, challenge: &str) -> StoreResult<Option<(Uuid, DateTime<Utc>)>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "DELETE FROM auth_challenges WHERE challenge = $1 RETURNING device_id, expires_at",
+                &[&challenge],
+            )
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    async fn create_device_token(
+        &self,
+        token_hash: &str,
+        device: Uuid,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM device_tokens WHERE expires_at < $1",
+                &[&Utc::now()],
+            )
+            .await?;
+        client
+            .execute(
+                "INSERT INTO device_tokens (token_hash, device_id, expires_at) VALUES ($1, $2, $3)",
+                &[&token_hash, &device, &expires_at],
+            )
+            .await?;
+        client
+            .execute(
+                "UPDATE devices SET last_seen = $1 WHERE device_id = $2",
+                &[&Utc::now(), &device],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn device_for_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT device_id FROM device_tokens WHERE token_hash = $1 AND expires_at > $2",
+                &[&token_hash, &now],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn upsert_user(&self, u: &UserRecord, now: DateTime<Utc>) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO users (user_id, name, role, activity, org_ods, pin_salt, pin_hash, pin_iterations, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (user_id) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role,
+                   activity = EXCLUDED.activity, org_ods = EXCLUDED.org_ods, pin_salt = EXCLUDED.pin_salt,
+                   pin_hash = EXCLUDED.pin_hash, pin_iterations = EXCLUDED.pin_iterations, updated_at = EXCLUDED.updated_at",
+                &[
+                    &u.id,
+                    &u.name,
+                    &u.role,
+                    &u.activity.to_string(),
+                    &u.org_ods.as_str(),
+                    &u.pin_salt,
+                    &u.pin_hash,
+                    &(u.pin_iterations as i32),
+                    &now,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT user_id, name, role, activity, org_ods, pin_salt, pin_hash, pin_iterations FROM users WHERE user_id = $1",
+                &[&id],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(UserRecord {
+                id: r.get(0),
+                name: r.get(1),
+                role: r.get(2),
+                activity: r.get::<_, &str>(3).parse().map_err(corrupt)?,
+                org_ods: OdsCode::parse(r.get::<_, &str>(4)).map_err(corrupt)?,
+                pin_salt: r.get(5),
+                pin_hash: r.get(6),
+                pin_iterations: r.get::<_, i32>(7) as u32,
+            })
+        })
+        .transpose()
+    }
+
+    async fn create_la_token(
+        &self,
+        token_hash: &str,
+        la: &OdsCode,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let client = self.client().await?;
+        if la_region(&client, la).await?.is_none() {
+            return Err(StoreError::UnknownLa(la.clone()));
+        }
+        client
+            .execute(
+                "INSERT INTO la_tokens (token_hash, la_ods, created_at) VALUES ($1, $2, $3)",
+                &[&token_hash, &la.as_str(), &now],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn la_for_token(&self, token_hash: &str) -> StoreResult<Option<OdsCode>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT la_ods FROM la_tokens WHERE token_hash = $1",
+                &[&token_hash],
+            )
+            .await?;
+        row.map(|r| OdsCode::parse(r.get::<_, &str>(0)).map_err(corrupt))
+            .transpose()
+    }
+
+    async fn ingest_events(
+        &self,
+        events: Vec<AccessEvent>,
+        received_at: DateTime<Utc>,
+    ) -> StoreResult<Vec<Ingested>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.ingest_once(&events, received_at).await {
+                Err(IngestError::Pg(e)) if retryable(&e) && attempt < RETRIES => {
+                    tracing::info!(
+                        attempt,
+                        "event intake transaction retried after a lock conflict"
+                    );
+                    continue;
+                }
+                Err(IngestError::Pg(e)) => return Err(e.into()),
+                Err(IngestError::Store(e)) => return Err(e),
+                Ok(out) => return Ok(out),
+            }
+        }
+    }
+
+    async fn unscheduled_accesses(
+        &self,
+        nhs: &NhsNumber,
+        limit: u32,
+    ) -> StoreResult<Vec<AccessEvent>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT payload_json FROM access_events WHERE nhs_number = $1 AND unscheduled
+                 ORDER BY device_time DESC, event_id DESC LIMIT $2",
+                &[&nhs.as_digits(), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn event_count(&self) -> StoreResult<u64> {
+        let client = self.client().await?;
+        Ok(client
+            .query_one("SELECT COUNT(*) FROM access_events", &[])
+            .await?
+            .get::<_, i64>(0) as u64)
+    }
+
+    async fn notifications(
+        &self,
+        la: &OdsCode,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Notification>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT payload_json FROM notifications WHERE la_ods = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                &[&la.as_str(), &(after as i64), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn notification_count(&self) -> StoreResult<u64> {
+        let client = self.client().await?;
+        Ok(client
+            .query_one("SELECT COUNT(*) FROM notifications", &[])
+            .await?
+            .get::<_, i64>(0) as u64)
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingDelivery>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT n.la_ods, n.seq, n.attempts, l.webhook_url, n.payload_json
+                 FROM notifications n JOIN local_authorities l ON l.ods = n.la_ods
+                 WHERE n.delivery_state = 'pending' AND l.webhook_url IS NOT NULL
+                   AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= $1)
+                 ORDER BY n.created_at LIMIT $2",
+                &[&now, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingDelivery {
+                    la: OdsCode::parse(r.get::<_, &str>(0)).map_err(corrupt)?,
+                    seq: r.get::<_, i64>(1) as u64,
+                    attempts: r.get::<_, i32>(2) as u32,
+                    webhook_url: r.get(3),
+                    notification: serde_json::from_str(r.get::<_, &str>(4))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_delivery(
+        &self,
+        la: &OdsCode,
+        seq: u64,
+        outcome: DeliveryOutcome,
+    ) -> StoreResult<()> {
+        let client = self.client().await?;
+        let (state, attempts, next, delivered, error): (
+            &str,
+            Option<i32>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+            Option<String>,
+        ) = match outcome {
+            DeliveryOutcome::Delivered { at } => ("delivered", None, None, Some(at), None),
+            DeliveryOutcome::Retry {
+                attempts,
+                next_attempt_at,
+                error,
+            } => (
+                "pending",
+                Some(attempts as i32),
+                Some(next_attempt_at),
+                None,
+                Some(error),
+            ),
+            DeliveryOutcome::GaveUp { attempts, error } => {
+                ("failed", Some(attempts as i32), None, None, Some(error))
+            }
+        };
+        client
+            .execute(
+                "UPDATE notifications SET delivery_state = $1, attempts = COALESCE($2, attempts + 1),
+                   next_attempt_at = $3, delivered_at = $4, last_error = $5 WHERE la_ods = $6 AND seq = $7",
+                &[&state, &attempts, &next, &delivered, &error, &la.as_str(), &(seq as i64)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn delivery_state(&self, event_id: Uuid) -> StoreResult<Option<(String, u32)>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT delivery_state, attempts FROM notifications WHERE event_id = $1",
+                &[&event_id],
+            )
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get::<_, i32>(1) as u32)))
+    }
+}
+
+enum IngestError {
+    Pg(tokio_postgres::Error),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for IngestError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Pg(e)
+    }
+}
+
+impl From<StoreError> for IngestError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<serde_json::Error> for IngestError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl PostgresStore {
+    /// One attempt at storing a batch: events first in id order, then notifications LA by LA.
+    async fn ingest_once(
+        &self,
+        events: &[AccessEvent],
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<Ingested>, IngestError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let insert = tx
+            .prepare(
+                "INSERT INTO access_events (event_id, device_id, device_seq, device_time, received_at,
+                   nhs_number, user_id, unscheduled, notifies, payload_json)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (event_id) DO NOTHING",
+            )
+            .await?;
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        order.sort_by_key(|i| events[*i].id);
+        let mut out = vec![Ingested::AlreadyStored; events.len()];
+        let mut notifying = Vec::new();
+        for i in order {
+            let e = &events[i];
+            let n = tx
+                .execute(
+                    &insert,
+                    &[
+                        &e.id,
+                        &e.device_id,
+                        &(e.device_seq as i64),
+                        &e.device_time,
+                        &received_at,
+                        &e.nhs_number.as_digits(),
+                        &e.accessor.user_id,
+                        &e.accessor.setting.is_unscheduled(),
+                        &e.notifies,
+                        &serde_json::to_string(e)?,
+                    ],
+                )
+                .await?;
+            if n == 1 {
+                out[i] = Ingested::Stored;
+                if e.notifies {
+                    notifying.push(i);
+                }
+            }
+        }
+        // Notifications for people on the register, grouped by LA in code order.
+        let digits: Vec<String> = notifying
+            .iter()
+            .map(|i| events[*i].nhs_number.as_digits())
+            .collect();
+        let records: HashMap<String, FlagRecord> = tx
+            .query(
+                "SELECT nhs_number, record_json FROM flags WHERE nhs_number = ANY($1)",
+                &[&digits],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.get::<_, String>(0),
+                    serde_json::from_str(r.get::<_, &str>(1))?,
+                ))
+            })
+            .collect::<Result<_, IngestError>>()?;
+        let mut by_la: BTreeMap<String, Vec<(usize, &FlagRecord)>> = BTreeMap::new();
+        for i in notifying {
+            if let Some(record) = records.get(&events[i].nhs_number.as_digits()) {
+                by_la
+                    .entry(record.local_authority.to_string())
+                    .or_default()
+                    .push((i, record));
+            }
+        }
+        for (la, items) in by_la {
+            let last: i64 = tx
+                .query_one(
+                    "UPDATE local_authorities SET notify_seq = notify_seq + $2 WHERE ods = $1 RETURNING notify_seq",
+                    &[&la, &(items.len() as i64)],
+                )
+                .await?
+                .get(0);
+            let first = last - items.len() as i64 + 1;
+            let mut seqs = Vec::new();
+            let mut ids = Vec::new();
+            let mut payloads = Vec::new();
+            for (k, (i, record)) in items.into_iter().enumerate() {
+                let seq = first + k as i64;
+                let n =
+                    crate::service::notification_for(&events[i], record, seq as u64, received_at);
+                seqs.push(seq);
+                ids.push(events[i].id);
+                payloads.push(serde_json::to_string(&n)?);
+            }
+            tx.execute(
+                "INSERT INTO notifications (la_ods, seq, event_id, payload_json, created_at)
+                 SELECT $1, s, e, p, $5 FROM UNNEST($2::bigint[], $3::uuid[], $4::text[]) AS t(s, e, p)",
+                &[&la, &seqs, &ids, &payloads, &received_at],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 }

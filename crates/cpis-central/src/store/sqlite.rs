@@ -18,8 +18,8 @@ use zeroize::Zeroizing;
 use super::migrations::{Migration, SQLITE};
 use super::{
     flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, FeedSlice, ImportApplied,
-    Ingested, LaRecord, NewDevice, NewEnrolment, PendingDelivery, RegionRecord, Store, StoreError,
-    StoreResult, StoredKeys, UserRecord, WebhookChange,
+    Ingested, LaRecord, NewDevice, NewEnrolment, PendingDelivery, PeopleUpload, RegionRecord,
+    Store, StoreError, StoreResult, StoredKeys, UserRecord, WebhookChange,
 };
 
 const READERS: usize = 4;
@@ -255,16 +255,7 @@ fn flags_of_la(tx: &Transaction<'_>, ods: &OdsCode) -> StoreResult<Vec<FlagRecor
     Ok(out)
 }
 
-fn la_from_row(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<String>,
-)> {
+fn la_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LaRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -537,13 +528,16 @@ impl Store for SqliteStore {
     async fn import_people(
         &self,
         la: &OdsCode,
-        people: Vec<FlagRecord>,
-        keep: Vec<NhsNumber>,
-        allow_large_removal: bool,
-        today: NaiveDate,
-        rules: VisibilityRules,
+        upload: PeopleUpload,
         now: DateTime<Utc>,
     ) -> StoreResult<ImportApplied> {
+        let PeopleUpload {
+            people,
+            keep,
+            allow_large_removal,
+            today,
+            rules,
+        } = upload;
         let la = la.clone();
         self.write(move |tx| {
             let region = la_region(tx, &la)?.ok_or_else(|| StoreError::UnknownLa(la.clone()))?;
@@ -857,10 +851,6 @@ impl Store for SqliteStore {
             let n = tx.execute(
                 "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?1) WHERE device_id = ?2",
                 params![ts(now), id.to_string()],
-            )?;
-            tx.execute(
-                "DELETE FROM device_tokens WHERE device_id = ?1",
-                [id.to_string()],
             )?;
             Ok(n > 0)
         })

@@ -1,0 +1,1232 @@
+//! The central's integration suite, over real HTTP on a random port, run against SQLite and against
+//! PostgreSQL (`sqlite::name` and `postgres::name`): exactly-once intake, authorisation, uploads,
+//! feed paging and removals, login and leases, the live check, restarts, webhook and inbox.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use chrono::{Duration, Utc};
+use common::*;
+use cpis_core::crypto::hazmat;
+use cpis_core::wire::{
+    self, EventBatch, EventBatchResult, EventStatus, FeedChange, LeaseRenewal, LiveCheckRequest,
+    LiveCheckResponse, LiveOutcome, LoginRequest, LoginResponse, NotificationPage, TokenRequest,
+    UploadReport,
+};
+use cpis_core::{Activity, CareSetting, NhsNumber, OdsCode, Region};
+
+on_both_stores!(
+    a_batch_of_1000_events_posted_three_times_concurrently_is_stored_once_with_one_notification_each,
+    a_device_reads_only_its_own_regions_feed,
+    an_la_reads_only_its_own_notifications_and_uploads_only_its_own_list,
+    used_expired_and_unknown_enrolment_codes_are_refused_with_json_errors,
+    a_revoked_device_is_refused_on_every_call_and_nothing_is_stored,
+    missing_or_forged_credentials_are_refused_and_nothing_is_stored,
+    an_upload_with_good_and_bad_rows_stores_only_the_good_people,
+    an_upload_that_would_remove_half_the_people_is_refused_without_the_flag,
+    the_feed_pages_in_order_and_carries_removals_and_region_moves,
+    login_gives_a_lease_whose_mac_the_device_can_check_and_refuses_other_organisations,
+    the_live_check_applies_visibility_records_the_access_once_and_shows_history,
+    a_restart_on_the_same_database_keeps_keys_feed_and_events,
+    oversized_and_malformed_bodies_are_refused_with_json_errors,
+    webhook_delivery_carries_the_event_id_and_retries_until_accepted,
+    the_inbox_page_needs_the_las_token_and_shows_its_notifications,
+    expiry_turns_ended_records_into_removals,
+);
+
+async fn setup_register(
+    c: &TestCentral,
+    la: &str,
+    region: &str,
+    people: std::ops::Range<u32>,
+) -> String {
+    c.add_la(la, region).await;
+    let token = c.la_token(la).await;
+    let r = c.upload(la, &token, &csv_of(people), false).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    token
+}
+
+async fn a_batch_of_1000_events_posted_three_times_concurrently_is_stored_once_with_one_notification_each(
+    c: TestCentral,
+) {
+    let la_token = setup_register(&c, "L001", "north", 0..300).await;
+    let mut device = c.device("north", "RX1", CareSetting::Ambulance).await;
+    // 1,000 events: people 0..300 are flagged (and notify), 300.. are not on the register; every
+    // fifth event is a silent read (B0170) that must not notify.
+    let mut events = Vec::new();
+    let mut notifying = HashSet::new();
+    for i in 0..1000u32 {
+        let mut e = device.event(nhs(i % 400), &format!("user{}", i % 7));
+        if i % 5 == 0 {
+            e.accessor.activity = Activity::B0170;
+            e.notifies = false;
+        }
+        if e.notifies && i % 400 < 300 {
+            notifying.insert(e.id);
+        }
+        events.push(device.seal(&e));
+    }
+    let batches: Vec<EventBatch> = events
+        .chunks(500)
+        .map(|c| EventBatch { events: c.to_vec() })
+        .collect();
+    let mut posts = Vec::new();
+    for _ in 0..3 {
+        for b in &batches {
+            let (http, url, token, b) = (
+                device.http.clone(),
+                device.url.clone(),
+                device.token.clone(),
+                b.clone(),
+            );
+            posts.push(tokio::spawn(async move {
+                let r = http
+                    .post(format!("{url}/v1/events"))
+                    .bearer_auth(token)
+                    .json(&b)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.json::<EventBatchResult>().await.unwrap()
+            }));
+        }
+    }
+    let mut accepted: HashMap<uuid::Uuid, usize> = HashMap::new();
+    for p in posts {
+        for r in p.await.unwrap().results {
+            assert_ne!(r.status, EventStatus::Rejected, "{:?}", r.reason);
+            if r.status == EventStatus::Accepted {
+                *accepted.entry(r.id).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(
+        accepted.len(),
+        1000,
+        "every event accepted by exactly one delivery"
+    );
+    assert!(accepted.values().all(|n| *n == 1));
+    assert_eq!(c.store.event_count().await.unwrap(), 1000);
+    assert_eq!(
+        c.store.notification_count().await.unwrap(),
+        notifying.len() as u64
+    );
+
+    // The LA's feed lists each notifying event exactly once, numbered 1..=n without gaps.
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: NotificationPage = c
+            .http
+            .get(format!("{}/v1/la/L001/notifications?after={after}", c.url))
+            .bearer_auth(&la_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if page.notifications.is_empty() {
+            break;
+        }
+        after = page.next;
+        seen.extend(page.notifications);
+    }
+    let ids: HashSet<_> = seen.iter().map(|n| n.event_id).collect();
+    assert_eq!(ids, notifying);
+    assert_eq!(seen.len(), notifying.len());
+    assert!(seen.iter().enumerate().all(|(i, n)| n.seq == i as u64 + 1));
+
+    // A fourth delivery, later: all duplicates, nothing new.
+    let r: EventBatchResult = device
+        .post("/v1/events", &batches[0])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(r.results.iter().all(|r| r.status == EventStatus::Duplicate));
+    assert_eq!(c.store.event_count().await.unwrap(), 1000);
+    c.shutdown().await;
+}
+
+async fn a_device_reads_only_its_own_regions_feed(c: TestCentral) {
+    setup_register(&c, "L001", "region-a", 0..20).await;
+    setup_register(&c, "L002", "region-b", 100..130).await;
+    let a = c.device("region-a", "RXA", CareSetting::Ambulance).await;
+    let b = c.device("region-b", "RXB", CareSetting::Ambulance).await;
+    let mut cache_a = Cache::default();
+    a.pull(&mut cache_a, 7).await;
+    assert_eq!(cache_a.flags.len(), 20);
+    assert_eq!(cache_a.las.keys().collect::<Vec<_>>(), ["L001"]);
+    assert!(
+        !cache_a.flags.contains_key(&nhs(100).as_digits()),
+        "no region-B person in region A's feed"
+    );
+    assert_eq!(
+        cache_a.digest(),
+        c.store
+            .region_digest(&Region::parse("region-a").unwrap())
+            .await
+            .unwrap()
+    );
+
+    // Asking for another region is not possible: there is no parameter for it, and extra ones are ignored.
+    let page: wire::SignedPage = a
+        .get("/v1/feed?after=0&region=region-b")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let page = page.verify(&a.central_signing).unwrap();
+    assert_eq!(page.region, Region::parse("region-a").unwrap());
+    assert!(page.ops.iter().all(|op| match &op.change {
+        FeedChange::PutFlag { record } => record.local_authority.as_str() == "L001",
+        FeedChange::PutLa { la } => la.ods.as_str() == "L001",
+        _ => true,
+    }));
+
+    let mut cache_b = Cache::default();
+    b.pull(&mut cache_b, 1000).await;
+    assert_eq!(cache_b.flags.len(), 30);
+    assert_ne!(cache_a.digest(), cache_b.digest());
+    c.shutdown().await;
+}
+
+async fn an_la_reads_only_its_own_notifications_and_uploads_only_its_own_list(c: TestCentral) {
+    let token_a = setup_register(&c, "L001", "north", 0..5).await;
+    let token_b = setup_register(&c, "L002", "north", 10..15).await;
+    let mut device = c
+        .device("north", "RX1", CareSetting::EmergencyDepartment)
+        .await;
+    let e = device.event(nhs(1), "doc");
+    let r: EventBatchResult = device
+        .post(
+            "/v1/events",
+            &EventBatch {
+                events: vec![device.seal(&e)],
+            },
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r.results[0].status, EventStatus::Accepted);
+
+    let get = |la: &str, token: Option<&str>| {
+        let mut r = c.http.get(format!("{}/v1/la/{la}/notifications", c.url));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let own: NotificationPage = get("L001", Some(&token_a))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(own.notifications.len(), 1);
+    assert_eq!(own.notifications[0].event_id, e.id);
+    let err = refused(get("L001", Some(&token_b)).await.unwrap(), 403).await;
+    assert_eq!(err.error, "wrong_la");
+    refused(get("L001", None).await.unwrap(), 401).await;
+    refused(get("L001", Some("not-a-token")).await.unwrap(), 401).await;
+    // A device token is not an LA token.
+    refused(get("L001", Some(&device.token)).await.unwrap(), 401).await;
+    let b_own: NotificationPage = get("L002", Some(&token_b))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(b_own.notifications.is_empty());
+
+    // LA B cannot replace LA A's list.
+    let r = c.upload("L001", &token_b, &csv_of(20..22), true).await;
+    assert_eq!(refused(r, 403).await.error, "wrong_la");
+    assert_eq!(
+        c.store
+            .flag(&nhs(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .local_authority
+            .as_str(),
+        "L001"
+    );
+    assert!(c.store.flag(&nhs(20)).await.unwrap().is_none());
+    c.shutdown().await;
+}
+
+async fn used_expired_and_unknown_enrolment_codes_are_refused_with_json_errors(c: TestCentral) {
+    let code = c
+        .enrolment_code("north", "RX1", CareSetting::Ambulance)
+        .await;
+    let first = TestDevice::enrol(&c.http, &c.url, &code.to_lowercase()).await;
+    assert!(first.is_ok(), "typed in lower case, the code still works");
+    let Err((status, err)) = TestDevice::enrol(&c.http, &c.url, &code).await else {
+        panic!("reused code accepted")
+    };
+    assert_eq!((status, err.error.as_str()), (401, "enrolment_code_used"));
+
+    let expired = c
+        .central()
+        .create_enrolment(
+            &Region::parse("north").unwrap(),
+            &OdsCode::parse("RX1").unwrap(),
+            "Synthetic Trust",
+            CareSetting::Ambulance,
+            Duration::seconds(-1),
+        )
+        .await
+        .unwrap();
+    let Err((status, err)) = TestDevice::enrol(&c.http, &c.url, &expired.code).await else {
+        panic!("expired code accepted")
+    };
+    assert_eq!(
+        (status, err.error.as_str()),
+        (401, "enrolment_code_expired")
+    );
+    let Err((status, err)) = TestDevice::enrol(&c.http, &c.url, "ZZZZZZZZZZ").await else {
+        panic!("unknown code accepted")
+    };
+    assert_eq!(
+        (status, err.error.as_str()),
+        (401, "enrolment_code_invalid")
+    );
+
+    // A malformed key is a bad request, and uses nothing up.
+    let good = c
+        .enrolment_code("north", "RX1", CareSetting::Ambulance)
+        .await;
+    let r = c
+        .http
+        .post(format!("{}/v1/enrol", c.url))
+        .json(&serde_json::json!({ "code": good, "device_public_key": B64.encode([1u8; 16]) }))
+        .send()
+        .await
+        .unwrap();
+    refused(r, 400).await;
+    assert!(TestDevice::enrol(&c.http, &c.url, &good).await.is_ok());
+    assert_eq!(c.store.devices().await.unwrap().len(), 2);
+    c.shutdown().await;
+}
+
+async fn a_revoked_device_is_refused_on_every_call_and_nothing_is_stored(c: TestCentral) {
+    setup_register(&c, "L001", "north", 0..5).await;
+    c.central()
+        .add_user(
+            "para1",
+            "Synthetic Paramedic",
+            "Paramedic",
+            Activity::B0107,
+            &OdsCode::parse("RX1").unwrap(),
+            "2468",
+        )
+        .await
+        .unwrap();
+    let mut device = c.device("north", "RX1", CareSetting::Ambulance).await;
+    assert!(c.store.revoke_device(device.id, Utc::now()).await.unwrap());
+
+    let e = device.event(nhs(1), "para1");
+    let batch = EventBatch {
+        events: vec![device.seal(&e)],
+    };
+    let check = LiveCheckRequest {
+        nhs_number: nhs(1),
+        user_id: "para1".into(),
+        unscheduled: true,
+        access_event: Some(device.seal(&e)),
+    };
+    for r in [
+        device.get("/v1/feed?after=0").await,
+        device.post("/v1/events", &batch).await,
+        device.post("/v1/check", &check).await,
+        device
+            .post(
+                "/v1/login",
+                &LoginRequest {
+                    user_id: "para1".into(),
+                    pin: "2468".into(),
+                },
+            )
+            .await,
+        device.post("/v1/lease", &serde_json::json!({})).await,
+        device.challenge().await,
+    ] {
+        assert_eq!(refused(r, 403).await.error, "device_revoked");
+    }
+    let (http, url) = (device.http.clone(), device.url.clone());
+    let (status, err) = device.authenticate(&http, &url).await.unwrap_err();
+    assert_eq!((status, err.error.as_str()), (403, "device_revoked"));
+    assert_eq!(c.store.event_count().await.unwrap(), 0);
+    assert_eq!(c.store.notification_count().await.unwrap(), 0);
+    let listed = c.store.devices().await.unwrap();
+    assert!(listed
+        .iter()
+        .any(|d| d.id == device.id && d.revoked_at.is_some()));
+    c.shutdown().await;
+}
+
+async fn missing_or_forged_credentials_are_refused_and_nothing_is_stored(c: TestCentral) {
+    setup_register(&c, "L001", "north", 0..5).await;
+    let mut device = c.device("north", "RX1", CareSetting::Ambulance).await;
+    let mut other = c.device("north", "RX1", CareSetting::Ambulance).await;
+    let e = device.event(nhs(1), "para1");
+    let batch = EventBatch {
+        events: vec![device.seal(&e)],
+    };
+    let no_token = c
+        .http
+        .post(format!("{}/v1/events", c.url))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused(no_token, 401).await.error, "unauthorised");
+    let forged = c
+        .http
+        .post(format!("{}/v1/events", c.url))
+        .bearer_auth("forged-token")
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    refused(forged, 401).await;
+    let feed = c
+        .http
+        .get(format!("{}/v1/feed", c.url))
+        .send()
+        .await
+        .unwrap();
+    refused(feed, 401).await;
+
+    // A signature by another key over the right challenge, and a replayed challenge.
+    let challenge: wire::ChallengeResponse = device.challenge().await.json().await.unwrap();
+    let wrong_key = hazmat::ed25519_generate();
+    let forged_sig = hazmat::ed25519_sign(
+        &wrong_key,
+        &wire::auth_message(device.id, &challenge.challenge),
+    )
+    .unwrap();
+    let r = c
+        .http
+        .post(format!("{}/v1/auth/token", c.url))
+        .json(&TokenRequest {
+            device_id: device.id,
+            challenge: challenge.challenge.clone(),
+            signature: B64.encode(forged_sig),
+        })
+        .send()
+        .await
+        .unwrap();
+    refused(r, 401).await;
+    let good_sig = hazmat::ed25519_sign(
+        &device.key,
+        &wire::auth_message(device.id, &challenge.challenge),
+    )
+    .unwrap();
+    let r = c
+        .http
+        .post(format!("{}/v1/auth/token", c.url))
+        .json(&TokenRequest {
+            device_id: device.id,
+            challenge: challenge.challenge,
+            signature: B64.encode(good_sig),
+        })
+        .send()
+        .await
+        .unwrap();
+    refused(r, 401).await; // The challenge was used up by the forged attempt.
+                           // Another device's challenge signed by this device.
+    let theirs: wire::ChallengeResponse = other.challenge().await.json().await.unwrap();
+    let sig = hazmat::ed25519_sign(
+        &device.key,
+        &wire::auth_message(device.id, &theirs.challenge),
+    )
+    .unwrap();
+    let r = c
+        .http
+        .post(format!("{}/v1/auth/token", c.url))
+        .json(&TokenRequest {
+            device_id: device.id,
+            challenge: theirs.challenge,
+            signature: B64.encode(sig),
+        })
+        .send()
+        .await
+        .unwrap();
+    refused(r, 401).await;
+
+    // Events that are not this device's, or do not open, are rejected one by one; nothing is stored.
+    let theirs = other.event(nhs(2), "para2");
+    let third = device.event(nhs(3), "para1");
+    let mut tampered = device.seal(&third);
+    let mut raw = B64.decode(&tampered.sealed).unwrap();
+    let last = raw.len() - 1;
+    raw[last] ^= 1;
+    tampered.sealed = B64.encode(raw);
+    let mut sealed_elsewhere = device.event(nhs(4), "para1");
+    sealed_elsewhere.device_seq += 0;
+    let wrong_key = cpis_core::wire::SealedEvent::seal(
+        &sealed_elsewhere,
+        &hazmat::x25519_public(&hazmat::x25519_generate()),
+    );
+    let r: EventBatchResult = device
+        .post(
+            "/v1/events",
+            &EventBatch {
+                events: vec![device.seal(&theirs), tampered, wrong_key],
+            },
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(r
+        .results
+        .iter()
+        .all(|r| r.status == EventStatus::Rejected && r.reason.is_some()));
+    assert_eq!(c.store.event_count().await.unwrap(), 0);
+    assert_eq!(c.store.notification_count().await.unwrap(), 0);
+    let _ = other.authenticate(&c.http.clone(), &c.url.clone()).await;
+    c.shutdown().await;
+}
+
+async fn an_upload_with_good_and_bad_rows_stores_only_the_good_people(c: TestCentral) {
+    let token = setup_register(&c, "L001", "north", 0..10).await;
+    let before = c.store.flag(&nhs(3)).await.unwrap().unwrap();
+    let mut csv = HEADER.to_string();
+    for i in 0..10 {
+        if i == 3 {
+            // Person 3 gains a plan with a bad date: their stored record must not change.
+            csv.push_str(&row(3, "CPPI"));
+            csv.push_str(&format!(
+                "{},Testfamily3,Sam,2019-02-03,LACI,2025-02-30,,,,\n",
+                nhs(3).as_digits()
+            ));
+        } else {
+            csv.push_str(&row(i, "CPPI"));
+        }
+    }
+    csv.push_str(&row(10, "LACI")); // new person, good
+    csv.push_str("9990000019,Badnumber,Ann,2019-02-03,CPPI,2025-01-01,,,,\n");
+    csv.push_str(&format!(
+        "{},Newperson,Bo,2019-02-03,XYZ,2025-01-01,,,,\n",
+        nhs(11).as_digits()
+    ));
+    csv.push_str(&format!(
+        "{},Newperson,Bo,2019-02-03,CPPI,2025-01-01,2024-01-01,,,\n",
+        nhs(12).as_digits()
+    ));
+    csv.push_str(&row(13, "CPPI"));
+    csv.push_str(&row(13, "CPPI"));
+    let r = c.upload("L001", &token, &csv, false).await;
+    assert_eq!(r.status(), 200);
+    let report: UploadReport = r.json().await.unwrap();
+    assert_eq!(report.accepted_rows, 10, "{report:?}");
+    assert_eq!(report.rejected_rows, 7, "{report:?}");
+    assert_eq!(report.removed, 0);
+    assert_eq!(report.people, 11);
+    let reasons: HashMap<usize, String> = report
+        .rows
+        .iter()
+        .filter(|r| !r.accepted)
+        .map(|r| (r.line, r.reason.clone().unwrap()))
+        .collect();
+    assert!(reasons[&5].contains("another row"), "{reasons:?}");
+    assert!(reasons[&6].contains("start_date"), "{reasons:?}");
+    assert!(reasons[&14].contains("NHS number"));
+    assert!(reasons[&15].contains("plan kind"));
+    assert!(reasons[&16].contains("before it starts"));
+    assert!(reasons[&17].contains("two CPPI") && reasons[&18].contains("two CPPI"));
+    // No reason carries an NHS number or a name.
+    for reason in reasons.values() {
+        assert!(
+            !reason.contains("999")
+                && !reason.contains("Testfamily")
+                && !reason.contains("Newperson"),
+            "{reason}"
+        );
+    }
+    assert_eq!(c.store.flag(&nhs(3)).await.unwrap().unwrap(), before);
+    assert!(c.store.flag(&nhs(10)).await.unwrap().is_some());
+    for i in [11, 12, 13] {
+        assert!(c.store.flag(&nhs(i)).await.unwrap().is_none());
+    }
+    c.shutdown().await;
+}
+
+async fn an_upload_that_would_remove_half_the_people_is_refused_without_the_flag(c: TestCentral) {
+    let token = setup_register(&c, "L001", "north", 0..20).await;
+    let digest = c
+        .store
+        .region_digest(&Region::parse("north").unwrap())
+        .await
+        .unwrap();
+    let r = c.upload("L001", &token, &csv_of(0..10), false).await;
+    let err = refused(r, 422).await;
+    assert_eq!(err.error, "large_removal");
+    assert!(err.message.contains("10 of the 20"), "{}", err.message);
+    assert_eq!(
+        c.store
+            .region_digest(&Region::parse("north").unwrap())
+            .await
+            .unwrap(),
+        digest,
+        "nothing changed"
+    );
+    // Two of twenty (10%) is allowed; with the flag, half goes.
+    let report: UploadReport = c
+        .upload("L001", &token, &csv_of(0..18), false)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((report.removed, report.people), (2, 18));
+    let report: UploadReport = c
+        .upload("L001", &token, &csv_of(0..9), true)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((report.removed, report.people), (9, 9));
+    assert!(c.store.flag(&nhs(12)).await.unwrap().is_none());
+    c.shutdown().await;
+}
+
+async fn the_feed_pages_in_order_and_carries_removals_and_region_moves(c: TestCentral) {
+    let token = setup_register(&c, "L001", "north", 0..50).await;
+    setup_register(&c, "L002", "south", 100..110).await;
+    let device = c.device("north", "RX1", CareSetting::Ambulance).await;
+    let mut cache = Cache::default();
+    let pages = device.pull(&mut cache, 10).await;
+    assert_eq!(pages, 6, "51 ops in pages of 10");
+    assert_eq!(cache.flags.len(), 50);
+    let north = Region::parse("north").unwrap();
+    assert_eq!(cache.digest(), c.store.region_digest(&north).await.unwrap());
+
+    // An unchanged re-upload adds nothing; a change adds one put; absent people travel as removals.
+    c.upload("L001", &token, &csv_of(0..50), false).await;
+    assert!(device.page(cache.cursor, 100).await.ops.is_empty());
+    let mut csv = csv_of(0..46);
+    csv.push_str(&format!(
+        "{},Renamed,Sam,2019-02-03,LACI,2025-01-01,,,,\n",
+        nhs(49).as_digits()
+    ));
+    c.upload("L001", &token, &csv, false).await;
+    let page = device.page(cache.cursor, 100).await;
+    let removed: Vec<_> = page
+        .ops
+        .iter()
+        .filter_map(|o| match &o.change {
+            FeedChange::RemoveFlag { nhs_number } => Some(*nhs_number),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed.len(), 3);
+    device.pull(&mut cache, 2).await;
+    assert_eq!(cache.flags.len(), 47);
+    assert_eq!(cache.flags[&nhs(49).as_digits()].family_name, "Renamed");
+    assert_eq!(cache.digest(), c.store.region_digest(&north).await.unwrap());
+
+    // A new device from 0 gets only live records: no tombstone history beyond the keys it needs.
+    let fresh = c.device("north", "RX2", CareSetting::Ambulance).await;
+    let mut fresh_cache = Cache::default();
+    fresh.pull(&mut fresh_cache, 5000).await;
+    assert_eq!(fresh_cache.digest(), cache.digest());
+
+    // L002 moves into the north: its people arrive; L001 moves south: its people leave.
+    c.add_la("L002", "north").await;
+    c.add_la("L001", "south").await;
+    device.pull(&mut cache, 7).await;
+    assert_eq!(cache.las.keys().collect::<Vec<_>>(), ["L002"]);
+    assert_eq!(cache.flags.len(), 10);
+    assert!(cache
+        .flags
+        .values()
+        .all(|f| f.local_authority.as_str() == "L002"));
+    assert_eq!(cache.digest(), c.store.region_digest(&north).await.unwrap());
+    // Past the head, a page is empty and says so.
+    let page = device.page(cache.cursor, 10).await;
+    assert!(page.ops.is_empty() && !page.has_more && page.last == cache.cursor);
+    c.shutdown().await;
+}
+
+async fn login_gives_a_lease_whose_mac_the_device_can_check_and_refuses_other_organisations(
+    c: TestCentral,
+) {
+    let rx1 = OdsCode::parse("RX1").unwrap();
+    c.central()
+        .add_user(
+            "para1",
+            "Synthetic Paramedic",
+            "Paramedic",
+            Activity::B0107,
+            &rx1,
+            "2468",
+        )
+        .await
+        .unwrap();
+    c.central()
+        .add_user(
+            "gp9",
+            "Synthetic Doctor",
+            "GP",
+            Activity::B0107,
+            &OdsCode::parse("RX9").unwrap(),
+            "1357",
+        )
+        .await
+        .unwrap();
+    c.store
+        .set_lease_hours(&Region::parse("north").unwrap(), 12, Utc::now())
+        .await
+        .unwrap();
+    let device = c.device("north", "RX1", CareSetting::Ambulance).await;
+    let r = device
+        .post(
+            "/v1/login",
+            &LoginRequest {
+                user_id: "para1".into(),
+                pin: "2468".into(),
+            },
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let login: LoginResponse = r.json().await.unwrap();
+    assert_eq!(login.user.role, "Paramedic");
+    assert_eq!(login.user.activity, Activity::B0107);
+    let key = B64.decode(&login.lease.lease_key).unwrap();
+    assert_eq!(key.len(), 32);
+    let expires = login.lease.expires_at;
+    assert_eq!(expires.timestamp_subsec_nanos(), 0);
+    let hours = (expires - Utc::now()).num_minutes() as f64 / 60.0;
+    assert!((11.9..=12.0).contains(&hours), "{hours}");
+    let mac = B64.decode(&login.lease.mac).unwrap();
+    assert!(hazmat::hmac_sha256_verify(
+        &key,
+        &wire::lease_mac_message(device.id, expires),
+        &mac
+    ));
+
+    let renewal: LeaseRenewal = device
+        .post("/v1/lease", &serde_json::json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mac = B64.decode(&renewal.mac).unwrap();
+    assert!(hazmat::hmac_sha256_verify(
+        &key,
+        &wire::lease_mac_message(device.id, renewal.expires_at),
+        &mac
+    ));
+
+    let wrong_pin = device
+        .post(
+            "/v1/login",
+            &LoginRequest {
+                user_id: "para1".into(),
+                pin: "0000".into(),
+            },
+        )
+        .await;
+    assert_eq!(refused(wrong_pin, 401).await.error, "sign_in_refused");
+    let unknown = device
+        .post(
+            "/v1/login",
+            &LoginRequest {
+                user_id: "nobody".into(),
+                pin: "2468".into(),
+            },
+        )
+        .await;
+    assert_eq!(refused(unknown, 401).await.error, "sign_in_refused");
+    let other_org = device
+        .post(
+            "/v1/login",
+            &LoginRequest {
+                user_id: "gp9".into(),
+                pin: "1357".into(),
+            },
+        )
+        .await;
+    assert_eq!(refused(other_org, 403).await.error, "wrong_organisation");
+    c.shutdown().await;
+}
+
+async fn the_live_check_applies_visibility_records_the_access_once_and_shows_history(
+    c: TestCentral,
+) {
+    let token = setup_register(&c, "L001", "region-a", 0..3).await;
+    setup_register(&c, "L002", "region-b", 10..12).await;
+    // Person 5: one plan ended 400 days ago (gone), one ended 10 days ago (still shown).
+    let ended = |days: i64| {
+        (Utc::now().date_naive() - Duration::days(days))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let mut csv = csv_of(0..3);
+    csv.push_str(&format!(
+        "{},Ended,Kit,2015-01-01,CPPI,2020-01-01,{},,,\n",
+        nhs(5).as_digits(),
+        ended(400)
+    ));
+    csv.push_str(&format!(
+        "{},Ended,Kit,2015-01-01,LACI,2020-01-01,{},,,\n",
+        nhs(5).as_digits(),
+        ended(10)
+    ));
+    c.upload("L001", &token, &csv, false).await;
+    let mut device = c.device("region-a", "RX1", CareSetting::Ambulance).await;
+
+    let check = |nhs_number: NhsNumber, event| LiveCheckRequest {
+        nhs_number,
+        user_id: "para1".into(),
+        unscheduled: true,
+        access_event: event,
+    };
+    let e = device.event(nhs(1), "para1");
+    for _ in 0..2 {
+        let r: LiveCheckResponse = device
+            .post("/v1/check", &check(nhs(1), Some(device.seal(&e))))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r.outcome, LiveOutcome::RecordFound);
+        assert!(r.access_recorded);
+        assert_eq!(r.local_authority.unwrap().emergency_phone, "0300 555 0100");
+        assert_eq!(r.access_history.len(), 1);
+        assert_eq!(r.access_history[0].at, e.device_time);
+    }
+    // The same event later by the outbox: a duplicate, still one notification.
+    let r: EventBatchResult = device
+        .post(
+            "/v1/events",
+            &EventBatch {
+                events: vec![device.seal(&e)],
+            },
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r.results[0].status, EventStatus::Duplicate);
+    assert_eq!(c.store.notification_count().await.unwrap(), 1);
+
+    let r: LiveCheckResponse = device
+        .post("/v1/check", &check(nhs(5), None))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let plans = r.record.unwrap().plans;
+    assert_eq!(plans.len(), 1);
+    assert_eq!(plans[0].kind, cpis_core::PlanKind::LookedAfter);
+    // A region-B person is found live (the cache would not have them); an unknown one is not.
+    let r: LiveCheckResponse = device
+        .post("/v1/check", &check(nhs(10), None))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, LiveOutcome::RecordFound);
+    assert_eq!(r.local_authority.unwrap().ods.as_str(), "L002");
+    let r: LiveCheckResponse = device
+        .post(
+            "/v1/check",
+            &check(
+                NhsNumber::test_range(cpis_central::demo::GUARANTEED_MISS_FROM),
+                None,
+            ),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, LiveOutcome::NoRecord);
+    assert!(r.record.is_none() && !r.access_recorded);
+    // A malformed NHS number is a refusal with a reason.
+    let r = device
+        .post(
+            "/v1/check",
+            &serde_json::json!({ "nhs_number": "9990000019", "user_id": "x", "unscheduled": true }),
+        )
+        .await;
+    refused(r, 422).await;
+    c.shutdown().await;
+}
+
+async fn a_restart_on_the_same_database_keeps_keys_feed_and_events(mut c: TestCentral) {
+    setup_register(&c, "L001", "north", 0..5).await;
+    let mut device = c.device("north", "RX1", CareSetting::Ambulance).await;
+    let e = device.event(nhs(1), "para1");
+    device
+        .post(
+            "/v1/events",
+            &EventBatch {
+                events: vec![device.seal(&e)],
+            },
+        )
+        .await;
+    let before = device.page(0, 100).await;
+    let url = c.url.clone();
+    c.restart().await;
+    assert_eq!(c.running.as_ref().unwrap().url(), url, "same port");
+    // Same signing key (the page verifies against the pinned key), same sealing key, same token.
+    let after = device.page(0, 100).await;
+    assert_eq!(before.ops, after.ops);
+    let r: EventBatchResult = device
+        .post(
+            "/v1/events",
+            &EventBatch {
+                events: vec![device.seal(&e)],
+            },
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r.results[0].status, EventStatus::Duplicate);
+    let e2 = device.event(nhs(2), "para1");
+    let r: EventBatchResult = device
+        .post(
+            "/v1/events",
+            &EventBatch {
+                events: vec![device.seal(&e2)],
+            },
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r.results[0].status, EventStatus::Accepted);
+    // An abrupt stop, then back: still consistent.
+    let running = c.running.take().unwrap();
+    let addr = running.addr;
+    running.abort().await.unwrap();
+    c.running = Some(
+        cpis_central::spawn_with_store(
+            c.store.clone(),
+            cpis_central::CentralConfig::new("unused").listen(addr),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(c.store.event_count().await.unwrap(), 2);
+    assert_eq!(device.page(0, 100).await.ops, before.ops);
+    c.shutdown().await;
+}
+
+async fn oversized_and_malformed_bodies_are_refused_with_json_errors(c: TestCentral) {
+    setup_register(&c, "L001", "north", 0..5).await;
+    let mut device = c.device("north", "RX1", CareSetting::Ambulance).await;
+    let e = device.event(nhs(1), "para1");
+    let one = device.seal(&e);
+    let too_many = EventBatch {
+        events: vec![one.clone(); wire::MAX_EVENT_BATCH + 1],
+    };
+    assert_eq!(
+        refused(device.post("/v1/events", &too_many).await, 413)
+            .await
+            .error,
+        "too_large"
+    );
+    let huge = "x".repeat(3 * 1024 * 1024);
+    // The central answers 413 as soon as it sees the length; the client may still be sending and see
+    // the connection close instead. Either way nothing is stored.
+    match c
+        .http
+        .post(format!("{}/v1/events", c.url))
+        .bearer_auth(&device.token)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+    {
+        Ok(r) => {
+            refused(r, 413).await;
+        }
+        Err(e) => assert!(e.is_request(), "{e}"),
+    }
+    let r = c
+        .http
+        .post(format!("{}/v1/events", c.url))
+        .bearer_auth(&device.token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    refused(r, 400).await;
+    let r = c
+        .http
+        .post(format!("{}/v1/events", c.url))
+        .bearer_auth(&device.token)
+        .header("content-type", "application/json")
+        .body("{\"events\": 5}")
+        .send()
+        .await
+        .unwrap();
+    refused(r, 422).await;
+    let r = c
+        .http
+        .get(format!("{}/v1/feed?after=minus-one", c.url))
+        .bearer_auth(&device.token)
+        .send()
+        .await
+        .unwrap();
+    refused(r, 400).await;
+    let r = c
+        .http
+        .get(format!("{}/v1/nowhere", c.url))
+        .send()
+        .await
+        .unwrap();
+    refused(r, 404).await;
+    let r = c
+        .http
+        .get(format!("{}/v1/events", c.url))
+        .send()
+        .await
+        .unwrap();
+    refused(r, 405).await;
+    let token = c.la_token("L001").await;
+    let r = c
+        .upload("L001", &token, "no,header,here\n1,2,3\n", false)
+        .await;
+    assert_eq!(refused(r, 422).await.error, "invalid_upload_file");
+    assert_eq!(c.store.event_count().await.unwrap(), 0);
+    // The API describes itself.
+    let spec: serde_json::Value = c
+        .http
+        .get(format!("{}/openapi.json", c.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(spec["openapi"], "3.0.3");
+    for path in [
+        "/v1/enrol",
+        "/v1/feed",
+        "/v1/events",
+        "/v1/check",
+        "/v1/login",
+        "/v1/lease",
+        "/v1/la/{ods}/upload",
+    ] {
+        assert!(spec["paths"][path].is_object(), "{path}");
+    }
+    // Every response carries a request id.
+    let r = c
+        .http
+        .get(format!("{}/v1/status", c.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().contains_key("x-request-id"));
+    c.shutdown().await;
+}
+
+async fn webhook_delivery_carries_the_event_id_and_retries_until_accepted(c: TestCentral) {
+    use std::sync::{Arc, Mutex};
+    // A receiver that fails its first two calls, then records what it gets.
+    let got: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = {
+        let (got, calls) = (got.clone(), calls.clone());
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::Json<serde_json::Value>| {
+                    let (got, calls) = (got.clone(), calls.clone());
+                    async move {
+                        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+                            return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        let id = headers["x-cpis-event-id"].to_str().unwrap().to_string();
+                        got.lock().unwrap().push((id, body.0));
+                        axum::http::StatusCode::OK
+                    }
+                },
+            ),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    setup_register(&c, "L001", "north", 0..5).await;
+    c.central()
+        .upsert_la(
+            &la("L001", "north"),
+            cpis_central::store::WebhookChange::Set(Some(hook)),
+        )
+        .await
+        .unwrap();
+    let mut device = c.device("north", "RX1", CareSetting::Ambulance).await;
+    let e = device.event(nhs(2), "para1");
+    device
+        .post(
+            "/v1/events",
+            &EventBatch {
+                events: vec![device.seal(&e)],
+            },
+        )
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while got.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "webhook never delivered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, e.id.to_string());
+    assert_eq!(got[0].1["event_id"], e.id.to_string());
+    assert_eq!(
+        got[0].1["seen_at"],
+        serde_json::to_value(e.device_time).unwrap()
+    );
+    let (state, attempts) = c.store.delivery_state(e.id).await.unwrap().unwrap();
+    assert_eq!(state, "delivered");
+    assert_eq!(
+        attempts, 3,
+        "two failed attempts, then the one that succeeded"
+    );
+    c.shutdown().await;
+}
+
+async fn the_inbox_page_needs_the_las_token_and_shows_its_notifications(c: TestCentral) {
+    let token_a = setup_register(&c, "L001", "north", 0..5).await;
+    let token_b = setup_register(&c, "L002", "north", 10..12).await;
+    let mut device = c.device("north", "RX1", CareSetting::Maternity).await;
+    let e = device.event(nhs(3), "mw1");
+    device
+        .post(
+            "/v1/events",
+            &EventBatch {
+                events: vec![device.seal(&e)],
+            },
+        )
+        .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let page = http
+        .get(format!("{}/la/L001/inbox", c.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Sign in") && !html.contains("<script"));
+
+    let wrong = http
+        .post(format!("{}/la/L001/inbox/sign-in", c.url))
+        .form(&[("token", token_b.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+
+    let ok = http
+        .post(format!("{}/la/L001/inbox/sign-in", c.url))
+        .form(&[("token", token_a.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let html = http
+        .get(format!("{}/la/L001/inbox", c.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(&nhs(3).to_string()), "NHS number shown 3-3-4");
+    assert!(
+        html.contains("TESTFAMILY3") && html.contains("Maternity unit") && html.contains("RX1")
+    );
+    // LA A's cookie does not open LA B's inbox.
+    let other = http
+        .get(format!("{}/la/L002/inbox", c.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 403);
+    assert!(!other.text().await.unwrap().contains("TESTFAMILY3"));
+    c.shutdown().await;
+}
+
+async fn expiry_turns_ended_records_into_removals(c: TestCentral) {
+    let token = setup_register(&c, "L001", "north", 0..3).await;
+    let device = c.device("north", "RX1", CareSetting::Ambulance).await;
+    let mut cache = Cache::default();
+    device.pull(&mut cache, 100).await;
+    // Uploading a record already past its window stores nothing for it.
+    let old = (Utc::now().date_naive() - Duration::days(500)).format("%Y-%m-%d");
+    let mut csv = csv_of(0..3);
+    csv.push_str(&format!(
+        "{},Long,Gone,2010-01-01,CPPI,2015-01-01,{old},,,\n",
+        nhs(7).as_digits()
+    ));
+    let report: UploadReport = c
+        .upload("L001", &token, &csv, false)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report.accepted_rows, 4);
+    assert!(c.store.flag(&nhs(7)).await.unwrap().is_none());
+    // Records that pass their window later are removed by the expiry pass.
+    let in_a_year = Utc::now().date_naive() + Duration::days(800);
+    let mut csv = HEADER.to_string();
+    let soon = (Utc::now().date_naive() + Duration::days(5)).format("%Y-%m-%d");
+    for i in 0..3 {
+        csv.push_str(&format!(
+            "{},Testfamily{i},Sam,2019-02-03,CPPI,2025-01-01,{soon},,,\n",
+            nhs(i).as_digits()
+        ));
+    }
+    c.upload("L001", &token, &csv, false).await;
+    assert_eq!(
+        c.central().expire(Utc::now().date_naive()).await.unwrap(),
+        0
+    );
+    assert_eq!(c.central().expire(in_a_year).await.unwrap(), 3);
+    device.pull(&mut cache, 100).await;
+    assert!(cache.flags.is_empty());
+    assert_eq!(
+        cache.digest(),
+        c.store
+            .region_digest(&Region::parse("north").unwrap())
+            .await
+            .unwrap()
+    );
+    c.shutdown().await;
+}
