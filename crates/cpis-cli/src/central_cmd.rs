@@ -311,7 +311,7 @@ async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
                 }))?;
             } else {
                 println!(
-                    "one-time enrolment code for a {} device of {org_name} ({org}) in region {region}, valid until {}:",
+                    "one-time enrolment code for a device of {org_name} ({org}), setting: {}, region {region}; single use, valid until {}:",
                     setting.in_words(),
                     code.expires_at.format("%Y-%m-%d %H:%M UTC")
                 );
