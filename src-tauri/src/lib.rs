@@ -1,0 +1,64 @@
+//! CP-IS Field app shell: opens the device engine, registers the window's commands, and keeps the
+//! background sync running. Business rules live in `cpis-device`; this crate only connects them.
+mod commands;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cpis_device::{Device, DeviceConfig};
+use tauri::Manager;
+
+pub use commands::{AppState, SYNC_PROGRESS_EVENT};
+
+/// Where the encrypted device store lives: `CPIS_DEVICE_DIR` when set (tests, kiosks), otherwise
+/// the platform's per-user data directory for this app.
+fn data_dir(app: &tauri::App) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    if let Some(dir) = std::env::var_os("CPIS_DEVICE_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    Ok(app.path().app_data_dir()?)
+}
+
+pub fn run() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    tauri::Builder::default()
+        .setup(|app| {
+            let dir = data_dir(app)?;
+            std::fs::create_dir_all(&dir)?;
+            tracing::info!(dir = %dir.display(), "opening the device store");
+            let device = Arc::new(tokio::sync::Mutex::new(Device::open(DeviceConfig::new(
+                dir,
+            ))?));
+            app.manage(AppState {
+                device: device.clone(),
+            });
+            let handle = app.handle().clone();
+            let on_progress = Arc::new(move |p| commands::emit_progress(&handle, p));
+            // The engine's loop uses tokio::spawn, so it must start inside Tauri's runtime.
+            tauri::async_runtime::spawn(async move {
+                let task = cpis_device::spawn_background_sync(device, on_progress);
+                if let Err(e) = task.await {
+                    tracing::error!(error = %e, "background sync stopped");
+                }
+            });
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::app_status,
+            commands::enrol,
+            commands::sign_in,
+            commands::sign_out,
+            commands::check_patient,
+            commands::open_alert,
+            commands::sync_now,
+        ])
+        .run(tauri::generate_context!("../tauri.conf.json"))
+        .expect("the CP-IS Field window could not start");
+}
