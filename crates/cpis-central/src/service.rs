@@ -43,6 +43,9 @@ pub const ENROLMENT_CODE_LIFETIME: Duration = Duration::hours(24);
 pub const DEFAULT_LEASE_HOURS: u32 = 72;
 /// Access history shown with a record.
 pub const ACCESS_HISTORY_LEN: usize = 25;
+/// Wrong PINs in a row before a user's online sign-in pauses, and for how long.
+pub const SIGN_IN_FAILURE_LIMIT: u32 = 5;
+pub const SIGN_IN_PAUSE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 /// Default and largest feed page.
 pub const DEFAULT_PAGE_OPS: u32 = 1_000;
 
@@ -184,6 +187,9 @@ pub struct Central {
     users: Arc<dyn UserAuthenticator>,
     pub rules: VisibilityRules,
     last_touch: Arc<Mutex<HashMap<Uuid, Instant>>>,
+    /// Wrong PINs in a row per user id, and when the last was: guessing a PIN through an enrolled
+    /// device pauses after a few tries.
+    sign_in_failures: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
 }
 
 impl Central {
@@ -204,6 +210,7 @@ impl Central {
             users,
             rules: VisibilityRules::default(),
             last_touch: Arc::new(Mutex::new(HashMap::new())),
+            sign_in_failures: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -470,14 +477,49 @@ impl Central {
         device: &DeviceRecord,
         req: LoginRequest,
     ) -> Result<LoginResponse, ApiFailure> {
+        {
+            let failures = self
+                .sign_in_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some((count, last)) = failures.get(&req.user_id) {
+                if *count >= SIGN_IN_FAILURE_LIMIT && last.elapsed() < SIGN_IN_PAUSE {
+                    let minutes = (SIGN_IN_PAUSE - last.elapsed()).as_secs() / 60 + 1;
+                    return Err(ApiFailure::new(
+                        axum::http::StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_attempts",
+                        format!(
+                            "too many wrong PINs for this user: try again in {minutes} minutes"
+                        ),
+                    ));
+                }
+            }
+        }
         let user = match self.users.sign_in(&req.user_id, &req.pin).await {
-            Ok(u) => u,
+            Ok(u) => {
+                self.sign_in_failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&req.user_id);
+                u
+            }
             Err(SignInError::Refused) => {
+                let mut failures = self
+                    .sign_in_failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let entry = failures
+                    .entry(req.user_id.clone())
+                    .or_insert((0, Instant::now()));
+                if entry.1.elapsed() >= SIGN_IN_PAUSE {
+                    entry.0 = 0;
+                }
+                *entry = (entry.0 + 1, Instant::now());
                 return Err(ApiFailure::new(
                     axum::http::StatusCode::UNAUTHORIZED,
                     "sign_in_refused",
                     "unknown user or wrong PIN",
-                ))
+                ));
             }
             Err(SignInError::Store(e)) => return Err(e.into()),
         };
@@ -682,7 +724,7 @@ impl Central {
     ) -> Result<NotificationPage, ApiFailure> {
         let notifications = self
             .store
-            .notifications(la, after, limit.clamp(1, 1_000))
+            .notification_page(la, after, limit.clamp(1, 1_000))
             .await?;
         let next = notifications.last().map(|n| n.seq).unwrap_or(after);
         Ok(NotificationPage {

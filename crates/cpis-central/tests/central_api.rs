@@ -757,6 +757,30 @@ async fn login_gives_a_lease_whose_mac_the_device_can_check_and_refuses_other_or
             },
         )
         .await;
+    // Guessing: after five wrong PINs in a row the user's online sign-in pauses, even for the right PIN.
+    for _ in 0..4 {
+        let r = device
+            .post(
+                "/v1/login",
+                &LoginRequest {
+                    user_id: "para1".into(),
+                    pin: "9999".into(),
+                },
+            )
+            .await;
+        refused(r, 401).await;
+    }
+    let r = device
+        .post(
+            "/v1/login",
+            &LoginRequest {
+                user_id: "para1".into(),
+                pin: "2468".into(),
+            },
+        )
+        .await;
+    assert_eq!(refused(r, 429).await.error, "too_many_attempts");
+
     assert_eq!(refused(other_org, 403).await.error, "wrong_organisation");
     c.shutdown().await;
 }

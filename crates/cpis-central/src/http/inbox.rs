@@ -221,7 +221,7 @@ async fn render(c: &Central, wanted: &OdsCode, token: &str) -> Result<String, Ap
     let mut all = Vec::new();
     let mut after = 0;
     loop {
-        let page = c.store.notifications(&la, after, 1_000).await?;
+        let page = c.store.notification_page(&la, after, 1_000).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         all.extend(page);

@@ -391,12 +391,26 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<AccessEvent>>;
     async fn event_count(&self) -> StoreResult<u64>;
-    async fn notifications(
+    /// An LA's notifications with `seq > after`, in order, at most `limit`.
+    async fn notification_page(
         &self,
         la: &OdsCode,
         after: u64,
         limit: u32,
     ) -> StoreResult<Vec<Notification>>;
+    /// All of an LA's notifications with `seq > after`, in order.
+    async fn notifications(&self, la: &OdsCode, after: u64) -> StoreResult<Vec<Notification>> {
+        let mut all = Vec::new();
+        let mut cursor = after;
+        loop {
+            let page = self.notification_page(la, cursor, 1_000).await?;
+            match page.last() {
+                Some(last) => cursor = last.seq,
+                None => return Ok(all),
+            }
+            all.extend(page);
+        }
+    }
     async fn notification_count(&self) -> StoreResult<u64>;
     async fn due_deliveries(
         &self,

@@ -1087,7 +1087,7 @@ impl Store for PostgresStore {
             .get::<_, i64>(0) as u64)
     }
 
-    async fn notifications(
+    async fn notification_page(
         &self,
         la: &OdsCode,
         after: u64,

@@ -1128,7 +1128,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn notifications(
+    async fn notification_page(
         &self,
         la: &OdsCode,
         after: u64,
