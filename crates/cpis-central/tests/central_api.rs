@@ -1191,6 +1191,10 @@ async fn the_inbox_page_needs_the_las_token_and_shows_its_notifications(c: TestC
         .text()
         .await
         .unwrap();
+    // For a visual check of the page: CPIS_INBOX_HTML_OUT=/tmp/inbox.html, then open it in a browser.
+    if let Ok(path) = std::env::var("CPIS_INBOX_HTML_OUT") {
+        std::fs::write(path, &html).unwrap();
+    }
     assert!(html.contains(&nhs(3).to_string()), "NHS number shown 3-3-4");
     assert!(
         html.contains("TESTFAMILY3") && html.contains("Maternity unit") && html.contains("RX1")
