@@ -406,6 +406,26 @@ async fn missing_or_forged_credentials_are_refused_and_nothing_is_stored(c: Test
         .unwrap();
     refused(feed, 401).await;
 
+    // An expired token is refused like an unknown one.
+    let stale = cpis_central::auth::new_token();
+    c.store
+        .create_device_token(
+            &cpis_central::auth::secret_hash(&stale),
+            device.id,
+            Utc::now() - Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    let r = c
+        .http
+        .post(format!("{}/v1/events", c.url))
+        .bearer_auth(&stale)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    refused(r, 401).await;
+
     // A signature by another key over the right challenge, and a replayed challenge.
     let challenge: wire::ChallengeResponse = device.challenge().await.json().await.unwrap();
     let wrong_key = hazmat::ed25519_generate();

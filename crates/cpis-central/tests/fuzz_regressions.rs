@@ -42,8 +42,17 @@ fn nhs_number_fuzz_inputs_parse_or_refuse_and_round_trip() {
     for (path, data) in all {
         let text = String::from_utf8_lossy(&data);
         if let Ok(n) = NhsNumber::parse(&text) {
-            assert_eq!(NhsNumber::parse(&n.to_string()), Ok(n), "{}", path.display());
-            assert!(n.is_test_range(), "{}: fuzz inputs use the 999 range", path.display());
+            assert_eq!(
+                NhsNumber::parse(&n.to_string()),
+                Ok(n),
+                "{}",
+                path.display()
+            );
+            assert!(
+                n.is_test_range(),
+                "{}: fuzz inputs use the 999 range",
+                path.display()
+            );
         }
     }
 }
@@ -55,13 +64,24 @@ fn la_upload_fuzz_inputs_give_a_report_or_a_refusal() {
     assert!(!all.is_empty(), "the la_upload seeds are missing");
     let mut accepted = 0;
     for (path, data) in all {
-        let Ok(parsed) = parse_upload(&la, &data) else { continue };
+        let Ok(parsed) = parse_upload(&la, &data) else {
+            continue;
+        };
         for person in &parsed.people {
             person.record.validate().unwrap();
-            assert!(person.record.nhs_number.is_test_range(), "{}", path.display());
+            assert!(
+                person.record.nhs_number.is_test_range(),
+                "{}",
+                path.display()
+            );
             let json = serde_json::to_vec(&person.record).unwrap();
-            assert_eq!(serde_json::from_slice::<FlagRecord>(&json).unwrap(), person.record);
-            let _ = person.record.visible_plans(today(), &VisibilityRules::default());
+            assert_eq!(
+                serde_json::from_slice::<FlagRecord>(&json).unwrap(),
+                person.record
+            );
+            let _ = person
+                .record
+                .visible_plans(today(), &VisibilityRules::default());
             accepted += 1;
         }
     }

@@ -20,5 +20,8 @@ fn a_header_with_many_columns_is_checked_in_linear_time() {
 
     assert!(parsed.is_ok(), "extra columns are allowed");
     // A linear check takes milliseconds even unoptimised; the pairwise one takes tens of seconds.
-    assert!(took < Duration::from_secs(2), "60,000 header columns took {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "60,000 header columns took {took:?}"
+    );
 }
