@@ -917,7 +917,7 @@ pub fn spawn_background_sync(
             } else {
                 failures = failures.saturating_add(1);
                 // Probe often enough to notice reconnection quickly.
-                sync::backoff(failures).min(Duration::from_secs(15))
+                sync::backoff(failures).min(Duration::from_secs(5))
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
