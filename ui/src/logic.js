@@ -289,6 +289,14 @@ export function errorWording(err) {
       return `The central service refused this enrolment code${e.message ? `: ${e.message}` : ''}. Ask your administrator for a new code.`;
     case 'revoked':
       return 'This device has been withdrawn by the central service and its copy removed. Ask your administrator to enrol it again.';
+    case 'refused':
+      return `The central service refused this: ${String(e.message || '').replace(/^the central refused:\s*/i, '') || 'no reason given'}.`;
+    case 'no_local_unlock':
+      return 'You have not signed in on this device before, so it cannot check your PIN offline. Connect to the network and sign in.';
+    case 'not_signed_in':
+      return 'Sign in again to continue.';
+    case 'untrusted':
+      return 'The central service sent data this device cannot trust, so nothing was changed. Tell your administrator; checks still use this device\'s copy.';
     case 'invalid_input':
       return e.message || 'Some of the details entered are not right.';
     default:
@@ -348,7 +356,7 @@ export function initialState() {
 }
 
 /** Errors that send the clinician back to an earlier screen. */
-const ERROR_SCREENS = { not_enrolled: 'enrol', revoked: 'enrol', locked_out: 'sign_in', lease_expired: 'sign_in' };
+const ERROR_SCREENS = { not_enrolled: 'enrol', revoked: 'enrol', locked_out: 'sign_in', lease_expired: 'sign_in', not_signed_in: 'sign_in' };
 
 /**
  * The state machine of the screens. Each event comes from a command's answer or a user action;

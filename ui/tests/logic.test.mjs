@@ -127,6 +127,8 @@ test('error wording: wrong PIN with attempts left, locked out, too soon', () => 
   assert.match(L.errorWording({ code: 'locked_out' }), /Too many wrong PINs/);
   assert.match(L.errorWording({ code: 'too_soon', retry_after_secs: 30 }), /Wait 30 seconds/);
   assert.match(L.errorWording({ code: 'enrolment_refused', message: 'code already used' }), /refused.*code already used/);
+  assert.equal(L.errorWording({ code: 'refused', message: 'the central refused: unknown user or wrong PIN' }), 'The central service refused this: unknown user or wrong PIN.');
+  assert.match(L.errorWording({ code: 'no_local_unlock' }), /Connect to the network and sign in/);
   assert.equal(L.errorWording({ code: 'mystery', message: 'boom' }), 'boom');
 });
 
