@@ -775,13 +775,18 @@ impl Central {
             )
             .await?;
         let mut rows = parsed.rows;
+        let position: HashMap<usize, usize> =
+            rows.iter().enumerate().map(|(i, r)| (r.line, i)).collect();
         for nhs in &applied.held_elsewhere {
             for line in lines_of.get(nhs).into_iter().flatten() {
-                if let Some(r) = rows.iter_mut().find(|r| r.line == *line) {
-                    *r = UploadRowResult {
+                if let Some(i) = position.get(line) {
+                    rows[*i] = UploadRowResult {
                         line: *line,
                         accepted: false,
-                        reason: Some("this NHS number is held by another local authority: it must be removed there first".into()),
+                        reason: Some(
+                            "this NHS number is held by another local authority: it must be removed there first"
+                                .into(),
+                        ),
                     };
                 }
             }

@@ -133,8 +133,10 @@ pub fn parse_upload(la: &OdsCode, bytes: &[u8]) -> Result<ParsedUpload, UploadFi
         .iter()
         .map(|h| h.trim().to_ascii_lowercase())
         .collect();
-    for (i, n) in names.iter().enumerate() {
-        if !n.is_empty() && names[..i].contains(n) {
+    // A set, not pairwise comparison: a header of many columns must cost linear time.
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    for n in &names {
+        if !n.is_empty() && !seen.insert(n.as_str()) {
             return Err(UploadFileError::DuplicateColumn(n.clone()));
         }
     }

@@ -260,6 +260,27 @@ async fn an_la_reads_only_its_own_notifications_and_uploads_only_its_own_list(c:
         "L001"
     );
     assert!(c.store.flag(&nhs(20)).await.unwrap().is_none());
+    // LA B listing a person LA A holds: that row is rejected, LA A's record stays.
+    let r = c
+        .upload("L002", &token_b, &csv_of([10, 11, 12, 13, 14, 1]), false)
+        .await;
+    let report: UploadReport = r.json().await.unwrap();
+    assert_eq!((report.accepted_rows, report.rejected_rows), (5, 1));
+    assert!(report.rows[5]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("another local authority"));
+    assert_eq!(
+        c.store
+            .flag(&nhs(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .local_authority
+            .as_str(),
+        "L001"
+    );
     c.shutdown().await;
 }
 
