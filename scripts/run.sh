@@ -53,7 +53,7 @@ cat <<TEXT
             or:  demo.gp          PIN 1357   (reads silently)
  NHS numbers to try (synthetic, 999 test range):
 $FLAGGED
- A number with no record: 999 944 4458 (demo numbers from 800,000th on are never flagged)
+ A number with no record: 999 944 4458 (never flagged in the demo register)
  Stop the central (Ctrl+C in another terminal: kill $CENTRAL_PID) to see offline checks.
 ============================================================================
 

@@ -144,6 +144,12 @@ enum CentralCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Synthetic NHS numbers to try on a demo register: a few flagged people of the region (one per
+    /// plan kind where there is one) and a number that is never flagged.
+    DemoExamples {
+        #[arg(long)]
+        region: String,
+    },
     /// Remove records whose every plan is past its visibility window or delete date.
     Expire {
         #[arg(long)]
@@ -417,6 +423,24 @@ async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
                 print_json(&serde_json::json!({ "region": region, "digest": digest }))?;
             } else {
                 println!("{digest}");
+            }
+        }
+        CentralCommand::DemoExamples { region } => {
+            let region = Region::parse(&region)?;
+            let (mut flags, _) = store.region_content(&region).await?;
+            flags.sort_by_key(|f| f.nhs_number);
+            let mut shown = Vec::new();
+            for kind in cpis_core::PlanKind::ALL {
+                let has_kind = |f: &&cpis_core::FlagRecord| {
+                    f.plans.iter().any(|p| p.kind == kind && p.end.is_none())
+                };
+                // Demo data only: these are 999-range test numbers on the demo's own screen.
+                if let Some(f) = flags.iter().find(has_kind) {
+                    shown.push(format!("   {}  {}", f.nhs_number, kind.in_words()));
+                }
+            }
+            for line in shown {
+                println!("{line}");
             }
         }
         CentralCommand::Expire { json } => {
