@@ -43,7 +43,7 @@ export DRIVER_PORT NATIVE_PORT
 export WEBKIT_DISABLE_DMABUF_RENDERER=1 WEBKIT_DISABLE_COMPOSITING_MODE=1 LIBGL_ALWAYS_SOFTWARE=1
 export RUST_LOG="${RUST_LOG:-warn}"
 
-xvfb-run -a --server-args="-screen 0 1280x1024x24" bash -c '
+xvfb-run -a --server-args="-screen 0 1280x3200x24" bash -c '
   set -u
   tauri-driver --port "$DRIVER_PORT" --native-port "$NATIVE_PORT" > "$E2E_WORK/tauri-driver.log" 2>&1 &
   driver=$!

@@ -86,7 +86,7 @@ async function stopCentral() {
 
 async function shot(name) {
   mkdirSync(SHOTS, { recursive: true });
-  writeFileSync(join(SHOTS, `${name}.png`), await wd.screenshot());
+  writeFileSync(join(SHOTS, `${name}.png`), await wd.fullPageScreenshot());
 }
 
 before(async () => {
@@ -197,6 +197,7 @@ test('a flagged child: the record exists, the alert opens, the LA is told', asyn
   assert.match(await wd.text('#local-authority'), /Testvale Borough Council \(synthetic\)/);
   assert.equal(await wd.exec('return document.getElementById("call-emergency").getAttribute("href");'), 'tel:03005550999');
   assert.match(await wd.text('#notification'), /Sent to the local authority|Queued/);
+  assert.match(await wd.text('#access-history'), /accesses from unscheduled care/);
   await shot('06-alert-opened');
   await wd.click('#check-again');
 });

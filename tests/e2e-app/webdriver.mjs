@@ -91,4 +91,25 @@ export class WebDriver {
   async screenshot() {
     return Buffer.from(await this.cmd('GET', this.s('/screenshot')), 'base64');
   }
+
+  /**
+   * The whole page, not only the part in the window: the window is grown to the page's height for
+   * the screenshot and then put back (WebKit's screenshots cover the visible area only).
+   */
+  async fullPageScreenshot(maxHeight = 3000) {
+    let before = null;
+    try {
+      before = await this.cmd('GET', this.s('/window/rect'));
+      const height = await this.exec('return document.documentElement.scrollHeight;');
+      if (height > before.height) {
+        await this.cmd('POST', this.s('/window/rect'), { width: before.width, height: Math.min(maxHeight, height + 40) });
+        await new Promise((r) => setTimeout(r, 400));
+      }
+      return await this.screenshot();
+    } catch {
+      return this.screenshot();
+    } finally {
+      if (before) await this.cmd('POST', this.s('/window/rect'), { width: before.width, height: before.height }).catch(() => {});
+    }
+  }
 }

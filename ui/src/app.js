@@ -194,6 +194,9 @@ function renderEnrol() {
   return [
     err ? errorSummary(errorWording(err), 'enrol-code') : null,
     heading('Enrol this device'),
+    state.status?.wiped_reason
+      ? warningCard('This device’s copy was removed', 'wiped', h('p', { class: 'nhsuk-card__description' }, state.status.wiped_reason))
+      : null,
     h('p', { class: 'nhsuk-body' }, 'This is done once, by an administrator, before the device is first used. It links the device to the central service and downloads the region’s records.'),
     form,
   ].filter(Boolean);
@@ -439,7 +442,7 @@ async function onOpenAlert(e) {
 function laBlock(la, full) {
   if (!la) return null;
   return h('section', { id: 'local-authority', 'aria-labelledby': 'la-heading' },
-    h('h2', { id: 'la-heading' }, full ? 'Local authority' : 'Responsible local authority'),
+    h('h2', { id: 'la-heading', class: 'nhsuk-heading-m' }, full ? 'Local authority' : 'Responsible local authority'),
     h('p', { class: 'nhsuk-body' }, `${la.name} (${la.ods})`),
     h('a', { class: 'nhsuk-button cpis-call', href: telHref(la.emergency_phone), id: 'call-emergency' },
       `Call the emergency duty team: ${la.emergency_phone}`),
@@ -479,9 +482,9 @@ function renderOpened(view, nhs, err) {
       ], 'person') : null,
       plansTable,
       laBlock(view.local_authority, true),
-      h('h2', {}, 'Local authority notification'),
+      h('h2', { class: 'nhsuk-heading-m' }, 'Local authority notification'),
       h('p', { class: `nhsuk-body cpis-notification cpis-notification--${view.notification ?? 'none'}`, id: 'notification' }, notifyText),
-      h('h2', {}, 'Access history'),
+      h('h2', { class: 'nhsuk-heading-m' }, 'Access history'),
       history,
       dataAgeLine(view)),
     againButton()].filter(Boolean);

@@ -66,6 +66,12 @@ test('first run shows enrolment and enrols with the central address and code', a
   assert.deepEqual(second.args, { centralUrl: 'http://127.0.0.1:7443', code: 'K7Q2-9XPM' });
 });
 
+test('a device wiped by the central says why on the enrolment screen', async () => {
+  const page = await app({ status: fx.status({ enrolled: false, device_id: null, wiped_reason: 'revoked by the central on 24 November 2026: device reported lost' }) });
+  await page.waitForSelector('#enrol-form');
+  assert.match(await text(page, '#wiped'), /device reported lost/);
+});
+
 test('an enrolled device opens at sign-in, never at enrolment', async () => {
   const page = await app();
   await page.waitForSelector('#sign-in-form');
