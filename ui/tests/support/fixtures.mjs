@@ -32,7 +32,7 @@ export function status(overrides = {}) {
     stale: false,
     queued_events: 2,
     oldest_queued_age_seconds: 40 * 60,
-    dead_letters: [{ event_id: '0192f0a0-2222-7000-8000-0000000000e1', reason: 'rejected: unknown region', created_at: '2026-11-20T08:00:00Z' }],
+    dead_letters: [{ event_id: '0192f0a0-2222-7000-8000-a1b2c3d4e5f6', reason: 'rejected: unknown region', created_at: '2026-11-20T08:00:00Z' }],
     lease_expires_at: '2026-11-27T16:30:00Z',
     wiped_reason: null,
     ...overrides,
