@@ -141,7 +141,7 @@ async fn past_the_lease_the_cache_is_locked_offline_and_queued_events_still_send
 }
 
 #[test]
-fn a_revoked_device_is_wiped_at_its_next_contact_and_says_why() {
+fn a_revoked_device_hands_in_its_queued_events_then_is_wiped_at_its_next_contact_and_says_why() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut central, code, person) = central_with_one_person(tmp.path(), "region-r", "L907");
     central.start();
@@ -177,7 +177,29 @@ fn a_revoked_device_is_wiped_at_its_next_contact_and_says_why() {
         "the central lists the enrolled device"
     );
 
+    // Offline, an alert is opened: its notification waits in the outbox.
+    central.kill();
+    let (_, out, _) = run_cpis_status(
+        &[
+            "device",
+            "--data-dir",
+            &dir,
+            "check",
+            &person,
+            "--user",
+            "lease.user",
+            "--open",
+            "--json",
+        ],
+        &pin,
+    );
+    let view: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(view["notification"], "queued", "{view}");
+    let event = view["event_id"].as_str().unwrap().to_string();
+
+    // The device is revoked while away; at its next contact the queued event still reaches the LA.
     central.admin(&["revoke-device", "--device", &device_id], &[]);
+    central.start();
     let (code, _, _) = run_cpis_status(
         &[
             "device",
@@ -197,6 +219,12 @@ fn a_revoked_device_is_wiped_at_its_next_contact_and_says_why() {
     ))
     .unwrap();
     assert_eq!(status["cached_flags"], 0, "the cache is wiped");
+    assert_eq!(status["queued_events"], 0);
+    let notes = central.admin(&["notifications", "--la", "L907", "--json"], &[]);
+    assert!(
+        notes.contains(&event),
+        "the event recorded before revocation was delivered"
+    );
     assert!(
         status["wiped_reason"]
             .as_str()

@@ -371,25 +371,20 @@ impl Central {
         }
     }
 
-    async fn live_device(&self, id: Uuid) -> Result<DeviceRecord, ApiFailure> {
-        let device = self.store.device(id).await?.ok_or_else(|| {
+    async fn known_device(&self, id: Uuid) -> Result<DeviceRecord, ApiFailure> {
+        self.store.device(id).await?.ok_or_else(|| {
             ApiFailure::new(
                 axum::http::StatusCode::UNAUTHORIZED,
                 "unknown_device",
                 "this device is not enrolled",
             )
-        })?;
-        if device.revoked_at.is_some() {
-            return Err(ApiFailure::forbidden(
-                "device_revoked",
-                "this device has been revoked: wipe its data and enrol again",
-            ));
-        }
-        Ok(device)
+        })
     }
 
+    /// Revoked devices may still authenticate: their token opens only the event intake, so access
+    /// events they recorded before revocation still reach the LA. Every other call refuses them.
     pub async fn challenge(&self, req: ChallengeRequest) -> Result<ChallengeResponse, ApiFailure> {
-        let device = self.live_device(req.device_id).await?;
+        let device = self.known_device(req.device_id).await?;
         let challenge = B64.encode(hazmat::random_bytes::<32>().as_ref());
         self.store
             .create_challenge(device.id, &challenge, Utc::now() + CHALLENGE_LIFETIME)
@@ -408,7 +403,7 @@ impl Central {
         if device_id != req.device_id || expires_at <= Utc::now() {
             return Err(bad());
         }
-        let device = self.live_device(device_id).await?;
+        let device = self.known_device(device_id).await?;
         let signature = B64.decode(req.signature.trim()).map_err(|_| bad())?;
         hazmat::ed25519_verify(
             &device.public_key,
@@ -426,6 +421,21 @@ impl Central {
 
     /// The device a bearer token belongs to, refusing expired tokens and revoked devices.
     pub async fn authenticate_device(&self, token: &str) -> Result<DeviceRecord, ApiFailure> {
+        let device = self.authenticate_device_for_events(token).await?;
+        if device.revoked_at.is_some() {
+            return Err(ApiFailure::forbidden(
+                "device_revoked",
+                "this device has been revoked: wipe its data and enrol again",
+            ));
+        }
+        Ok(device)
+    }
+
+    /// The device a bearer token belongs to, revoked or not: only the event intake uses this.
+    pub async fn authenticate_device_for_events(
+        &self,
+        token: &str,
+    ) -> Result<DeviceRecord, ApiFailure> {
         let now = Utc::now();
         let id = self
             .store
@@ -436,7 +446,7 @@ impl Central {
                     "the device token is unknown or expired: authenticate again",
                 )
             })?;
-        let device = self.live_device(id).await?;
+        let device = self.known_device(id).await?;
         self.note_contact(id, now).await;
         Ok(device)
     }
@@ -606,6 +616,10 @@ impl Central {
                 Ok(event) if event.device_id != device.id => {
                     results.push(rejected("the event was recorded by another device".into()))
                 }
+                Ok(event) if device.revoked_at.is_some_and(|at| event.device_time > at) => results
+                    .push(rejected(
+                        "the event was recorded after the device was revoked".into(),
+                    )),
                 Ok(event) => {
                     if seen.insert(event.id) {
                         to_store.push((results.len(), event));

@@ -23,7 +23,7 @@ on_both_stores!(
     a_device_reads_only_its_own_regions_feed,
     an_la_reads_only_its_own_notifications_and_uploads_only_its_own_list,
     used_expired_and_unknown_enrolment_codes_are_refused_with_json_errors,
-    a_revoked_device_is_refused_on_every_call_and_nothing_is_stored,
+    a_revoked_device_is_refused_everything_but_handing_in_events_recorded_before_revocation,
     missing_or_forged_credentials_are_refused_and_nothing_is_stored,
     an_upload_with_good_and_bad_rows_stores_only_the_good_people,
     an_upload_that_would_remove_half_the_people_is_refused_without_the_flag,
@@ -338,7 +338,9 @@ async fn used_expired_and_unknown_enrolment_codes_are_refused_with_json_errors(c
     c.shutdown().await;
 }
 
-async fn a_revoked_device_is_refused_on_every_call_and_nothing_is_stored(c: TestCentral) {
+async fn a_revoked_device_is_refused_everything_but_handing_in_events_recorded_before_revocation(
+    c: TestCentral,
+) {
     setup_register(&c, "L001", "north", 0..5).await;
     c.central()
         .add_user(
@@ -352,9 +354,12 @@ async fn a_revoked_device_is_refused_on_every_call_and_nothing_is_stored(c: Test
         .await
         .unwrap();
     let mut device = c.device("north", "RX1", CareSetting::Ambulance).await;
+    // Recorded offline before the revocation: still a notification the LA must get.
+    let before = device.event(nhs(1), "para1");
     assert!(c.store.revoke_device(device.id, Utc::now()).await.unwrap());
 
-    let e = device.event(nhs(1), "para1");
+    let mut e = device.event(nhs(1), "para1");
+    e.device_time = Utc::now() + Duration::minutes(1);
     let batch = EventBatch {
         events: vec![device.seal(&e)],
     };
@@ -366,7 +371,6 @@ async fn a_revoked_device_is_refused_on_every_call_and_nothing_is_stored(c: Test
     };
     for r in [
         device.get("/v1/feed?after=0").await,
-        device.post("/v1/events", &batch).await,
         device.post("/v1/check", &check).await,
         device
             .post(
@@ -378,15 +382,27 @@ async fn a_revoked_device_is_refused_on_every_call_and_nothing_is_stored(c: Test
             )
             .await,
         device.post("/v1/lease", &serde_json::json!({})).await,
-        device.challenge().await,
     ] {
         assert_eq!(refused(r, 403).await.error, "device_revoked");
     }
-    let (http, url) = (device.http.clone(), device.url.clone());
-    let (status, err) = device.authenticate(&http, &url).await.unwrap_err();
-    assert_eq!((status, err.error.as_str()), (403, "device_revoked"));
+    // The event intake takes what was recorded before revocation, and only that.
+    let r = device.post("/v1/events", &batch).await;
+    assert_eq!(r.status(), 200);
+    let result: EventBatchResult = r.json().await.unwrap();
+    assert_eq!(result.results[0].status, EventStatus::Rejected);
     assert_eq!(c.store.event_count().await.unwrap(), 0);
     assert_eq!(c.store.notification_count().await.unwrap(), 0);
+    let r = device
+        .post(
+            "/v1/events",
+            &EventBatch {
+                events: vec![device.seal(&before)],
+            },
+        )
+        .await;
+    let result: EventBatchResult = r.json().await.unwrap();
+    assert_eq!(result.results[0].status, EventStatus::Accepted);
+    assert_eq!(c.store.event_count().await.unwrap(), 1);
     let listed = c.store.devices().await.unwrap();
     assert!(listed
         .iter()

@@ -261,7 +261,7 @@ impl Device {
             let result = self.authenticate(enrolment.device_id).await;
             self.online = Some(!matches!(result, Err(ClientError::Transient(_))));
             if let Err(ClientError::Revoked(reason)) = result {
-                return Err(self.revoked(reason));
+                return Err(self.revoked(reason).await);
             }
             result?;
         }
@@ -283,11 +283,24 @@ impl Device {
         client.exchange_token(device_id, challenge, signature).await
     }
 
-    /// The central has revoked this device: wipe the cache and keys; keep the outbox so what was
-    /// recorded stays visible as dead letters rather than vanishing.
-    fn revoked(&mut self, reason: String) -> DeviceError {
+    /// The central has revoked this device. First hand in the access events recorded before the
+    /// revocation (the central still takes those), then wipe the cache and keys. Whatever the central
+    /// would not take stays visible as a dead letter rather than vanishing.
+    async fn revoked(&mut self, reason: String) -> DeviceError {
         self.session = None;
         self.recent.clear();
+        let now = self.now();
+        if let Some(client) = self.client.as_ref().filter(|c| c.is_authenticated()) {
+            match sync::push(&mut self.store, client, now, true).await {
+                Ok(t) => tracing::info!(
+                    delivered = t.delivered,
+                    "queued events handed in before the wipe"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "queued events could not be handed in before the wipe")
+                }
+            }
+        }
         if let Ok(queued) = self.store.queued_events(usize::MAX) {
             for e in queued {
                 let _ = self.store.mark_dead(e.id, "device revoked before delivery");
@@ -315,6 +328,7 @@ impl Device {
                 match client.login(user_id, pin).await {
                     Ok(login) => Some(login),
                     Err(ClientError::Transient(_)) => None,
+                    Err(ClientError::Revoked(r)) => return Err(self.revoked(r).await),
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -430,6 +444,10 @@ impl Device {
                 Ok(answer) => {
                     self.online = Some(true);
                     live = Some(answer);
+                }
+                Err(ClientError::Revoked(reason)) => {
+                    let reason = self.revoked(reason).await.to_string();
+                    return check::locked(check_id, reason, None, now);
                 }
                 Err(e) => {
                     self.online = Some(!e.is_transient());
@@ -596,6 +614,7 @@ impl Device {
                     }
                     live = Some(answer);
                 }
+                Err(ClientError::Revoked(reason)) => return Err(self.revoked(reason).await),
                 Err(e) => self.online = Some(!e.is_transient()),
             }
         }
@@ -702,7 +721,7 @@ impl Device {
                     s.lease_expires_at = renewal.expires_at;
                 }
             }
-            Err(ClientError::Revoked(r)) => return Err(self.revoked(r)),
+            Err(ClientError::Revoked(r)) => return Err(self.revoked(r).await),
             Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
         }
         let pull_result = match self.session.as_ref() {
@@ -737,7 +756,9 @@ impl Device {
                     summary.bytes = t.bytes;
                     summary.cursor = t.cursor;
                 }
-                Err(SyncError::Client(ClientError::Revoked(r))) => return Err(self.revoked(r)),
+                Err(SyncError::Client(ClientError::Revoked(r))) => {
+                    return Err(self.revoked(r).await)
+                }
                 Err(e) => {
                     self.note_client_failure(&e);
                     return Err(e.into());
@@ -749,7 +770,7 @@ impl Device {
                 summary.events_delivered = t.delivered;
                 summary.events_dead = t.dead;
             }
-            Err(SyncError::Client(ClientError::Revoked(r))) => return Err(self.revoked(r)),
+            Err(SyncError::Client(ClientError::Revoked(r))) => return Err(self.revoked(r).await),
             Err(e) => {
                 self.note_client_failure(&e);
                 return Err(e.into());

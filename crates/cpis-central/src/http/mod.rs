@@ -181,6 +181,23 @@ impl FromRequestParts<Central> for DeviceAuth {
     }
 }
 
+/// The device a request's bearer token belongs to, even when revoked: for the event intake only.
+pub struct DeviceAuthForEvents(pub DeviceRecord);
+
+impl FromRequestParts<Central> for DeviceAuthForEvents {
+    type Rejection = ApiFailure;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        central: &Central,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)
+            .ok_or_else(|| ApiFailure::unauthorised("a device bearer token is required"))?;
+        let device = central.authenticate_device_for_events(token).await?;
+        tracing::Span::current().record("device", tracing::field::display(device.id));
+        Ok(Self(device))
+    }
+}
+
 /// The LA a request's bearer token belongs to, which must be the LA in the path.
 async fn la_auth(
     parts_token: Option<&str>,
@@ -276,7 +293,7 @@ async fn feed(
 
 async fn events(
     State(c): State<Central>,
-    DeviceAuth(device): DeviceAuth,
+    DeviceAuthForEvents(device): DeviceAuthForEvents,
     ApiJson(batch): ApiJson<EventBatch>,
 ) -> Result<Response, ApiFailure> {
     Ok(Json(c.ingest(&device, batch).await?).into_response())
