@@ -145,6 +145,32 @@ impl DeviceError {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::central_url_allowed;
+
+    #[test]
+    fn plain_http_is_refused_for_a_central_off_this_machine() {
+        for ok in [
+            "https://central.example.org",
+            "http://127.0.0.1:8750",
+            "http://localhost:8750/",
+            "http://[::1]:8750",
+        ] {
+            assert!(central_url_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "http://central.example.org",
+            "http://10.0.0.5:8750",
+            "ftp://127.0.0.1",
+            "127.0.0.1:8750",
+            "http://127.0.0.1.evil.example",
+        ] {
+            assert!(!central_url_allowed(bad), "{bad}");
+        }
+    }
+}
+
 struct Session {
     keys: CacheKeys,
     user: UserProfile,
@@ -167,6 +193,23 @@ pub struct Device {
     recent: HashMap<Uuid, RecentCheck>,
     online: Option<bool>,
     wake: Arc<Notify>,
+}
+
+/// TLS for every central that is not on this machine: over plain HTTP a hostile network could read
+/// the enrolment code, swap the central's keys at enrolment, or fake a revocation.
+fn central_url_allowed(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    matches!(host, "127.0.0.1" | "::1" | "localhost")
 }
 
 fn decode_key(b64: &str, what: &str) -> Result<[u8; 32], DeviceError> {
@@ -222,10 +265,9 @@ impl Device {
             ));
         }
         let url = central_url.trim();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !central_url_allowed(url) {
             return Err(DeviceError::InvalidInput(
-                "the central's address must start with https:// (or http:// on this machine)"
-                    .into(),
+                "the central's address must start with https:// (plain http:// only for this machine: 127.0.0.1, ::1 or localhost)".into(),
             ));
         }
         let client = CentralClient::with_timeout(url, self.config.request_timeout);

@@ -83,7 +83,9 @@ pub async fn pull(
             .verify(&enrolment.central_signing_key)
             .map_err(|e| SyncError::Rejected(e.to_string()))?;
         check_page(&page, enrolment, totals.cursor).map_err(SyncError::Rejected)?;
-        let applied = store.apply_page(keys, &page, now)?;
+        // The data is as fresh as the central's page, not as the moment it arrived: a replayed old page
+        // (even an empty one at the current cursor) must not make stale data look fresh.
+        let applied = store.apply_page(keys, &page, page.generated_at.min(now))?;
         totals.pages += 1;
         totals.records += applied.ops as u64;
         totals.bytes += bytes;
