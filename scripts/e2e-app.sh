@@ -20,9 +20,9 @@ fi
 
 npm --prefix ui ci --no-audit --no-fund --loglevel=error
 npm --prefix ui run build --silent
-# Built one at a time: together, cargo unifies their features differently and rebuilds both.
-cargo build -p cpis-cli
-cargo build -p cpis-field-app
+# The same feature resolution as `cargo test --workspace` (which scripts/test.sh runs first), so the
+# test run's artifacts are reused instead of rebuilding the dependency tree with other features.
+cargo build --locked --workspace --all-targets
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/cpis-e2e-app.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT

@@ -162,7 +162,10 @@ function renderChrome() {
   const enrolled = Boolean(state.status?.enrolled);
   const nav = document.getElementById('nav');
   nav.hidden = !enrolled || state.screen === 'loading';
-  document.getElementById('nav-check').hidden = !signedIn;
+  // Signed out, the first button leads back to signing in (e.g. from the status screen).
+  const first = document.getElementById('nav-check');
+  first.dataset.screen = signedIn ? 'check' : 'sign_in';
+  first.textContent = signedIn ? 'Check' : 'Sign in';
   document.getElementById('nav-sign-out').hidden = !signedIn;
   for (const b of nav.querySelectorAll('[data-screen]')) {
     if (b.dataset.screen === state.screen || (b.dataset.screen === 'check' && state.screen === 'result')) b.setAttribute('aria-current', 'page');
@@ -600,7 +603,7 @@ async function signOut() {
 }
 
 function wireChrome() {
-  document.getElementById('nav-check').addEventListener('click', () => dispatch({ type: 'navigate', screen: 'check' }));
+  document.getElementById('nav-check').addEventListener('click', (e) => dispatch({ type: 'navigate', screen: e.currentTarget.dataset.screen }));
   document.getElementById('nav-status').addEventListener('click', async () => {
     dispatch({ type: 'navigate', screen: 'status' });
     updateProgress();

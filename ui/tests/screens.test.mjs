@@ -355,7 +355,13 @@ test('sign out from the menu returns to sign-in', async () => {
   await page.click('#nav-sign-out');
   await page.waitForSelector('#sign-in-form');
   assert.equal((await calls(page, 'sign_out')).length, 1);
-  assert.ok(await page.locator('#nav-check').isHidden());
+  assert.ok(await page.locator('#nav-sign-out').isHidden());
+  await page.click('#nav-status');
+  await page.waitForSelector('#status-list');
+  assert.equal(await text(page, '#st-user dd'), 'No one');
+  assert.equal(await text(page, '#nav-check'), 'Sign in');
+  await page.click('#nav-check');
+  await page.waitForSelector('#sign-in-form');
 });
 
 test('only the shell commands and the sync-progress listener are used', async () => {
