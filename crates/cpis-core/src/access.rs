@@ -106,8 +106,24 @@ mod tests {
     fn events_get_time_ordered_unique_v7_ids_and_know_whether_they_notify() {
         let device = Uuid::now_v7();
         let nhs = NhsNumber::test_range(3);
-        let a = AccessEvent::new(device, 1, Utc::now(), 5, nhs, accessor(CareSetting::Ambulance, Activity::B0107), None);
-        let b = AccessEvent::new(device, 2, Utc::now(), 6, nhs, accessor(CareSetting::Gp, Activity::B0107), None);
+        let a = AccessEvent::new(
+            device,
+            1,
+            Utc::now(),
+            5,
+            nhs,
+            accessor(CareSetting::Ambulance, Activity::B0107),
+            None,
+        );
+        let b = AccessEvent::new(
+            device,
+            2,
+            Utc::now(),
+            6,
+            nhs,
+            accessor(CareSetting::Gp, Activity::B0107),
+            None,
+        );
         assert_eq!(a.id.get_version_num(), 7);
         assert_ne!(a.id, b.id);
         assert!(a.id < b.id);

@@ -113,10 +113,7 @@ pub enum LocalAuthorityError {
 
 fn valid_phone(p: &str) -> bool {
     let digits = p.chars().filter(|c| c.is_ascii_digit()).count();
-    (6..=20).contains(&digits)
-        && p
-            .chars()
-            .all(|c| c.is_ascii_digit() || " +()-".contains(c))
+    (6..=20).contains(&digits) && p.chars().all(|c| c.is_ascii_digit() || " +()-".contains(c))
 }
 
 impl LocalAuthority {
@@ -158,7 +155,10 @@ mod tests {
             office_phone: None,
             region: Region::parse("north").unwrap(),
         };
-        assert_eq!(la.validate(), Err(LocalAuthorityError::MissingEmergencyPhone));
+        assert_eq!(
+            la.validate(),
+            Err(LocalAuthorityError::MissingEmergencyPhone)
+        );
         let ok = LocalAuthority {
             emergency_phone: "0300 555 0101".into(),
             ..la

@@ -72,12 +72,13 @@ impl NhsNumber {
                 }
             }
         }
-        let digits: [u8; 10] = digits
-            .as_slice()
-            .try_into()
-            .map_err(|_| NhsNumberError::Length {
-                found: digits.len(),
-            })?;
+        let digits: [u8; 10] =
+            digits
+                .as_slice()
+                .try_into()
+                .map_err(|_| NhsNumberError::Length {
+                    found: digits.len(),
+                })?;
         Self::from_digits(digits)
     }
 
@@ -108,7 +109,10 @@ impl NhsNumber {
     /// ninth digits gives check digit 10 (the ninth digit's weight 2 is invertible mod 11), so nine
     /// numbers per prefix are always available.
     pub fn test_range(n: u32) -> Self {
-        assert!(n < 900_000, "the 999 test range holds 900,000 numbers by this scheme");
+        assert!(
+            n < 900_000,
+            "the 999 test range holds 900,000 numbers by this scheme"
+        );
         let mut first_nine = [9u8; 9];
         let mut prefix = n / 9;
         for slot in first_nine[3..8].iter_mut().rev() {

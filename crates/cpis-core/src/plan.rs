@@ -118,7 +118,10 @@ impl Plan {
             Some(ended) if ended < today => {
                 let shown_until = ended + Duration::days(i64::from(window));
                 if today <= shown_until {
-                    Visibility::Ended { on: ended, shown_until }
+                    Visibility::Ended {
+                        on: ended,
+                        shown_until,
+                    }
                 } else {
                     Visibility::Gone { ended }
                 }
@@ -197,7 +200,11 @@ impl FlagRecord {
 
     /// The plans that show on `today`, with their visibility. Applied at check time so an old cache
     /// never shows what should have gone, nor hides what should show.
-    pub fn visible_plans(&self, today: NaiveDate, rules: &VisibilityRules) -> Vec<(Plan, Visibility)> {
+    pub fn visible_plans(
+        &self,
+        today: NaiveDate,
+        rules: &VisibilityRules,
+    ) -> Vec<(Plan, Visibility)> {
         self.plans
             .iter()
             .map(|p| (p.clone(), p.visibility(today, rules)))
@@ -207,7 +214,9 @@ impl FlagRecord {
 
     /// True when nothing of this record may show any more (every plan gone or deleted).
     pub fn is_expired(&self, today: NaiveDate, rules: &VisibilityRules) -> bool {
-        self.plans.iter().all(|p| !p.visibility(today, rules).is_shown())
+        self.plans
+            .iter()
+            .all(|p| !p.visibility(today, rules).is_shown())
     }
 }
 
@@ -261,7 +270,12 @@ mod tests {
     #[test]
     fn unborn_plan_window_runs_from_the_due_date_when_not_ended() {
         let rules = VisibilityRules::default();
-        let p = plan(PlanKind::UnbornChildProtection, None, Some("2025-03-01"), None);
+        let p = plan(
+            PlanKind::UnbornChildProtection,
+            None,
+            Some("2025-03-01"),
+            None,
+        );
         let due = d("2025-03-01");
         for (days, shown) in [(-1, true), (0, true), (27, true), (28, true), (29, false)] {
             let v = p.visibility(due + Duration::days(days), &rules);
@@ -276,20 +290,34 @@ mod tests {
             ..Default::default()
         };
         let p = plan(PlanKind::ChildProtection, Some("2025-01-01"), None, None);
-        assert!(p.visibility(d("2025-01-01") + Duration::days(364), &rules).is_shown());
-        assert!(!p.visibility(d("2025-01-01") + Duration::days(365), &rules).is_shown());
+        assert!(p
+            .visibility(d("2025-01-01") + Duration::days(364), &rules)
+            .is_shown());
+        assert!(!p
+            .visibility(d("2025-01-01") + Duration::days(365), &rules)
+            .is_shown());
     }
 
     #[test]
     fn delete_dates_hide_current_and_ended_plans_from_that_day() {
         let rules = VisibilityRules::default();
         let open = plan(PlanKind::LookedAfter, None, None, Some("2025-06-01"));
-        assert_eq!(open.visibility(d("2025-05-31"), &rules), Visibility::Current);
+        assert_eq!(
+            open.visibility(d("2025-05-31"), &rules),
+            Visibility::Current
+        );
         assert_eq!(
             open.visibility(d("2025-06-01"), &rules),
-            Visibility::Deleted { on: d("2025-06-01") }
+            Visibility::Deleted {
+                on: d("2025-06-01")
+            }
         );
-        let ended = plan(PlanKind::ChildProtection, Some("2025-01-01"), None, Some("2025-02-01"));
+        let ended = plan(
+            PlanKind::ChildProtection,
+            Some("2025-01-01"),
+            None,
+            Some("2025-02-01"),
+        );
         assert!(ended.visibility(d("2025-01-31"), &rules).is_shown());
         assert!(!ended.visibility(d("2025-02-01"), &rules).is_shown());
     }
@@ -297,7 +325,10 @@ mod tests {
     #[test]
     fn open_plan_is_current_for_ever() {
         let p = plan(PlanKind::ChildProtection, None, None, None);
-        assert_eq!(p.visibility(d("2040-01-01"), &VisibilityRules::default()), Visibility::Current);
+        assert_eq!(
+            p.visibility(d("2040-01-01"), &VisibilityRules::default()),
+            Visibility::Current
+        );
     }
 
     #[test]
@@ -324,7 +355,10 @@ mod tests {
     #[test]
     fn end_before_start_is_refused() {
         let p = plan(PlanKind::ChildProtection, Some("2023-12-31"), None, None);
-        assert!(matches!(p.validate(), Err(PlanError::EndBeforeStart { .. })));
+        assert!(matches!(
+            p.validate(),
+            Err(PlanError::EndBeforeStart { .. })
+        ));
     }
 
     #[test]

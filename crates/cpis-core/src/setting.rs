@@ -156,7 +156,10 @@ mod tests {
         for code in notifying {
             let s: CareSetting = code.parse().unwrap();
             assert!(opening_notifies(s, Activity::B0107), "{code}");
-            assert!(!opening_notifies(s, Activity::B0170), "{code} silent reader");
+            assert!(
+                !opening_notifies(s, Activity::B0170),
+                "{code} silent reader"
+            );
         }
         for code in silent {
             let s: CareSetting = code.parse().unwrap();
@@ -172,6 +175,10 @@ mod tests {
             let json = serde_json::to_string(&s).unwrap();
             assert_eq!(json, format!("\"{}\"", s.code()));
         }
-        assert!("ward".parse::<CareSetting>().unwrap_err().to_string().contains("ward"));
+        assert!("ward"
+            .parse::<CareSetting>()
+            .unwrap_err()
+            .to_string()
+            .contains("ward"));
     }
 }

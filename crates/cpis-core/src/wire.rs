@@ -240,7 +240,11 @@ impl SealedEvent {
         Self {
             id: event.id,
             device_seq: event.device_seq,
-            sealed: B64.encode(hazmat::seal_to(central_sealing_public, &event_aad(event.id), &json)),
+            sealed: B64.encode(hazmat::seal_to(
+                central_sealing_public,
+                &event_aad(event.id),
+                &json,
+            )),
         }
     }
 
@@ -250,7 +254,9 @@ impl SealedEvent {
             .decode(&self.sealed)
             .map_err(|_| "sealed payload is not base64".to_string())?;
         let json = hazmat::open_sealed(central_sealing_secret, &event_aad(self.id), &sealed)
-            .map_err(|_| "sealed payload does not open: tampered or sealed to another key".to_string())?;
+            .map_err(|_| {
+                "sealed payload does not open: tampered or sealed to another key".to_string()
+            })?;
         let event: AccessEvent =
             serde_json::from_slice(&json).map_err(|e| format!("event does not decode: {e}"))?;
         if event.id != self.id || event.device_seq != self.device_seq {
@@ -429,7 +435,10 @@ mod tests {
         assert_eq!(signed.verify(&public).unwrap(), original);
 
         let other = hazmat::ed25519_public(&hazmat::ed25519_generate()).unwrap();
-        assert!(matches!(signed.verify(&other), Err(PageError::BadSignature)));
+        assert!(matches!(
+            signed.verify(&other),
+            Err(PageError::BadSignature)
+        ));
 
         let mut body = B64.decode(&signed.body).unwrap();
         let at = body.iter().position(|b| *b == b'T').unwrap();
@@ -438,7 +447,10 @@ mod tests {
             body: B64.encode(body),
             signature: signed.signature.clone(),
         };
-        assert!(matches!(tampered.verify(&public), Err(PageError::BadSignature)));
+        assert!(matches!(
+            tampered.verify(&public),
+            Err(PageError::BadSignature)
+        ));
     }
 
     #[test]

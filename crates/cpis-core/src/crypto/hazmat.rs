@@ -38,7 +38,11 @@ pub fn aead_seal(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
 }
 
 /// Opens `nonce || ciphertext || tag`; fails if the key, the associated data or any byte differs.
-pub fn aead_open(key: &[u8; KEY_LEN], aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+pub fn aead_open(
+    key: &[u8; KEY_LEN],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     if sealed.len() < NONCE_LEN + AES_256_GCM.tag_len() {
         return Err(CryptoError::Tampered);
     }
@@ -166,7 +170,11 @@ pub fn seal_to(recipient_public: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec
     out
 }
 
-pub fn open_sealed(recipient_secret: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+pub fn open_sealed(
+    recipient_secret: &[u8; 32],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     if sealed.len() < 32 {
         return Err(CryptoError::Tampered);
     }
@@ -190,7 +198,10 @@ mod tests {
     fn aead_binds_the_associated_data() {
         let key = random_bytes::<32>();
         let sealed = aead_seal(&key, b"row:1", b"secret");
-        assert_eq!(aead_open(&key, b"row:1", &sealed).unwrap().as_slice(), b"secret");
+        assert_eq!(
+            aead_open(&key, b"row:1", &sealed).unwrap().as_slice(),
+            b"secret"
+        );
         assert!(aead_open(&key, b"row:2", &sealed).is_err());
         let other = random_bytes::<32>();
         assert!(aead_open(&other, b"row:1", &sealed).is_err());
@@ -201,7 +212,12 @@ mod tests {
         let secret = x25519_generate();
         let public = x25519_public(&secret);
         let sealed = seal_to(&public, b"event:1", b"payload");
-        assert_eq!(open_sealed(&secret, b"event:1", &sealed).unwrap().as_slice(), b"payload");
+        assert_eq!(
+            open_sealed(&secret, b"event:1", &sealed)
+                .unwrap()
+                .as_slice(),
+            b"payload"
+        );
         assert!(open_sealed(&secret, b"event:2", &sealed).is_err());
         let other = x25519_generate();
         assert!(open_sealed(&other, b"event:1", &sealed).is_err());

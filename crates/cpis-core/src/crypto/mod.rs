@@ -5,7 +5,9 @@ pub mod hazmat;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
-    #[error("the data failed its integrity check: it was changed, moved, or sealed under another key")]
+    #[error(
+        "the data failed its integrity check: it was changed, moved, or sealed under another key"
+    )]
     Tampered,
     #[error("the signature does not match the pinned key")]
     BadSignature,
