@@ -180,7 +180,6 @@ struct Session {
 struct RecentCheck {
     nhs: NhsNumber,
     found: bool,
-    source: Source,
     pregnant: bool,
     case_reference: Option<String>,
 }
@@ -554,7 +553,6 @@ impl Device {
             RecentCheck {
                 nhs,
                 found: record.is_some(),
-                source,
                 pregnant: request.pregnant,
                 case_reference: request.case_reference.clone(),
             },
@@ -606,12 +604,8 @@ impl Device {
                 "there is no record to open for that check".into(),
             ));
         }
-        let (nhs, pregnant, case_reference, previous_source) = (
-            recent.nhs,
-            recent.pregnant,
-            recent.case_reference.clone(),
-            recent.source,
-        );
+        let (nhs, pregnant, case_reference) =
+            (recent.nhs, recent.pregnant, recent.case_reference.clone());
         self.session_valid(now)
             .map_err(|_| DeviceError::NotSignedIn)?;
         let enrolment = self.enrolment()?;
@@ -683,7 +677,6 @@ impl Device {
                 )
             }
         };
-        let _ = previous_source;
         let record = record
             .filter(|r| !r.is_expired(today, &rules))
             .ok_or_else(|| DeviceError::InvalidInput("the record is no longer shown".into()))?;
