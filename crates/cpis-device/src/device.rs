@@ -145,32 +145,6 @@ impl DeviceError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::central_url_allowed;
-
-    #[test]
-    fn plain_http_is_refused_for_a_central_off_this_machine() {
-        for ok in [
-            "https://central.example.org",
-            "http://127.0.0.1:8750",
-            "http://localhost:8750/",
-            "http://[::1]:8750",
-        ] {
-            assert!(central_url_allowed(ok), "{ok}");
-        }
-        for bad in [
-            "http://central.example.org",
-            "http://10.0.0.5:8750",
-            "ftp://127.0.0.1",
-            "127.0.0.1:8750",
-            "http://127.0.0.1.evil.example",
-        ] {
-            assert!(!central_url_allowed(bad), "{bad}");
-        }
-    }
-}
-
 struct Session {
     keys: CacheKeys,
     user: UserProfile,
@@ -981,4 +955,30 @@ pub fn spawn_background_sync(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::central_url_allowed;
+
+    #[test]
+    fn plain_http_is_refused_for_a_central_off_this_machine() {
+        for ok in [
+            "https://central.example.org",
+            "http://127.0.0.1:8750",
+            "http://localhost:8750/",
+            "http://[::1]:8750",
+        ] {
+            assert!(central_url_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "http://central.example.org",
+            "http://10.0.0.5:8750",
+            "ftp://127.0.0.1",
+            "127.0.0.1:8750",
+            "http://127.0.0.1.evil.example",
+        ] {
+            assert!(!central_url_allowed(bad), "{bad}");
+        }
+    }
 }
