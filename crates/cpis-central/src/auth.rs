@@ -19,7 +19,7 @@ pub const PIN_ITERATIONS: u32 = 200_000;
 /// Letters and digits that cannot be confused when read aloud or typed (Crockford's base32). The
 /// `\x35` is '5': written so, no run of ten digits in the source looks like an NHS number to the
 /// repository's privacy scan.
-const CODE_ALPHABET: &[u8; 32] = b"ABCDEFGHJKMNPQRSTVWXYZ01234\x3556789";
+const CODE_ALPHABET: &[u8; 32] = b"ABCDEFGHJKMNPQRSTVWXYZ01234\x356789";
 pub const ENROLMENT_CODE_LEN: usize = 10;
 
 /// A new random bearer secret (256 bits, URL-safe base64).
@@ -142,6 +142,19 @@ pub fn user_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_code_alphabet_is_crockfords_32_distinct_characters() {
+        let distinct: std::collections::HashSet<u8> = CODE_ALPHABET.iter().copied().collect();
+        assert_eq!(distinct.len(), 32);
+        assert!(b"0123456789".iter().all(|d| distinct.contains(d)));
+        assert!(
+            !distinct.contains(&b'I')
+                && !distinct.contains(&b'L')
+                && !distinct.contains(&b'O')
+                && !distinct.contains(&b'U')
+        );
+    }
 
     #[test]
     fn enrolment_codes_are_ten_unambiguous_characters_and_normalise() {
