@@ -147,7 +147,7 @@ mod tests {
     fn the_code_alphabet_is_crockfords_32_distinct_characters() {
         let distinct: std::collections::HashSet<u8> = CODE_ALPHABET.iter().copied().collect();
         assert_eq!(distinct.len(), 32);
-        assert!(b"0123456789".iter().all(|d| distinct.contains(d)));
+        assert!((b'0'..=b'9').all(|d| distinct.contains(&d)));
         assert!(
             !distinct.contains(&b'I')
                 && !distinct.contains(&b'L')
