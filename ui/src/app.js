@@ -241,7 +241,6 @@ function renderSignIn() {
       field({ id: 'user-id', label: 'User ID', width: 'nhsuk-input--width-20', value: state.lastUserId ?? '', extra: { autocomplete: 'username' } }),
       field({ id: 'pin', label: 'PIN', type: 'password', inputmode: 'numeric', width: 'nhsuk-input--width-10', extra: { autocomplete: 'current-password' } }),
       button('Sign in', { type: 'submit', id: 'sign-in-submit' })),
-    button('Sync and status', { id: 'sign-in-status', onclick: () => dispatch({ type: 'navigate', screen: 'status' }) }, 'nhsuk-button--secondary'),
   ].filter(Boolean);
 }
 
