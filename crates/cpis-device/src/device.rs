@@ -78,6 +78,8 @@ pub enum DeviceError {
     Offline(String),
     #[error("the central refused: {0}")]
     Refused(String),
+    #[error("the user id or PIN is not right")]
+    SignInRefused,
     #[error("enrolment was refused: {0}")]
     EnrolmentRefused(String),
     #[error("this device has been revoked by the central and its copy has been wiped: {0}")]
@@ -122,6 +124,7 @@ impl DeviceError {
                 Self::Vault(_) | Self::Store(_) => "internal",
                 Self::Offline(_) => "offline",
                 Self::Refused(_) => "refused",
+                Self::SignInRefused => "wrong_pin",
                 Self::EnrolmentRefused(_) => "enrolment_refused",
                 Self::Revoked(_) => "revoked",
                 Self::Untrusted(_) => "untrusted",
@@ -344,6 +347,9 @@ impl Device {
                     Ok(login) => Some(login),
                     Err(ClientError::Transient(_)) => None,
                     Err(ClientError::Revoked(r)) => return Err(self.revoked(r).await),
+                    Err(ClientError::Refused { code, .. }) if code == "sign_in_refused" => {
+                        return Err(DeviceError::SignInRefused)
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
