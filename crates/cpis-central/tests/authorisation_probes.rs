@@ -205,16 +205,12 @@ async fn every_endpoint_refuses_every_bad_credential_and_body_and_stores_nothing
             let s = r.status().as_u16();
             assert!(s == 400 || s == 422, "{path} malformed: {s}");
             expect_refusal(r, s, &format!("{path} with a malformed body")).await;
-            let huge = vec![b' '; 60 * 1024 * 1024];
-            let r = send(
-                &c,
-                method,
-                &path,
-                token,
-                Some(huge.into()),
-                "application/json",
-            )
-            .await;
+            let limit = if path == "/v1/events" {
+                cpis_central::http::EVENTS_BODY_LIMIT
+            } else {
+                cpis_central::http::DEFAULT_BODY_LIMIT
+            };
+            let r = send_oversized(&c, &path, &device.token, limit, "application/json").await;
             expect_refusal(r, 413, &format!("{path} with an oversized body")).await;
         }
     }
@@ -249,12 +245,11 @@ async fn every_endpoint_refuses_every_bad_credential_and_body_and_stores_nothing
             expect_refusal(r, status, &format!("{method} {path} with {label}")).await;
         }
     }
-    let r = send(
+    let r = send_oversized(
         &c,
-        "POST",
         "/v1/la/L001/upload",
-        Some(&la1),
-        Some(vec![b'x'; 60 * 1024 * 1024].into()),
+        &la1,
+        cpis_central::http::UPLOAD_BODY_LIMIT,
         "text/csv",
     )
     .await;
