@@ -26,6 +26,7 @@ use cpis_device::{CheckRequest, Device, DeviceConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::apply_breakdown;
 use crate::data::{self, ALL_ENGLAND};
 use crate::report::Row;
 use crate::stats::{Samples, Summary};
@@ -129,11 +130,14 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
             &data.flags,
             cpis_device::sync::PAGE_LIMIT as usize,
         );
-        let started = Instant::now();
-        for page in &pages {
-            store.apply_page(&keys, page, Utc::now())?;
-        }
-        let applied = started.elapsed();
+        rows.extend(apply_breakdown::run(
+            &mut store,
+            &keys,
+            &pages,
+            &data.flags,
+            &dir,
+            cpis_device::sync::PAGE_LIMIT as usize,
+        )?);
         if store.flag_count()? != u64::from(opts.flags) {
             bail!(
                 "the cache holds {} flags, not {}",
@@ -141,7 +145,6 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
                 opts.flags
             );
         }
-        eprintln!("B1: cache filled in {:.1} s", applied.as_secs_f64());
 
         let rules = VisibilityRules::default();
         let mut hit = Samples::with_capacity(opts.lookups);
@@ -214,7 +217,21 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
     // Check and floor alternate one by one (a few floor lookups per check), so both see the same
     // background load from the other users of the machine and the same state of the disk.
     let per_check = (opts.lookups / opts.checks.max(1)).max(1);
+    // A durable commit of one audit-sized row alongside each pair of checks: what the disk charges
+    // for the check's audit write at that moment.
+    let mut plain_audit = data::open_plain(&dir.join("plain-audit.sqlite"))?;
+    let mut durable_alongside = Samples::with_capacity(opts.checks);
+    // What-if: the same commit under synchronous=NORMAL (WAL): durable against a crash of the
+    // app, not against power loss before the next checkpoint.
+    let mut relaxed_audit = data::open_plain(&dir.join("plain-audit-normal.sqlite"))?;
+    relaxed_audit.pragma_update(None, "synchronous", "NORMAL")?;
+    let mut relaxed_alongside = Samples::with_capacity(opts.checks);
     for i in 0..opts.checks {
+        durable_alongside.time(|| {
+            data::plain_durable_row(&mut plain_audit, (1_000_000 + i) as i64, AUDIT_ROW_BYTES)
+        })?;
+        relaxed_alongside
+            .time(|| data::plain_durable_row(&mut relaxed_audit, i as i64, AUDIT_ROW_BYTES))?;
         let f = (i * per_check).min(opts.lookups)..((i + 1) * per_check).min(opts.lookups);
         floor_hit.extend(floor(&hit_keys[f.clone()], true)?);
         let started = Instant::now();
@@ -278,6 +295,22 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
             "plain durable 1-row insert (WAL, synchronous=FULL): this disk's commit",
         )
         .latency(durable, "writes")
+        .against("plain PK lookup", floor_hit),
+    );
+    rows.push(
+        Row::new(
+            "B1·e",
+            "plain durable 1-row insert, measured alongside the `Device::check` calls",
+        )
+        .latency(durable_alongside.summary(), "writes")
+        .against("plain PK lookup", floor_hit),
+    );
+    rows.push(
+        Row::new(
+            "B1·f",
+            "what-if: that insert with synchronous=NORMAL (no fsync per commit), alongside",
+        )
+        .latency(relaxed_alongside.summary(), "writes")
         .against("plain PK lookup", floor_hit),
     );
     Ok(rows)

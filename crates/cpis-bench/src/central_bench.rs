@@ -42,6 +42,7 @@ pub struct Options {
     pub b3: bool,
     pub b4: bool,
     pub b5: bool,
+    pub b6: bool,
 }
 
 const USER: &str = "bench-clinician";
@@ -190,7 +191,7 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
         .map(|(r, v)| (r.clone(), v.clone()))
         .context("an empty register")?;
 
-    if opts.b2 || opts.b3 || opts.b4 || opts.b5 {
+    if opts.b2 || opts.b3 || opts.b4 || opts.b5 || opts.b6 {
         let db = fresh_sqlite(work, "central-regions.sqlite");
         eprintln!(
             "B2-B5: loading the demo register into a central ({} flags)",
@@ -215,6 +216,7 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
         let load_codes: Vec<String> = (0..3)
             .map(|_| ctx.enrol_code(&db, region.as_str()))
             .collect::<anyhow::Result<_>>()?;
+        let app_code = ctx.enrol_code(&db, region.as_str())?;
         let central = CentralProcess::start(&db, &work.join("central-regions.log"))?;
 
         let device_dir = ctx.dir("device-region")?;
@@ -282,9 +284,13 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
         if opts.b5 {
             rows.extend(throughput(&ctx, &central, "SQLite", &load_codes, opts)?);
         }
+
+        if opts.b6 {
+            rows.extend(app(&ctx, &central, &app_code, &region_flags).await);
+        }
         let mut row = Row::new(
-            "B2-5",
-            "central serve process, peak RSS over B2-B5 (SQLite)",
+            "B5·m",
+            "central serve process (SQLite), peak RSS over B2-B6",
         );
         row.peak_rss = central.peak_rss();
         rows.push(row);
@@ -296,9 +302,72 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
     }
 
     if opts.b2 {
-        rows.push(first_sync_all(&ctx, opts, register)?);
+        rows.extend(first_sync_all(&ctx, opts, register)?);
     }
     Ok(rows)
+}
+
+/// B6: the app window against this central, on a device enrolled and synced into the region.
+async fn app(
+    ctx: &Ctx,
+    central: &CentralProcess,
+    code: &str,
+    region_flags: &[&FlagRecord],
+) -> Vec<Row> {
+    let skipped = |why: String| {
+        eprintln!("!!! B6 (the app) NOT MEASURED: {why}");
+        vec![Row::skipped(
+            "B6",
+            "app start, and memory after 100 checks",
+            &format!("not measured: {}", first_line(&why)),
+        )]
+    };
+    if let Some(why) = crate::app_bench::unavailable() {
+        return skipped(why);
+    }
+    let inner = async {
+        eprintln!("B6: the app window, 100 checks");
+        let dir = ctx.dir("device-app")?;
+        let _: SyncResult = ctx.child(
+            &[
+                "device",
+                "sync",
+                "--dir",
+                &dir.display().to_string(),
+                "--url",
+                &central.url,
+                "--user",
+                USER,
+            ],
+            Some(code),
+        )?;
+        let numbers = (0..100)
+            .map(|i| {
+                if i % 2 == 0 {
+                    region_flags[(i * 7919) % region_flags.len()]
+                        .nhs_number
+                        .as_digits()
+                } else {
+                    cpis_core::NhsNumber::test_range(
+                        cpis_central::demo::GUARANTEED_MISS_FROM + i as u32,
+                    )
+                    .as_digits()
+                }
+            })
+            .collect();
+        crate::app_bench::run(crate::app_bench::Setup {
+            device_dir: &dir,
+            user: USER,
+            pin: &ctx.pin,
+            numbers,
+            work: &ctx.work,
+        })
+        .await
+    };
+    match inner.await {
+        Ok(rows) => rows,
+        Err(e) => skipped(format!("{e:#}")),
+    }
 }
 
 /// B3: re-upload one LA's file with `n` records changed, then time the device's next sync.
@@ -624,7 +693,10 @@ async fn postgres_inner(
         let rss = central.peak_rss();
         central.stop()?;
         let mut rows = rows?;
-        let mut row = Row::new("B5", "central serve process, peak RSS (PostgreSQL)");
+        let mut row = Row::new(
+            "B5·m",
+            "central serve process (PostgreSQL), peak RSS over B5",
+        );
         row.peak_rss = rss;
         rows.push(row);
         Ok::<_, anyhow::Error>(rows)
@@ -658,7 +730,7 @@ fn first_sync_all(
     ctx: &Ctx,
     opts: &Options,
     register: cpis_central::demo::DemoData,
-) -> anyhow::Result<Row> {
+) -> anyhow::Result<Vec<Row>> {
     let region = Region::parse(ALL_ENGLAND)?;
     let register = data::all_in_one_region(register, &region);
     let db = fresh_sqlite(&ctx.work, "central-all.sqlite");
@@ -718,6 +790,7 @@ fn first_sync_all(
             &central.url,
             "--user",
             USER,
+            "--breakdown",
         ],
         Some(&code),
     )?;
@@ -749,10 +822,30 @@ fn first_sync_all(
     .rss(Some(r.peak_rss));
     row.id = "B2".into();
     row.n = format!("{} flags", r.cached_flags);
-    Ok(row.target(
+    let mut rows = vec![row.target(
         "< 10 s, device RSS < 300 MB",
         r.seconds < 10.0 && r.peak_rss < 300_000_000,
-    ))
+    )];
+    for (id, what, seconds) in [
+        (
+            "B2·f",
+            "network part: every page fetched again (central query + sign + loopback transfer)",
+            r.fetch_seconds,
+        ),
+        (
+            "B2·g",
+            "verifying the signatures and decoding those pages on the device",
+            r.verify_seconds,
+        ),
+    ] {
+        if let Some(seconds) = seconds {
+            let mut row = once(what, seconds).against("plain insert, one tx", floor);
+            row.id = id.into();
+            row.n = format!("{} pages", r.pages);
+            rows.push(row);
+        }
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

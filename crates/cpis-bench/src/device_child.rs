@@ -31,6 +31,10 @@ pub enum DeviceCommand {
         url: Option<String>,
         #[arg(long)]
         user: String,
+        /// After the timed sync, fetch every page again and time the fetching and the verifying
+        /// apart from applying.
+        #[arg(long)]
+        breakdown: bool,
     },
     /// Enrol, queue N access events, then time the sync that drains them; then send every one of
     /// them again to check the central takes each exactly once.
@@ -57,6 +61,10 @@ pub struct SyncResult {
     pub bytes: u64,
     pub cached_flags: u64,
     pub peak_rss: u64,
+    /// With `--breakdown`: fetching every page again over HTTP (central + transfer), seconds.
+    pub fetch_seconds: Option<f64>,
+    /// With `--breakdown`: verifying the signatures and decoding those pages, seconds.
+    pub verify_seconds: Option<f64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -80,7 +88,12 @@ fn secret(name: &str) -> anyhow::Result<String> {
 
 pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
     match cmd {
-        DeviceCommand::Sync { dir, url, user } => {
+        DeviceCommand::Sync {
+            dir,
+            url,
+            user,
+            breakdown,
+        } => {
             let pin = secret(PIN_ENV)?;
             let mut device = Device::open(DeviceConfig::new(&dir))?;
             if let Some(url) = url {
@@ -90,13 +103,25 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
             let started = Instant::now();
             let summary = device.sync(&|_| {}).await?;
             let seconds = started.elapsed().as_secs_f64();
+            let cached_flags = device.store().flag_count()?;
+            drop(device);
+            // Peak memory is read before the breakdown, which holds every page at once.
+            let peak_rss = stats::self_peak_rss().unwrap_or(0);
+            let (fetch_seconds, verify_seconds) = if breakdown {
+                let (f, v) = fetch_again(&dir).await?;
+                (Some(f), Some(v))
+            } else {
+                (None, None)
+            };
             let result = SyncResult {
                 seconds,
                 pages: summary.pages,
                 records: summary.records,
                 bytes: summary.bytes,
-                cached_flags: device.store().flag_count()?,
-                peak_rss: stats::self_peak_rss().unwrap_or(0),
+                cached_flags,
+                peak_rss,
+                fetch_seconds,
+                verify_seconds,
             };
             println!("{}", serde_json::to_string(&result)?);
         }
@@ -152,14 +177,7 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
             drop(device);
 
             // Every event again, as a device that never saw the acknowledgements would send them.
-            let store = DeviceStore::open(&dir)?;
-            let device_id = store.enrolment()?.context("not enrolled")?.device_id;
-            let mut client = CentralClient::new(&url);
-            let challenge = client.challenge(device_id).await?;
-            let signature = store.sign(&cpis_core::wire::auth_message(device_id, &challenge))?;
-            client
-                .exchange_token(device_id, challenge, signature)
-                .await?;
+            let (_, client) = client_for(&dir).await?;
             let mut result = DrainResult {
                 enqueue_seconds,
                 seconds,
@@ -188,6 +206,55 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An authenticated client for the device enrolled in `dir`.
+async fn client_for(dir: &std::path::Path) -> anyhow::Result<(DeviceStore, CentralClient)> {
+    let store = DeviceStore::open(dir)?;
+    let enrolment = store.enrolment()?.context("not enrolled")?;
+    let mut client = CentralClient::new(&enrolment.central_url);
+    let challenge = client.challenge(enrolment.device_id).await?;
+    let signature = store.sign(&cpis_core::wire::auth_message(
+        enrolment.device_id,
+        &challenge,
+    ))?;
+    client
+        .exchange_token(enrolment.device_id, challenge, signature)
+        .await?;
+    Ok((store, client))
+}
+
+/// Fetches the whole feed again (time on the wire and at the central), then verifies and decodes
+/// every page (time on the device before applying).
+async fn fetch_again(dir: &std::path::Path) -> anyhow::Result<(f64, f64)> {
+    let (store, client) = client_for(dir).await?;
+    let pinned = store
+        .enrolment()?
+        .context("not enrolled")?
+        .central_signing_key;
+    let mut pages = Vec::new();
+    let mut after = 0;
+    let started = Instant::now();
+    loop {
+        let (signed, _) = client
+            .feed_page(after, cpis_device::sync::PAGE_LIMIT)
+            .await?;
+        // Only the cursor is read here, to ask for the next page; the timed verify comes below.
+        let page = signed.verify(&pinned)?;
+        after = page.last;
+        pages.push(signed);
+        if !page.has_more {
+            break;
+        }
+    }
+    let fetch = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for p in &pages {
+        std::hint::black_box(p.verify(&pinned)?);
+    }
+    let verify = started.elapsed().as_secs_f64();
+    // The loop above verified each page once to find the next cursor: take that out of the fetch.
+    Ok(((fetch - verify).max(0.0), verify))
 }
 
 /// Writes the same sealed events, as plain rows, into an empty table in one transaction.

@@ -3,6 +3,8 @@
 //! The other subcommands are the child processes `run` starts, so that a device's peak memory and
 //! a load generator's CPU are their own: they are not meant to be run by hand.
 
+mod app_bench;
+mod apply_breakdown;
 mod b1_check;
 mod central_bench;
 mod central_proc;
@@ -126,8 +128,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         b3: wants("b3"),
         b4: wants("b4"),
         b5: wants("b5"),
+        b6: wants("b6"),
     };
     rows.extend(central_bench::run(&opts, &work).await?);
+    report::order(&mut rows);
     let table = report::markdown(&rows);
     println!("{table}");
     let json = args.json.unwrap_or_else(|| work.join("results.json"));

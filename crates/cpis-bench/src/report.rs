@@ -93,6 +93,22 @@ impl Row {
     }
 }
 
+/// Groups rows by benchmark (B1, B2, ...), each headline figure before its breakdown rows, keeping
+/// the order they were measured in otherwise.
+pub fn order(rows: &mut [Row]) {
+    rows.sort_by_key(|r| {
+        let number: u32 =
+            r.id.trim_start_matches('B')
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap_or(99);
+        let sub = r.id.contains('·') || r.id.contains('-');
+        (number, sub)
+    });
+}
+
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::from(
         "| # | figure | measured | median | p99 | floor (same run) | ratio | peak RSS | target | result |\n\
