@@ -1545,3 +1545,29 @@ fn lookup_latency() {
     println!("lookup: {per:?} per check over {} checks", numbers.len());
     assert!(per < std::time::Duration::from_micros(50));
 }
+
+/// The check's audit write relaxes fsync for itself only: the access events written after it must
+/// still commit with synchronous=FULL.
+#[test]
+fn a_check_audit_write_leaves_the_outbox_connection_at_synchronous_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _central, unlocked) = ready(dir.path());
+    store
+        .record_check(
+            &unlocked.keys,
+            &AuditEntry {
+                at: t0(),
+                user_id: "para1".into(),
+                nhs_number: NhsNumber::test_range(5),
+                outcome: "record_found".into(),
+                source: "cache".into(),
+            },
+        )
+        .unwrap();
+    let synchronous: i64 = store
+        .conn()
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(synchronous, 2, "synchronous=FULL after an audit write");
+    assert_eq!(store.audit_entries(&unlocked.keys).unwrap().len(), 1);
+}
