@@ -19,7 +19,7 @@ use rusqlite::{params, Connection};
 
 use crate::data;
 use crate::report::Row;
-use crate::stats::{Samples, Summary};
+use crate::stats::{self, fmt_bytes, Samples, Summary};
 
 fn once(seconds: f64) -> Summary {
     let ns = (seconds * 1e9) as u64;
@@ -51,19 +51,22 @@ pub fn run(
     page_ops: usize,
 ) -> anyhow::Result<Vec<Row>> {
     let n = flags.len();
+    let written = stats::self_write_bytes();
     let started = Instant::now();
     for page in pages {
         store.apply_page(keys, page, Utc::now())?;
     }
     let apply = once(started.elapsed().as_secs_f64());
+    let apply_written = stats::self_write_bytes() - written;
 
-    let floor = {
+    let (floor, floor_written) = {
         let path = dir.join("plain-floor.sqlite");
         let mut conn = data::open_plain(&path)?;
         let rows = data::plain_rows(flags);
         let mut s = Samples::default();
+        let written = stats::self_write_bytes();
         s.time(|| data::plain_insert(&mut conn, &rows))?;
-        s.summary()
+        (s.summary(), stats::self_write_bytes() - written)
     };
 
     // The same work the store does per flag, without SQLite: HMAC blind index, JSON, AES-GCM seal.
@@ -82,7 +85,7 @@ pub fn run(
     let crypto = once(started.elapsed().as_secs_f64());
 
     // The sealed rows into the store's table shape, a page a transaction, as sync writes them.
-    let write = |name: &str, cache_kib: Option<i64>| -> anyhow::Result<Summary> {
+    let write = |name: &str, cache_kib: Option<i64>| -> anyhow::Result<(Summary, u64)> {
         let path = dir.join(name);
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -96,6 +99,7 @@ pub fn run(
         conn.execute_batch(
             "CREATE TABLE flags (blind_index BLOB PRIMARY KEY, sealed BLOB NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID",
         )?;
+        let written = stats::self_write_bytes();
         let started = Instant::now();
         for (p, chunk) in sealed.chunks(page_ops).enumerate() {
             let tx = conn.transaction()?;
@@ -109,14 +113,17 @@ pub fn run(
             }
             tx.commit()?;
         }
-        Ok(once(started.elapsed().as_secs_f64()))
+        Ok((
+            once(started.elapsed().as_secs_f64()),
+            stats::self_write_bytes() - written,
+        ))
     };
-    let default_cache = write("plain-blind-default.sqlite", None)?;
-    let big_cache = write("plain-blind-64mb.sqlite", Some(64 * 1024))?;
+    let (default_cache, default_written) = write("plain-blind-default.sqlite", None)?;
+    let (big_cache, big_written) = write("plain-blind-64mb.sqlite", Some(64 * 1024))?;
 
     // What-if: a first download staged in feed order (append-only, a page a transaction with its
     // cursor, so still resumable), then moved into the blind-index table in one sorted statement.
-    let staged = {
+    let (staged, staged_written) = {
         let path = dir.join("plain-staged.sqlite");
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -128,6 +135,7 @@ pub fn run(
             "CREATE TABLE staging (seq INTEGER PRIMARY KEY, blind_index BLOB NOT NULL, sealed BLOB NOT NULL);
              CREATE TABLE flags (blind_index BLOB PRIMARY KEY, sealed BLOB NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID;",
         )?;
+        let written = stats::self_write_bytes();
         let started = Instant::now();
         for (p, chunk) in sealed.chunks(page_ops).enumerate() {
             let tx = conn.transaction()?;
@@ -148,13 +156,20 @@ pub fn run(
              DELETE FROM staging;",
         )?;
         tx.commit()?;
-        once(started.elapsed().as_secs_f64())
+        (
+            once(started.elapsed().as_secs_f64()),
+            stats::self_write_bytes() - written,
+        )
     };
 
     Ok(vec![
         row(
             "B2·a",
-            "device write path alone: `apply_page` of every flag from memory, no network",
+            &format!(
+                "device write path alone: `apply_page` of every flag from memory, no network; {} written (floor {})",
+                fmt_bytes(apply_written),
+                fmt_bytes(floor_written)
+            ),
             n,
             apply,
             floor,
@@ -168,21 +183,30 @@ pub fn run(
         ),
         row(
             "B2·c",
-            "sealed rows keyed by blind index, a page a tx, default 2 MB page cache",
+            &format!(
+                "sealed rows keyed by blind index, a page a tx, default 2 MB page cache; {} written",
+                fmt_bytes(default_written)
+            ),
             n,
             default_cache,
             floor,
         ),
         row(
             "B2·d",
-            "the same with a 64 MB page cache (what-if)",
+            &format!(
+                "the same with a 64 MB page cache (what-if); {} written",
+                fmt_bytes(big_written)
+            ),
             n,
             big_cache,
             floor,
         ),
         row(
             "B2·e",
-            "what-if: staged in feed order a page a tx, then one sorted move into the blind-index table",
+            &format!(
+                "what-if: staged in feed order a page a tx, then one sorted move into the blind-index table; {} written",
+                fmt_bytes(staged_written)
+            ),
             n,
             staged,
             floor,

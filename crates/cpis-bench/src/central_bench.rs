@@ -1,4 +1,4 @@
-//! B2 to B5: a real central (`cpis central serve`, release, loopback HTTP) with devices and load in
+//! B2 to B6: a real central (`cpis central serve`, release, loopback HTTP) with devices and load in
 //! child processes of this binary.
 //!
 //! - B2 first sync: one region of the demo register, then all 250,000 flags from a second central
@@ -11,6 +11,7 @@
 //! - B5 throughput: live checks and event batches from a load-generator process; floor: the
 //!   central's unauthenticated status endpoint through the same generator. On SQLite, and on
 //!   PostgreSQL when a server answers.
+//! - B6 runs against the same central while it is up (see `app_bench`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -163,6 +164,9 @@ fn plain_fill(path: &Path, rows: &[(String, Vec<u8>)]) -> anyhow::Result<Summary
 }
 
 pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
+    if !(opts.b2 || opts.b3 || opts.b4 || opts.b5 || opts.b6) {
+        return Ok(Vec::new());
+    }
     let ctx = Ctx {
         work: work.to_path_buf(),
         pin: crate::b1_check::random_pin(),

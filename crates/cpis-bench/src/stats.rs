@@ -72,6 +72,21 @@ pub fn peak_rss_of(pid: &str) -> Option<u64> {
     status_kib(pid, "VmHWM:").map(|k| k * 1024)
 }
 
+/// Bytes this process has caused to be written to storage so far (`write_bytes` of /proc/self/io).
+pub fn self_write_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("write_bytes:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
 fn status_kib(pid: &str, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
