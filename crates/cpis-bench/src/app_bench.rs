@@ -270,10 +270,28 @@ fn tree_rss(root: u32) -> (u64, u64) {
     (app, total)
 }
 
+/// tauri-driver and what it started. Killing tauri-driver alone would orphan its WebKitWebDriver
+/// (and an app left running), so its descendants are ended first, each by its pid.
 struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let procs = processes();
+        let mut tree = vec![self.0.id()];
+        let mut i = 0;
+        while i < tree.len() {
+            let parent = tree[i];
+            tree.extend(
+                procs
+                    .iter()
+                    .filter(|(_, ppid, _)| *ppid == parent)
+                    .map(|(pid, _, _)| *pid),
+            );
+            i += 1;
+        }
+        for pid in tree.iter().skip(1).rev() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
