@@ -169,6 +169,10 @@ pub struct Device {
     recent: HashMap<Uuid, RecentCheck>,
     online: Option<bool>,
     wake: Arc<Notify>,
+    /// Kept in memory: read on every check, changed only by enrolment.
+    enrolment: Option<Enrolment>,
+    /// When the cache was last brought up to date, kept in memory: changed only by a pull.
+    last_sync: Option<DateTime<Utc>>,
 }
 
 /// TLS for every central that is not on this machine: over plain HTTP a hostile network could read
@@ -203,6 +207,8 @@ impl Device {
 
     pub fn open(config: DeviceConfig) -> Result<Self, DeviceError> {
         let store = DeviceStore::open(&config.data_dir)?;
+        let enrolment = store.enrolment()?;
+        let last_sync = store.last_sync_at()?;
         let client = store
             .enrolment()?
             .map(|e| CentralClient::with_timeout(&e.central_url, config.request_timeout));
@@ -214,6 +220,8 @@ impl Device {
             recent: HashMap::new(),
             online: None,
             wake: Arc::new(Notify::new()),
+            enrolment,
+            last_sync,
         })
     }
 
@@ -227,7 +235,7 @@ impl Device {
     }
 
     fn enrolment(&self) -> Result<Enrolment, DeviceError> {
-        self.store.enrolment()?.ok_or(DeviceError::NotEnrolled)
+        self.enrolment.clone().ok_or(DeviceError::NotEnrolled)
     }
 
     pub async fn enrol(
@@ -263,6 +271,7 @@ impl Device {
             central_sealing_key: decode_key(&response.central_sealing_key, "sealing key")?,
         };
         self.store.enrol(&enrolment)?;
+        self.enrolment = Some(enrolment);
         self.client = Some(client);
         self.online = Some(true);
         Ok(self.status().await)
@@ -325,6 +334,7 @@ impl Device {
             }
         }
         let _ = self.store.wipe(true);
+        self.last_sync = None;
         let _ = self.store.set_meta("wiped_reason", &reason);
         tracing::warn!("device revoked by the central; local copy wiped");
         DeviceError::Revoked(reason)
@@ -370,6 +380,8 @@ impl Device {
             }
             None => self.store.unlock(user_id, pin, self.now())?,
         };
+        // An online sign-in with a new lease key starts a fresh cache.
+        self.last_sync = self.store.last_sync_at()?;
         self.session = Some(Session {
             keys: unlocked.keys,
             user: unlocked.user,
@@ -420,7 +432,7 @@ impl Device {
             Ok(n) => n,
             Err(e) => return check::invalid(check_id, e.to_string()),
         };
-        let last_sync = self.store.last_sync_at().ok().flatten();
+        let last_sync = self.last_sync;
         if let Err(reason) = self.session_valid(now) {
             return check::locked(check_id, reason, last_sync, now);
         }
@@ -760,6 +772,8 @@ impl Device {
                 None
             }
         };
+        // A pull applies pages even when a later one fails: what was applied counts.
+        self.last_sync = self.store.last_sync_at()?;
         // Push even when the pull failed: notifications must not wait on the read path.
         let client = self.client.as_ref().expect("enrolled");
         let push_result = sync::push(&mut self.store, client, now, true).await;
