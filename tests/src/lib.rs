@@ -88,6 +88,16 @@ impl CentralProcess {
         }
     }
 
+    /// What the LA has been told: `cpis central notifications --la LA --json`, as JSON objects.
+    pub fn notifications(&self, la: &str) -> Vec<serde_json::Value> {
+        let out = self.admin(&["notifications", "--la", la, "--json"], &[]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("notifications JSON");
+        v["notifications"]
+            .as_array()
+            .cloned()
+            .expect("a notifications list")
+    }
+
     /// Runs `cpis central --db DB <args>` and returns stdout; panics with stderr on failure.
     pub fn admin(&self, args: &[&str], env: &[(&str, &str)]) -> String {
         run_cpis(&[&["central", "--db", &self.db_url], args].concat(), env)

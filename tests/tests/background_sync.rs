@@ -8,18 +8,11 @@ use cpis_core::NhsNumber;
 use cpis_device::views::NotificationState;
 use cpis_device::{spawn_background_sync, CheckRequest, Device, DeviceConfig};
 use cpis_tests::{free_port, CentralProcess};
-use serde_json::Value;
 
 const HEADER: &str = "nhs_number,family_name,given_names,date_of_birth,plan_kind,start_date,end_date,due_date,local_id,delete_date\n";
 
 fn delivered_ids(central: &CentralProcess) -> Vec<String> {
-    let out = central.admin(&["notifications", "--la", "L905", "--json"], &[]);
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let list = match v {
-        Value::Array(a) => a,
-        Value::Object(o) => o["notifications"].as_array().cloned().unwrap_or_default(),
-        _ => vec![],
-    };
+    let list = central.notifications("L905");
     list.iter()
         .map(|n| n["event_id"].as_str().unwrap().to_string())
         .collect()

@@ -192,13 +192,7 @@ fn device_killed_during_sync_and_check_open_keeps_a_consistent_cache_and_exactly
         central_digest.lines().last().unwrap().trim()
     );
 
-    let out = central.admin(&["notifications", "--la", "L903", "--json"], &[]);
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let list = match v {
-        Value::Array(a) => a,
-        Value::Object(o) => o["notifications"].as_array().cloned().unwrap_or_default(),
-        _ => vec![],
-    };
+    let list = central.notifications("L903");
     let ids: Vec<String> = list
         .iter()
         .map(|n| n["event_id"].as_str().unwrap().to_string())

@@ -14,7 +14,6 @@ use cpis_device::views::{CheckOutcome, NotificationState};
 use cpis_device::{CheckRequest, Device, DeviceConfig};
 use cpis_tests::proxy::{Fault, FaultProxy};
 use cpis_tests::{free_port, CentralProcess};
-use serde_json::Value;
 use uuid::Uuid;
 
 const HEADER: &str = "nhs_number,family_name,given_names,date_of_birth,plan_kind,start_date,end_date,due_date,local_id,delete_date\n";
@@ -69,15 +68,7 @@ impl Fixture {
     }
 
     fn notification_counts(&self) -> HashMap<String, usize> {
-        let out = self
-            .central
-            .admin(&["notifications", "--la", LA, "--json"], &[]);
-        let v: Value = serde_json::from_str(&out).unwrap();
-        let list = match v {
-            Value::Array(a) => a,
-            Value::Object(o) => o["notifications"].as_array().cloned().unwrap_or_default(),
-            _ => vec![],
-        };
+        let list = self.central.notifications(LA);
         let mut counts = HashMap::new();
         for n in list {
             *counts
@@ -340,15 +331,7 @@ async fn every_fault_ends_with_the_cache_equal_to_the_region_and_events_exactly_
         let first = f.events.len();
         f.queue_events(&mut device, 2).await;
         f.assert_converges(&mut device, label).await;
-        let out = f
-            .central
-            .admin(&["notifications", "--la", LA, "--json"], &[]);
-        let v: Value = serde_json::from_str(&out).unwrap();
-        let list = match v {
-            Value::Array(a) => a,
-            Value::Object(o) => o["notifications"].as_array().cloned().unwrap_or_default(),
-            _ => vec![],
-        };
+        let list = f.central.notifications(LA);
         for id in &f.events[first..] {
             let n = list
                 .iter()

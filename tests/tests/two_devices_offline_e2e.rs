@@ -45,16 +45,6 @@ fn check(
     (v, before, after)
 }
 
-fn notifications(central: &CentralProcess, la: &str) -> Vec<Value> {
-    let out = central.admin(&["notifications", "--la", la, "--json"], &[]);
-    let v: Value = serde_json::from_str(&out).expect("notifications JSON");
-    match v {
-        Value::Array(a) => a,
-        Value::Object(o) => o["notifications"].as_array().cloned().unwrap_or_default(),
-        _ => panic!("unexpected notifications JSON"),
-    }
-}
-
 #[test]
 fn two_regions_offline_checks_then_reconnect_deliver_exactly_the_expected_notifications() {
     let tmp = tempfile::tempdir().unwrap();
@@ -273,7 +263,7 @@ fn two_regions_offline_checks_then_reconnect_deliver_exactly_the_expected_notifi
         seen >= before - chrono::Duration::seconds(1)
             && seen <= after + chrono::Duration::seconds(1)
     };
-    let mut got_a = notifications(&central, la_a);
+    let mut got_a = central.notifications(la_a);
     got_a.sort_by_key(|n| n["seen_at"].as_str().unwrap().to_string());
     let ids_a: Vec<&str> = got_a
         .iter()
@@ -288,7 +278,7 @@ fn two_regions_offline_checks_then_reconnect_deliver_exactly_the_expected_notifi
     assert!(within(&got_a[1], b_a1_before, b_a1_after));
     // The offline check carries the time the clinician looked, not the time it was sent.
     assert!(within(&got_a[2], a2_before, a2_after));
-    let got_b = notifications(&central, la_b);
+    let got_b = central.notifications(la_b);
     assert_eq!(got_b.len(), 1);
     assert_eq!(got_b[0]["event_id"], b1_id.as_str());
     assert!(within(&got_b[0], b1_before, b1_after));

@@ -164,6 +164,23 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The device a request's bearer token belongs to; a revoked one only when `allow_revoked`.
+async fn bearer_device(
+    parts: &Parts,
+    central: &Central,
+    allow_revoked: bool,
+) -> Result<DeviceRecord, ApiFailure> {
+    let token = bearer(parts)
+        .ok_or_else(|| ApiFailure::unauthorised("a device bearer token is required"))?;
+    let device = if allow_revoked {
+        central.authenticate_device_for_events(token).await?
+    } else {
+        central.authenticate_device(token).await?
+    };
+    tracing::Span::current().record("device", tracing::field::display(device.id));
+    Ok(device)
+}
+
 /// The enrolled, unrevoked device a request's bearer token belongs to.
 pub struct DeviceAuth(pub DeviceRecord);
 
@@ -173,11 +190,7 @@ impl FromRequestParts<Central> for DeviceAuth {
         parts: &mut Parts,
         central: &Central,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)
-            .ok_or_else(|| ApiFailure::unauthorised("a device bearer token is required"))?;
-        let device = central.authenticate_device(token).await?;
-        tracing::Span::current().record("device", tracing::field::display(device.id));
-        Ok(Self(device))
+        bearer_device(parts, central, false).await.map(Self)
     }
 }
 
@@ -190,11 +203,7 @@ impl FromRequestParts<Central> for DeviceAuthForEvents {
         parts: &mut Parts,
         central: &Central,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)
-            .ok_or_else(|| ApiFailure::unauthorised("a device bearer token is required"))?;
-        let device = central.authenticate_device_for_events(token).await?;
-        tracing::Span::current().record("device", tracing::field::display(device.id));
-        Ok(Self(device))
+        bearer_device(parts, central, true).await.map(Self)
     }
 }
 
