@@ -144,10 +144,11 @@ impl ResultContext {
     }
 }
 
-pub fn invalid(check_id: Uuid, reason: String) -> CheckView {
+/// A view with no answer about a person: an invalid number or a locked cache.
+fn refusal(check_id: Uuid, outcome: CheckOutcome, reason: String, message: &str) -> CheckView {
     CheckView {
         check_id,
-        outcome: CheckOutcome::InvalidNhsNumber,
+        outcome,
         nhs_number: None,
         reason: Some(reason),
         source: Source::Cache,
@@ -163,8 +164,17 @@ pub fn invalid(check_id: Uuid, reason: String) -> CheckView {
         local_authority: None,
         access_history: vec![],
         caveats: vec![],
-        message: "This is not a valid NHS number".into(),
+        message: message.to_string(),
     }
+}
+
+pub fn invalid(check_id: Uuid, reason: String) -> CheckView {
+    refusal(
+        check_id,
+        CheckOutcome::InvalidNhsNumber,
+        reason,
+        "This is not a valid NHS number",
+    )
 }
 
 pub fn locked(
@@ -174,24 +184,16 @@ pub fn locked(
     now: DateTime<Utc>,
 ) -> CheckView {
     CheckView {
-        check_id,
-        outcome: CheckOutcome::Locked,
-        nhs_number: None,
-        reason: Some(reason),
-        source: Source::Cache,
         data_as_of,
         data_age_seconds: data_age(now, data_as_of),
         stale: true,
-        opened: false,
-        notifies: false,
-        notification: None,
-        event_id: None,
-        person: None,
-        plans: vec![],
-        local_authority: None,
-        access_history: vec![],
         caveats: vec![LOCKED_ADVICE.to_string()],
-        message: "This device's copy cannot be opened".into(),
+        ..refusal(
+            check_id,
+            CheckOutcome::Locked,
+            reason,
+            "This device's copy cannot be opened",
+        )
     }
 }
 

@@ -243,7 +243,7 @@ impl Device {
         central_url: &str,
         code: &str,
     ) -> Result<StatusView, DeviceError> {
-        if self.store.enrolment()?.is_some() {
+        if self.enrolment.is_some() {
             return Err(DeviceError::InvalidInput(
                 "this device is already enrolled".into(),
             ));
@@ -837,7 +837,7 @@ impl Device {
 
     /// One background round: deliver due events, and pull when signed in. Returns whether it reached the central.
     pub async fn background_round(&mut self) -> bool {
-        if self.store.enrolment().ok().flatten().is_none() {
+        if self.enrolment.is_none() {
             return false;
         }
         let reachable = match self.client.as_ref() {
@@ -857,7 +857,7 @@ impl Device {
     }
 
     pub async fn status(&mut self) -> StatusView {
-        let enrolment = self.store.enrolment().ok().flatten();
+        let enrolment = self.enrolment.clone();
         let online = match (&enrolment, self.client.as_ref()) {
             (Some(_), Some(c)) => c.probe().await,
             _ => false,
@@ -923,7 +923,7 @@ impl Device {
 
     /// The region this device is enrolled in.
     pub fn region(&self) -> Option<Region> {
-        self.store.enrolment().ok().flatten().map(|e| e.region)
+        self.enrolment.as_ref().map(|e| e.region.clone())
     }
 
     /// SHA-256 of the cached region (flags and LAs), comparable with the central's region digest.
