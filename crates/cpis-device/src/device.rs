@@ -607,11 +607,12 @@ impl Device {
         let today = now.date_naive();
 
         // Record the access first, durably: a notification recorded offline is still a notification.
+        // Kept as the sealed envelope the outbox holds: the live call sends that same envelope.
         let event = if notifies {
-            Some(
+            let (_, sealed) =
                 self.store
-                    .enqueue_access(nhs, accessor.clone(), case_reference, now)?,
-            )
+                    .enqueue_access_sealed(nhs, accessor.clone(), case_reference, now)?;
+            Some(sealed)
         } else {
             None
         };
@@ -625,9 +626,7 @@ impl Device {
                 nhs_number: nhs,
                 user_id: accessor.user_id.clone(),
                 unscheduled: notifies,
-                access_event: event
-                    .as_ref()
-                    .map(|e| cpis_core::wire::SealedEvent::seal(e, &enrolment.central_sealing_key)),
+                access_event: event.clone(),
             };
             match client
                 .live_check(&req, self.config.live_check_deadline)
@@ -948,14 +947,16 @@ pub fn spawn_background_sync(
                 let mut d = device.lock().await;
                 let ok = d.background_round().await;
                 if ok {
-                    let status = d.status().await;
+                    // From the store, not `status()`: the round just reached the central, so a
+                    // second probe would only repeat it.
+                    let cursor = d.store().cursor().unwrap_or(0);
                     on_progress(SyncProgress {
                         phase: SyncPhase::Done,
                         pages: 0,
-                        records: status.cached_flags,
+                        records: d.store().flag_count().unwrap_or(0),
                         bytes: 0,
-                        cursor: status.cursor,
-                        head: status.cursor,
+                        cursor,
+                        head: cursor,
                         events_sent: 0,
                     });
                 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 
 use cpis_core::store::{CacheKeys, DeviceStore, Enrolment, StoreError};
-use cpis_core::wire::{EventBatch, EventStatus, FeedPage, MAX_EVENT_BATCH};
+use cpis_core::wire::{EventBatch, EventResult, EventStatus, FeedPage, MAX_EVENT_BATCH};
 
 use crate::client::{CentralClient, ClientError};
 use crate::views::{SyncPhase, SyncProgress};
@@ -119,6 +119,34 @@ pub fn backoff(failures: u32) -> Duration {
     Duration::from_millis(rand::thread_rng().gen_range(base_ms / 2..=ceiling.max(base_ms / 2 + 1)))
 }
 
+/// Marks what the central settled: accepted and duplicate are delivered, rejected is a dead letter.
+/// Returns how many it settled.
+fn settle(
+    store: &mut DeviceStore,
+    results: Vec<EventResult>,
+    now: DateTime<Utc>,
+    totals: &mut PushTotals,
+) -> Result<usize, StoreError> {
+    let mut delivered = Vec::new();
+    let mut dead = 0;
+    for r in results {
+        match r.status {
+            EventStatus::Accepted | EventStatus::Duplicate => delivered.push(r.id),
+            EventStatus::Rejected => {
+                store.mark_dead(
+                    r.id,
+                    r.reason.as_deref().unwrap_or("refused by the central"),
+                )?;
+                dead += 1;
+            }
+        }
+    }
+    store.mark_delivered(&delivered, now)?;
+    totals.delivered += delivered.len() as u64;
+    totals.dead += dead;
+    Ok(delivered.len() + dead as usize)
+}
+
 /// Sends queued events in batches. `all` ignores backoff (an explicit "sync now").
 pub async fn push(
     store: &mut DeviceStore,
@@ -137,27 +165,16 @@ pub async fn push(
             return Ok(totals);
         }
         let ids: Vec<_> = batch.iter().map(|e| e.id).collect();
-        match client.push_events(&EventBatch { events: batch }).await {
+        match client
+            .push_events(&EventBatch {
+                events: batch.clone(),
+            })
+            .await
+        {
             Ok(result) => {
-                let mut delivered = Vec::new();
-                for r in result.results {
-                    match r.status {
-                        EventStatus::Accepted | EventStatus::Duplicate => delivered.push(r.id),
-                        EventStatus::Rejected => {
-                            store.mark_dead(
-                                r.id,
-                                r.reason.as_deref().unwrap_or("refused by the central"),
-                            )?;
-                            totals.dead += 1;
-                        }
-                    }
-                }
-                totals.delivered += delivered.len() as u64;
-                store.mark_delivered(&delivered, now)?;
-                let failures = 0;
-                store.set_meta("push_failures", &failures.to_string())?;
+                store.set_meta("push_failures", "0")?;
                 // Events the central did not mention stay queued and go again next round.
-                if delivered.is_empty() && totals.dead == 0 {
+                if settle(store, result.results, now, &mut totals)? == 0 {
                     return Ok(totals);
                 }
             }
@@ -172,50 +189,26 @@ pub async fn push(
                 store.defer_events(&ids, next, &e.to_string())?;
                 return Err(e.into());
             }
-            Err(ClientError::Refused {
-                status, message, ..
-            }) if status == 400 || status == 413 || status == 422 => {
-                // The batch as a whole was refused: send singly next round so one bad event cannot block the rest.
-                if ids.len() == 1 {
-                    store.mark_dead(ids[0], &message)?;
-                    totals.dead += 1;
-                } else {
-                    for id in &ids {
-                        let single = store
-                            .queued_events(usize::MAX)?
-                            .into_iter()
-                            .find(|e| e.id == *id);
-                        if let Some(event) = single {
-                            match client
-                                .push_events(&EventBatch {
-                                    events: vec![event],
-                                })
-                                .await
-                            {
-                                Ok(r) => {
-                                    for r in r.results {
-                                        match r.status {
-                                            EventStatus::Rejected => {
-                                                store.mark_dead(
-                                                    r.id,
-                                                    r.reason.as_deref().unwrap_or("refused"),
-                                                )?;
-                                                totals.dead += 1;
-                                            }
-                                            _ => {
-                                                store.mark_delivered(&[r.id], now)?;
-                                                totals.delivered += 1;
-                                            }
-                                        }
-                                    }
-                                }
-                                Err(ClientError::Refused { message, .. }) => {
-                                    store.mark_dead(*id, &message)?;
-                                    totals.dead += 1;
-                                }
-                                Err(e) => return Err(e.into()),
-                            }
+            Err(ClientError::Refused { status, .. })
+                if status == 400 || status == 413 || status == 422 =>
+            {
+                // The batch as a whole was refused: send each alone so one bad event cannot block the rest.
+                for event in batch {
+                    let id = event.id;
+                    match client
+                        .push_events(&EventBatch {
+                            events: vec![event],
+                        })
+                        .await
+                    {
+                        Ok(r) => {
+                            settle(store, r.results, now, &mut totals)?;
                         }
+                        Err(ClientError::Refused { message, .. }) => {
+                            store.mark_dead(id, &message)?;
+                            totals.dead += 1;
+                        }
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }

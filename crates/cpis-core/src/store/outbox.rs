@@ -42,6 +42,19 @@ impl DeviceStore {
         case_reference: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<AccessEvent, StoreError> {
+        self.enqueue_access_sealed(nhs, accessor, case_reference, now)
+            .map(|(event, _)| event)
+    }
+
+    /// As `enqueue_access`, also returning the envelope as queued, for a caller that sends it at
+    /// once (sealing again would cost a second key agreement for the same event).
+    pub fn enqueue_access_sealed(
+        &mut self,
+        nhs: NhsNumber,
+        accessor: Accessor,
+        case_reference: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(AccessEvent, SealedEvent), StoreError> {
         let enrolment = self.enrolment()?.ok_or(StoreError::NotEnrolled)?;
         let tx = self
             .conn
@@ -80,7 +93,7 @@ impl DeviceStore {
         )?;
         tx.commit().ctx("committing an access event")?;
         tracing::info!(event_id = %event.id, device_seq, notifies = event.notifies, "access event queued");
-        Ok(event)
+        Ok((event, sealed))
     }
 
     fn sealed_events(
