@@ -46,7 +46,8 @@ pub struct Options {
     pub b6: bool,
 }
 
-const USER: &str = "bench-clinician";
+/// The clinician every bench device signs in as; the load generator checks and records as them too.
+pub const USER: &str = "bench-clinician";
 const ORG: &str = "RBENCH";
 
 struct Ctx {
@@ -689,6 +690,7 @@ async fn postgres_inner(
             ],
             &[],
         )?;
+        ctx.add_user(&db)?;
         let codes: Vec<String> = (0..3)
             .map(|_| ctx.enrol_code(&db, region.as_str()))
             .collect::<anyhow::Result<_>>()?;

@@ -106,7 +106,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                 .try_into()
                 .map_err(|_| anyhow::anyhow!("the central's sealing key is not 32 bytes"))?;
             let accessor = Accessor {
-                user_id: "bench-load".into(),
+                user_id: crate::central_bench::USER.into(),
                 role: "Paramedic".into(),
                 activity: Activity::B0107,
                 org_ods: enrolled.org_ods.clone(),
@@ -164,7 +164,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                                 .live_check(
                                     &LiveCheckRequest {
                                         nhs_number: keys[i],
-                                        user_id: "bench-load".into(),
+                                        user_id: crate::central_bench::USER.into(),
                                         unscheduled: false,
                                         access_event: None,
                                     },

@@ -605,6 +605,7 @@ impl Central {
         let mut results: Vec<EventResult> = Vec::with_capacity(batch.events.len());
         let mut to_store: Vec<(usize, AccessEvent)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        let mut users: HashMap<String, Option<(String, Activity)>> = HashMap::new();
         for sealed in &batch.events {
             let rejected = |reason: String| EventResult {
                 id: sealed.id,
@@ -622,6 +623,7 @@ impl Central {
                     )),
                 Ok(event) => {
                     if seen.insert(event.id) {
+                        let event = self.attested(device, event, &mut users).await?;
                         to_store.push((results.len(), event));
                     }
                     // A repeat inside one batch is a duplicate of the first; fixed below.
@@ -652,6 +654,46 @@ impl Central {
         Ok(EventBatchResult { results })
     }
 
+    /// The central's own account of who looked and where. The organisation and setting come from the
+    /// device's enrolment and the role and activity from the central's user record, so a device cannot
+    /// silence a notification by claiming a silent setting or activity. A user the central does not
+    /// hold at the device's organisation is still recorded (an access is an access) and is taken to
+    /// notify where the setting notifies: an extra notification costs a social worker a minute, a
+    /// missing one can cost a child.
+    async fn attested(
+        &self,
+        device: &DeviceRecord,
+        mut event: AccessEvent,
+        users: &mut HashMap<String, Option<(String, Activity)>>,
+    ) -> Result<AccessEvent, ApiFailure> {
+        let user_id = event.accessor.user_id.clone();
+        if !users.contains_key(&user_id) {
+            let known = self
+                .store
+                .user(&user_id)
+                .await?
+                .filter(|u| u.org_ods == device.org_ods)
+                .map(|u| (u.role.clone(), u.activity));
+            users.insert(user_id.clone(), known);
+        }
+        let accessor = &mut event.accessor;
+        match users.get(&user_id).cloned().flatten() {
+            Some((role, activity)) => {
+                accessor.role = role;
+                accessor.activity = activity;
+            }
+            None => {
+                tracing::warn!(device = %device.id, "access event from a user not registered at the device's organisation: recorded, and notifies where the setting does");
+                accessor.activity = Activity::B0107;
+            }
+        }
+        accessor.org_ods = device.org_ods.clone();
+        accessor.org_name = device.org_name.clone();
+        accessor.setting = device.setting;
+        event.notifies = accessor.notifies();
+        Ok(event)
+    }
+
     // ---- live check ----
 
     pub async fn live_check(
@@ -659,6 +701,19 @@ impl Central {
         device: &DeviceRecord,
         req: LiveCheckRequest,
     ) -> Result<LiveCheckResponse, ApiFailure> {
+        // The device says who is checking; the central holds whether that user works there.
+        match self.store.user(&req.user_id).await? {
+            Some(user) if user.org_ods == device.org_ods => {}
+            _ => {
+                return Err(ApiFailure::forbidden(
+                    "wrong_organisation",
+                    format!(
+                        "this device's organisation ({}) has no user with that id",
+                        device.org_ods
+                    ),
+                ))
+            }
+        }
         let mut access_recorded = false;
         if let Some(sealed) = req.access_event {
             if sealed.id.is_nil() {

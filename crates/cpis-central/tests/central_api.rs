@@ -30,6 +30,7 @@ on_both_stores!(
     the_feed_pages_in_order_and_carries_removals_and_region_moves,
     login_gives_a_lease_whose_mac_the_device_can_check_and_refuses_other_organisations,
     the_live_check_applies_visibility_records_the_access_once_and_shows_history,
+    an_events_setting_and_activity_are_the_centrals_not_what_the_device_claims,
     a_restart_on_the_same_database_keeps_keys_feed_and_events,
     oversized_and_malformed_bodies_are_refused_with_json_errors,
     webhook_delivery_carries_the_event_id_and_retries_until_accepted,
@@ -50,18 +51,37 @@ async fn setup_register(
     token
 }
 
+/// L001's notification feed after `after`, read with its token.
+async fn notifications(c: &TestCentral, la_token: &str, after: u64) -> NotificationPage {
+    c.http
+        .get(format!("{}/v1/la/L001/notifications?after={after}", c.url))
+        .bearer_auth(la_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn a_batch_of_1000_events_posted_three_times_concurrently_is_stored_once_with_one_notification_each(
     c: TestCentral,
 ) {
     let la_token = setup_register(&c, "L001", "north", 0..300).await;
     let mut device = c.device("north", "RX1", CareSetting::Ambulance).await;
+    for u in 0..7 {
+        c.add_user(&format!("user{u}"), "RX1", Activity::B0107)
+            .await;
+    }
+    c.add_user("reader", "RX1", Activity::B0170).await;
     // 1,000 events: people 0..300 are flagged (and notify), 300.. are not on the register; every
-    // fifth event is a silent read (B0170) that must not notify.
+    // fifth event is by a silent reader (B0170) and must not notify.
     let mut events = Vec::new();
     let mut notifying = HashSet::new();
     for i in 0..1000u32 {
         let mut e = device.event(nhs(i % 400), &format!("user{}", i % 7));
         if i % 5 == 0 {
+            e.accessor.user_id = "reader".into();
             e.accessor.activity = Activity::B0170;
             e.notifies = false;
         }
@@ -121,16 +141,7 @@ async fn a_batch_of_1000_events_posted_three_times_concurrently_is_stored_once_w
     let mut seen = Vec::new();
     let mut after = 0;
     loop {
-        let page: NotificationPage = c
-            .http
-            .get(format!("{}/v1/la/L001/notifications?after={after}", c.url))
-            .bearer_auth(&la_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = notifications(&c, &la_token, after).await;
         if page.notifications.is_empty() {
             break;
         }
@@ -866,6 +877,7 @@ async fn the_live_check_applies_visibility_records_the_access_once_and_shows_his
     ));
     c.upload("L001", &token, &csv, false).await;
     let mut device = c.device("region-a", "RX1", CareSetting::Ambulance).await;
+    c.add_user("para1", "RX1", Activity::B0107).await;
 
     let check = |nhs_number: NhsNumber, event| LiveCheckRequest {
         nhs_number,
@@ -1313,5 +1325,85 @@ async fn expiry_turns_ended_records_into_removals(c: TestCentral) {
             .await
             .unwrap()
     );
+    c.shutdown().await;
+}
+
+/// A device (rogue, cloned or buggy) cannot silence a notification by claiming a silent setting or
+/// activity, nor pass itself off as another organisation: the central judges each event by its own
+/// records. A user it does not hold there is still recorded, and notifies where the setting does.
+async fn an_events_setting_and_activity_are_the_centrals_not_what_the_device_claims(
+    c: TestCentral,
+) {
+    let la_token = setup_register(&c, "L001", "north", 0..5).await;
+    let mut device = c.device("north", "RX1", CareSetting::Ambulance).await;
+    c.add_user("para1", "RX1", Activity::B0107).await;
+    c.add_user("gp1", "RX1", Activity::B0170).await;
+    c.add_user("elsewhere", "RX2", Activity::B0107).await;
+
+    // A notifying paramedic's event dressed up as a silent in-hours GP read at another organisation.
+    let mut silenced = device.event(nhs(1), "para1");
+    silenced.accessor.activity = Activity::B0170;
+    silenced.accessor.setting = CareSetting::Gp;
+    silenced.accessor.org_ods = OdsCode::parse("RX2").unwrap();
+    silenced.accessor.org_name = "Somewhere Else".into();
+    silenced.notifies = false;
+    // A silent reader's event claiming to notify.
+    let mut loud = device.event(nhs(2), "gp1");
+    loud.accessor.activity = Activity::B0107;
+    loud.notifies = true;
+    // A user the central does not hold at this organisation, claiming to read silently.
+    let mut stranger = device.event(nhs(3), "elsewhere");
+    stranger.accessor.activity = Activity::B0170;
+    stranger.notifies = false;
+    let r: EventBatchResult = device
+        .post(
+            "/v1/events",
+            &EventBatch {
+                events: vec![
+                    device.seal(&silenced),
+                    device.seal(&loud),
+                    device.seal(&stranger),
+                ],
+            },
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(r.results.iter().all(|r| r.status == EventStatus::Accepted));
+    assert_eq!(c.store.event_count().await.unwrap(), 3);
+
+    let page = notifications(&c, &la_token, 0).await;
+    let told: HashMap<uuid::Uuid, &wire::Notification> =
+        page.notifications.iter().map(|n| (n.event_id, n)).collect();
+    assert_eq!(told.len(), 2, "{:?}", page.notifications);
+    let n = told[&silenced.id];
+    assert_eq!(n.setting, CareSetting::Ambulance);
+    assert_eq!(n.org_ods.as_str(), "RX1");
+    assert_eq!(n.org_name, "Synthetic Trust RX1");
+    assert_eq!(n.role, "Paramedic");
+    assert!(
+        !told.contains_key(&loud.id),
+        "a silent reader never notifies"
+    );
+    assert_eq!(told[&stranger.id].setting, CareSetting::Ambulance);
+
+    // The live check asks for a user this device's organisation holds.
+    for user in ["elsewhere", "nobody"] {
+        let r = device
+            .post(
+                "/v1/check",
+                &LiveCheckRequest {
+                    nhs_number: nhs(1),
+                    user_id: user.into(),
+                    unscheduled: false,
+                    access_event: None,
+                },
+            )
+            .await;
+        let e = refused(r, 403).await;
+        assert_eq!(e.error, "wrong_organisation", "{user}");
+    }
+    assert_eq!(c.store.event_count().await.unwrap(), 3);
     c.shutdown().await;
 }

@@ -182,6 +182,25 @@ impl TestCentral {
         la
     }
 
+    /// Registers a user at organisation `org` with a fixed synthetic PIN.
+    pub async fn add_user(&self, id: &str, org: &str, activity: Activity) {
+        let role = match activity {
+            Activity::B0107 => "Paramedic",
+            Activity::B0170 => "General practitioner",
+        };
+        self.central()
+            .add_user(
+                id,
+                "Synthetic Clinician",
+                role,
+                activity,
+                &OdsCode::parse(org).unwrap(),
+                "2468",
+            )
+            .await
+            .unwrap();
+    }
+
     pub async fn la_token(&self, ods: &str) -> String {
         self.central()
             .create_la_token(&OdsCode::parse(ods).unwrap())
