@@ -102,6 +102,16 @@ impl CentralProcess {
     pub fn admin(&self, args: &[&str], env: &[(&str, &str)]) -> String {
         run_cpis(&[&["central", "--db", &self.db_url], args].concat(), env)
     }
+
+    /// `cpis central enrol` with these arguments after `enrol`: the one-time code it prints last.
+    pub fn enrolment_code(&self, args: &[&str]) -> String {
+        self.admin(&[&["enrol"], args].concat(), &[])
+            .lines()
+            .last()
+            .expect("enrol prints a code")
+            .trim()
+            .to_string()
+    }
 }
 
 impl Drop for CentralProcess {

@@ -29,6 +29,8 @@ pub enum Fault {
     ReplayFirstPage,
     /// Forward the request twice and answer with the second reply.
     Duplicate,
+    /// Answer a feed request with the latest feed reply this proxy forwarded before it.
+    ReplayLatestPage,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +44,7 @@ struct Rule {
 struct State {
     rules: Vec<Rule>,
     first_feed_reply: Option<Vec<u8>>,
+    latest_feed_reply: Option<Vec<u8>>,
     requests: Vec<String>,
 }
 
@@ -140,6 +143,13 @@ impl FaultProxy {
                     None => forward(upstream, &request).await?,
                 }
             }
+            Some(Fault::ReplayLatestPage) => {
+                let recorded = self.state.lock().unwrap().latest_feed_reply.clone();
+                match recorded {
+                    Some(r) => return socket.write_all(&r).await,
+                    None => forward(upstream, &request).await?,
+                }
+            }
             Some(Fault::Duplicate) => {
                 let _ = forward(upstream, &request).await?;
                 forward(upstream, &request).await?
@@ -152,8 +162,11 @@ impl FaultProxy {
         };
         if path.starts_with("/v1/feed") {
             let mut state = self.state.lock().unwrap();
-            if state.first_feed_reply.is_none() && reply.starts_with(b"HTTP/1.1 200") {
-                state.first_feed_reply = Some(reply.clone());
+            if reply.starts_with(b"HTTP/1.1 200") {
+                if state.first_feed_reply.is_none() {
+                    state.first_feed_reply = Some(reply.clone());
+                }
+                state.latest_feed_reply = Some(reply.clone());
             }
         }
         match fault {

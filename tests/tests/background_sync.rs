@@ -59,24 +59,14 @@ async fn outbox_drains_after_reconnect_without_a_new_local_write() {
         ],
         &[("CPIS_PIN", "9876")],
     );
-    let code = central
-        .admin(
-            &[
-                "enrol",
-                "--region",
-                "region-g",
-                "--org",
-                "RXG",
-                "--setting",
-                "minor-injuries",
-            ],
-            &[],
-        )
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let code = central.enrolment_code(&[
+        "--region",
+        "region-g",
+        "--org",
+        "RXG",
+        "--setting",
+        "minor-injuries",
+    ]);
     central.start();
 
     let mut config = DeviceConfig::new(tmp.path().join("device"));

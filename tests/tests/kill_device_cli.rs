@@ -72,24 +72,14 @@ fn device_killed_during_sync_and_check_open_keeps_a_consistent_cache_and_exactly
         ],
         &[("CPIS_PIN", "4321")],
     );
-    let code = central
-        .admin(
-            &[
-                "enrol",
-                "--region",
-                "region-k",
-                "--org",
-                "RXK",
-                "--setting",
-                "emergency-department",
-            ],
-            &[],
-        )
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let code = central.enrolment_code(&[
+        "--region",
+        "region-k",
+        "--org",
+        "RXK",
+        "--setting",
+        "emergency-department",
+    ]);
     central.start();
     let dir = tmp.path().join("device").to_string_lossy().to_string();
     run_cpis(

@@ -54,24 +54,8 @@ fn central_with_one_person(
         ],
         &[("CPIS_PIN", "3141")],
     );
-    let code = central
-        .admin(
-            &[
-                "enrol",
-                "--region",
-                region,
-                "--org",
-                "RXL",
-                "--setting",
-                "ambulance",
-            ],
-            &[],
-        )
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let code =
+        central.enrolment_code(&["--region", region, "--org", "RXL", "--setting", "ambulance"]);
     (central, code, person)
 }
 

@@ -19,6 +19,15 @@ use uuid::Uuid;
 const HEADER: &str = "nhs_number,family_name,given_names,date_of_birth,plan_kind,start_date,end_date,due_date,local_id,delete_date\n";
 const LA: &str = "L904";
 const PIN: &str = "5678";
+/// Every device here: an ambulance service in the fault region.
+const ENROL: &[&str] = &[
+    "--region",
+    "region-f",
+    "--org",
+    "RXF",
+    "--setting",
+    "ambulance",
+];
 
 fn nhs(i: u32) -> String {
     NhsNumber::test_range(500_000 + i).as_digits()
@@ -130,6 +139,15 @@ impl Fixture {
     }
 }
 
+/// Small pages and short deadlines, so faults bite mid-download and tests stay quick.
+fn device_config(dir: &Path) -> DeviceConfig {
+    let mut config = DeviceConfig::new(dir);
+    config.page_limit = 50;
+    config.request_timeout = Duration::from_millis(1500);
+    config.live_check_deadline = Duration::from_millis(800);
+    config
+}
+
 async fn setup(dir: &Path) -> (Fixture, Device) {
     let tmp = tempfile::tempdir_in(dir).unwrap();
     let db = format!("sqlite:{}", tmp.path().join("central.sqlite").display());
@@ -164,24 +182,7 @@ async fn setup(dir: &Path) -> (Fixture, Device) {
         ],
         &[("CPIS_PIN", PIN)],
     );
-    let code = central
-        .admin(
-            &[
-                "enrol",
-                "--region",
-                "region-f",
-                "--org",
-                "RXF",
-                "--setting",
-                "ambulance",
-            ],
-            &[],
-        )
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let code = central.enrolment_code(ENROL);
     central.start();
     let proxy = FaultProxy::start(format!("127.0.0.1:{}", central.port).parse().unwrap()).await;
     let mut fixture = Fixture {
@@ -193,11 +194,7 @@ async fn setup(dir: &Path) -> (Fixture, Device) {
         events: vec![],
     };
     fixture.upload(400);
-    let mut config = DeviceConfig::new(fixture.tmp.path().join("device"));
-    config.page_limit = 50;
-    config.request_timeout = Duration::from_millis(1500);
-    config.live_check_deadline = Duration::from_millis(800);
-    let mut device = Device::open(config).unwrap();
+    let mut device = Device::open(device_config(&fixture.tmp.path().join("device"))).unwrap();
     device.enrol(&fixture.proxy.url(), &code).await.unwrap();
     device.sign_in("fault.user", PIN).await.unwrap();
     fixture
@@ -309,6 +306,27 @@ async fn every_fault_ends_with_the_cache_equal_to_the_region_and_events_exactly_
     assert_eq!(device.cache_digest().unwrap(), before);
     f.assert_converges(&mut device, "replayed old page").await;
 
+    // A replayed empty page at the device's own cursor passes continuity, but it carries the
+    // central's time of then, so it must not make the copy look fresher than it is.
+    device.sync(&|_| {}).await.unwrap();
+    let as_of = device.status().await.last_sync_at.expect("synced");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    f.upload(20);
+    f.proxy.inject("/v1/feed", Fault::ReplayLatestPage, 1);
+    let replayed = device.sync(&|_| {}).await.unwrap();
+    assert_eq!(replayed.records, 0);
+    // (The first stamp is the earlier of the page's time and the device's clock at the start of
+    // that sync, so the two may differ by the few milliseconds the page took; never by the second
+    // slept since.)
+    let after = device.status().await.last_sync_at.expect("synced");
+    assert!(
+        after - as_of < chrono::Duration::milliseconds(500),
+        "a replayed page must not freshen the data age: {as_of} then {after}"
+    );
+    f.assert_converges(&mut device, "replayed empty page at the cursor")
+        .await;
+    assert!(device.status().await.last_sync_at.unwrap() > as_of);
+
     // A duplicated acknowledgement: the batch arrives twice; the second answer says duplicate.
     f.queue_events(&mut device, 3).await;
     f.proxy.inject("/v1/events", Fault::Duplicate, 1);
@@ -320,10 +338,7 @@ async fn every_fault_ends_with_the_cache_equal_to_the_region_and_events_exactly_
     let dir = f.tmp.path().join("device");
     for (label, offset) in [("clock two days fast", 2), ("clock two days slow", -2)] {
         drop(device);
-        let mut config = DeviceConfig::new(&dir);
-        config.page_limit = 50;
-        config.request_timeout = Duration::from_millis(1500);
-        config.live_check_deadline = Duration::from_millis(800);
+        let mut config = device_config(&dir);
         config.clock_offset = chrono::Duration::days(offset);
         device = Device::open(config).unwrap();
         device.sign_in("fault.user", PIN).await.unwrap();
@@ -346,4 +361,50 @@ async fn every_fault_ends_with_the_cache_equal_to_the_region_and_events_exactly_
             );
         }
     }
+}
+
+/// Regression: a first download cut off after its first page left the copy stamped "last updated
+/// just now", so a miss on a mostly empty copy looked fresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_download_cut_off_halfway_leaves_a_miss_stale_and_saying_the_copy_is_incomplete() {
+    let base = tempfile::tempdir().unwrap();
+    let (f, _first_device) = setup(base.path()).await;
+    let code = f.central.enrolment_code(ENROL);
+    let mut device = Device::open(device_config(&f.tmp.path().join("second-device"))).unwrap();
+    device.enrol(&f.proxy.url(), &code).await.unwrap();
+    device.sign_in("fault.user", PIN).await.unwrap();
+    f.proxy.clear();
+    f.proxy
+        .inject("/v1/feed?after=50", Fault::CutBeforeForward, 100);
+    assert!(device.sync(&|_| {}).await.is_err());
+    let status = device.status().await;
+    assert_eq!(status.cursor, 50, "the first page was applied");
+    assert_eq!(status.last_sync_at, None);
+    assert!(status.stale);
+
+    let view = cached_miss(&f.proxy, &mut device).await;
+    assert_eq!(view.outcome, CheckOutcome::NoRecord, "{view:?}");
+    assert!(view.stale, "a miss on a half-downloaded copy is stale");
+    assert!(
+        view.caveats.iter().any(|c| c.contains("incomplete")),
+        "{:?}",
+        view.caveats
+    );
+
+    f.proxy.clear();
+    device.sync(&|_| {}).await.unwrap();
+    assert_eq!(device.cache_digest().unwrap(), f.central_digest());
+    let view = cached_miss(&f.proxy, &mut device).await;
+    assert_eq!(view.outcome, CheckOutcome::NoRecord);
+    assert!(!view.stale);
+    assert!(!view.caveats.iter().any(|c| c.contains("incomplete")));
+}
+
+/// A check of someone on no register, answered by the cache (the live check is refused).
+async fn cached_miss(proxy: &FaultProxy, device: &mut Device) -> cpis_device::views::CheckView {
+    proxy.inject("/v1/check", Fault::Status(503), 2);
+    let unknown = NhsNumber::test_range(900_000 - 1).as_digits();
+    let view = device.check(&unknown, CheckRequest::default()).await;
+    proxy.clear();
+    view
 }

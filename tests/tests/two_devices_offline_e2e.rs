@@ -159,46 +159,26 @@ fn two_regions_offline_checks_then_reconnect_deliver_exactly_the_expected_notifi
         ],
         &[("CPIS_PIN", "2222")],
     );
-    let code_a = central
-        .admin(
-            &[
-                "enrol",
-                "--region",
-                "region-a",
-                "--org",
-                "RXA",
-                "--setting",
-                "ambulance",
-                "--org-name",
-                "Test Ambulance Service",
-            ],
-            &[],
-        )
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
-    let code_b = central
-        .admin(
-            &[
-                "enrol",
-                "--region",
-                "region-b",
-                "--org",
-                "RXB",
-                "--setting",
-                "ooh-gp",
-                "--org-name",
-                "Test Out Of Hours",
-            ],
-            &[],
-        )
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let code_a = central.enrolment_code(&[
+        "--region",
+        "region-a",
+        "--org",
+        "RXA",
+        "--setting",
+        "ambulance",
+        "--org-name",
+        "Test Ambulance Service",
+    ]);
+    let code_b = central.enrolment_code(&[
+        "--region",
+        "region-b",
+        "--org",
+        "RXB",
+        "--setting",
+        "ooh-gp",
+        "--org-name",
+        "Test Out Of Hours",
+    ]);
     let dev_a = tmp.path().join("device-a");
     let dev_b = tmp.path().join("device-b");
     device(

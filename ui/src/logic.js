@@ -153,7 +153,7 @@ export function dataAgeWording(source, ageSeconds) {
 /** The stale warning, or null when the data is fresh enough. */
 export function staleWarning(stale, ageSeconds) {
   if (!stale) return null;
-  const age = ageSeconds === null || ageSeconds === undefined ? 'has never been updated' : `was last updated ${agoWording(ageSeconds)}`;
+  const age = ageSeconds === null || ageSeconds === undefined ? 'has not yet finished a download from the central service, so most records may be missing' : `was last updated ${agoWording(ageSeconds)}`;
   return `This device's copy is out of date: it ${age}. Records added since then are not shown. Connect to sync, or phone the local authority emergency duty team if you are unsure.`;
 }
 

@@ -82,6 +82,8 @@ test('data age wording names the source', () => {
 test('stale warning only when stale, with the age', () => {
   assert.equal(L.staleWarning(false, 999999), null);
   assert.match(L.staleWarning(true, 2 * 86400), /out of date: it was last updated 2 days ago/);
+  // A copy whose first download has not finished is never presented as merely old.
+  assert.match(L.staleWarning(true, null), /has not yet finished a download from the central service, so most records may be missing/);
 });
 
 test('open-alert wording for notifying and silent readers', () => {

@@ -23,7 +23,7 @@ pub fn miss_caveats(source: Source, data_as_of: Option<DateTime<Utc>>) -> Vec<St
             "This answer comes from this device's copy, last updated {}: changes since then are not shown.",
             at.format("%d %b %Y at %H:%M UTC")
         ),
-        (Source::Cache, None) => "This device's copy has never been updated from the central service.".to_string(),
+        (Source::Cache, None) => "This device's copy is incomplete: it has not yet finished a download from the central service, so most records may be missing.".to_string(),
     };
     vec![
         freshness,

@@ -77,10 +77,24 @@ fn open_la(data: &DataKey, ods: &OdsCode, sealed: &[u8]) -> Result<LocalAuthorit
 /// Drops every cached flag and LA and rewinds the cursor, so the next sync downloads afresh.
 pub(super) fn clear_cache(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(
-        "DELETE FROM flags; DELETE FROM local_authorities;
-         DELETE FROM meta WHERE key IN ('cursor', 'last_sync_at');",
+        "DELETE FROM flags; DELETE FROM flags_staged; DELETE FROM local_authorities;
+         DELETE FROM meta WHERE key IN ('cursor', 'last_sync_at', 'staging');",
     )
     .ctx("clearing the cache")
+}
+
+/// The staged flags as they stand: the newest row of each blind index, removals left out, in
+/// blind-index order (so moving them into `flags` appends to its B-tree).
+const STAGED_FLAGS: &str = "SELECT blind_index, sealed, seq FROM (
+        SELECT blind_index, sealed, seq,
+               row_number() OVER (PARTITION BY blind_index ORDER BY seq DESC) AS newest
+        FROM flags_staged)
+    WHERE newest = 1 AND sealed IS NOT NULL
+    ORDER BY blind_index";
+
+fn flags_empty(conn: &Connection) -> Result<bool, StoreError> {
+    conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM flags)", [], |r| r.get(0))
+        .ctx("reading whether the cache is empty")
 }
 
 /// Checks the page against the cursor and region, then writes its operations and the new cursor.
@@ -127,13 +141,29 @@ pub(super) fn apply_page_in(
         ops: page.ops.len(),
         ..Default::default()
     };
-    let mut put_flag = tx
-        .prepare_cached(
-            "INSERT OR REPLACE INTO flags (blind_index, sealed, seq) VALUES (?1, ?2, ?3)",
+    // A download from nothing that spans several pages is staged (migration 0002 says why).
+    let staging = match get_meta(tx, meta_keys::STAGING)? {
+        Some(_) => true,
+        None if page.after == 0 && page.has_more && flags_empty(tx)? => {
+            put_meta(tx, meta_keys::STAGING, "1")?;
+            true
+        }
+        None => false,
+    };
+    let (put_sql, remove_sql) = if staging {
+        (
+            "INSERT INTO flags_staged (blind_index, sealed, seq) VALUES (?1, ?2, ?3)",
+            "INSERT INTO flags_staged (blind_index, sealed, seq) VALUES (?1, NULL, ?2)",
         )
-        .ctx("preparing flag writes")?;
+    } else {
+        (
+            "INSERT OR REPLACE INTO flags (blind_index, sealed, seq) VALUES (?1, ?2, ?3)",
+            "DELETE FROM flags WHERE blind_index = ?1",
+        )
+    };
+    let mut put_flag = tx.prepare_cached(put_sql).ctx("preparing flag writes")?;
     let mut remove_flag = tx
-        .prepare_cached("DELETE FROM flags WHERE blind_index = ?1")
+        .prepare_cached(remove_sql)
         .ctx("preparing flag removals")?;
     let mut put_la = tx
         .prepare_cached("INSERT OR REPLACE INTO local_authorities (ods, sealed) VALUES (?1, ?2)")
@@ -157,9 +187,12 @@ pub(super) fn apply_page_in(
             }
             FeedChange::RemoveFlag { nhs_number } => {
                 let blind = keys.index.blind_index(nhs_number);
-                remove_flag
-                    .execute(params![&blind[..]])
-                    .ctx("removing a flag")?;
+                if staging {
+                    remove_flag.execute(params![&blind[..], op.seq as i64])
+                } else {
+                    remove_flag.execute(params![&blind[..]])
+                }
+                .ctx("removing a flag")?;
                 applied.removes += 1;
             }
             FeedChange::PutLa { la } => {
@@ -179,8 +212,23 @@ pub(super) fn apply_page_in(
             }
         }
     }
+    drop((put_flag, remove_flag, put_la, remove_la));
+    if staging && !page.has_more {
+        // Caught up: one sorted move, in this page's transaction.
+        tx.execute(
+            &format!("INSERT OR REPLACE INTO flags (blind_index, sealed, seq) SELECT blind_index, sealed, seq FROM ({STAGED_FLAGS})"),
+            [],
+        )
+        .ctx("moving the staged download into place")?;
+        tx.execute_batch("DELETE FROM flags_staged; DELETE FROM meta WHERE key = 'staging';")
+            .ctx("clearing the staged download")?;
+    }
     put_meta(tx, meta_keys::CURSOR, &page.last.to_string())?;
-    put_meta(tx, meta_keys::LAST_SYNC_AT, &ts(now))?;
+    // The copy is "as of" a moment only once it has caught up with the central's head: halfway
+    // through a download part of it is newer and part older, and a miss must not look fresh then.
+    if !page.has_more {
+        put_meta(tx, meta_keys::LAST_SYNC_AT, &ts(now))?;
+    }
     Ok(applied)
 }
 
@@ -216,7 +264,8 @@ pub fn region_digest<'a>(
 impl DeviceStore {
     /// Applies a verified page in ONE transaction with its cursor: fails with
     /// `CursorMismatch { expected, got }` (nothing written) unless `page.after` equals the cursor;
-    /// applies its operations; sets the cursor to `page.last` and `last_sync_at` to `now`.
+    /// applies its operations; sets the cursor to `page.last` and, when the page reaches the central's
+    /// head (`!has_more`), `last_sync_at` to `now`.
     pub fn apply_page(
         &mut self,
         keys: &CacheKeys,
@@ -248,6 +297,21 @@ impl DeviceStore {
             .query_row([&blind[..]], |r| r.get(0))
             .optional()
             .ctx("looking up a flag")?;
+        let sealed = match sealed {
+            Some(s) => Some(s),
+            // Halfway through a staged first download the person may be waiting to move into
+            // place: a slow scan, but only then (the table is empty otherwise).
+            None => self
+                .conn
+                .prepare_cached(
+                    "SELECT sealed FROM flags_staged WHERE blind_index = ?1 ORDER BY seq DESC LIMIT 1",
+                )
+                .ctx("preparing a staged lookup")?
+                .query_row([&blind[..]], |r| r.get::<_, Option<Vec<u8>>>(0))
+                .optional()
+                .ctx("looking up a staged flag")?
+                .flatten(),
+        };
         let Some(sealed) = sealed else {
             return Ok(None);
         };
@@ -280,7 +344,12 @@ impl DeviceStore {
 
     pub fn flag_count(&self) -> Result<u64, StoreError> {
         self.conn
-            .prepare_cached("SELECT count(*) FROM flags")
+            // Halfway through a staged download this counts people staged (a person put and then
+            // removed within the same download counts until the move): a progress figure, cheap.
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM flags)
+                      + (SELECT count(DISTINCT blind_index) FROM flags_staged WHERE sealed IS NOT NULL)",
+            )
             .ctx("counting flags")?
             .query_row([], |r| r.get::<_, i64>(0))
             .ctx("counting flags")
@@ -294,7 +363,10 @@ impl DeviceStore {
         {
             let mut stmt = self
                 .conn
-                .prepare("SELECT blind_index, sealed FROM flags")
+                .prepare(&format!(
+                    "SELECT blind_index, sealed FROM flags
+                     UNION ALL SELECT blind_index, sealed FROM ({STAGED_FLAGS})"
+                ))
                 .ctx("reading flags")?;
             let mut rows = stmt.query([]).ctx("reading flags")?;
             while let Some(row) = rows.next().ctx("reading flags")? {

@@ -8,10 +8,16 @@ use super::{SqlContext, StoreError};
 use crate::crypto::hazmat;
 
 /// Every device migration, in order: (file name, SQL text). Append only.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init.sql",
-    include_str!("../../../../migrations/device/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init.sql",
+        include_str!("../../../../migrations/device/0001_init.sql"),
+    ),
+    (
+        "0002_staged_download.sql",
+        include_str!("../../../../migrations/device/0002_staged_download.sql"),
+    ),
+];
 
 /// The checksum recorded for a migration: SHA-256 hex of its text with line endings normalised, so a
 /// checkout that rewrites LF to CRLF does not look like an edited migration.

@@ -55,6 +55,8 @@ mod meta_keys {
     pub const LEASE_EXPIRES_AT: &str = "lease_expires_at";
     pub const LEASE_MAC: &str = "lease_mac";
     pub const NEXT_DEVICE_SEQ: &str = "next_device_seq";
+    /// Present while a first download is being staged (migration 0002).
+    pub const STAGING: &str = "staging";
 
     pub const RESERVED: &[&str] = &[
         DEVICE_ID,
@@ -70,6 +72,7 @@ mod meta_keys {
         LEASE_EXPIRES_AT,
         LEASE_MAC,
         NEXT_DEVICE_SEQ,
+        STAGING,
     ];
 }
 

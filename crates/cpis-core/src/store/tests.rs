@@ -599,6 +599,46 @@ fn apply_page_with_a_wrong_cursor_changes_nothing() {
     );
 }
 
+/// Regression: a download cut off before the central's head stamped the copy "last updated now",
+/// so a miss on a half-filled copy looked fresh.
+#[test]
+fn a_download_cut_off_before_the_head_does_not_count_as_an_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _c, unlocked) = ready(dir.path());
+    let keys = &unlocked.keys;
+    let mut first = page(0, vec![put(1), put(2)]);
+    first.head = 4;
+    first.has_more = true;
+    store.apply_page(keys, &first, t0()).unwrap();
+    assert_eq!(store.cursor().unwrap(), 2);
+    assert_eq!(store.last_sync_at().unwrap(), None, "not caught up yet");
+
+    store
+        .apply_page(
+            keys,
+            &page(2, vec![put(3), put(4)]),
+            t0() + Duration::hours(1),
+        )
+        .unwrap();
+    assert_eq!(
+        store.last_sync_at().unwrap(),
+        Some(t0() + Duration::hours(1))
+    );
+
+    // A later delta cut off halfway keeps the time of the last complete catch-up.
+    let mut delta = page(4, vec![put(5)]);
+    delta.head = 6;
+    delta.has_more = true;
+    store
+        .apply_page(keys, &delta, t0() + Duration::hours(2))
+        .unwrap();
+    assert_eq!(store.cursor().unwrap(), 5);
+    assert_eq!(
+        store.last_sync_at().unwrap(),
+        Some(t0() + Duration::hours(1))
+    );
+}
+
 #[test]
 fn removals_delete_flags_and_local_authorities_and_puts_replace() {
     let dir = tempfile::tempdir().unwrap();
@@ -759,6 +799,85 @@ fn the_cache_digest_matches_the_region_digest_of_the_same_records() {
         region_digest(&flags, &las)
     );
     assert_eq!(store.cache_digest(keys).unwrap().len(), 64);
+}
+
+/// A first download of many pages is staged in feed order and moved into place when it reaches
+/// the head; halfway, the staged records already answer, removals included, and the result is the
+/// same copy as applying every page directly.
+#[test]
+fn a_first_download_of_many_pages_is_staged_and_moved_into_place_at_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _c, unlocked) = ready(dir.path());
+    let keys = &unlocked.keys;
+    let staged_rows = |store: &DeviceStore| -> i64 {
+        store
+            .conn()
+            .query_row("SELECT count(*) FROM flags_staged", [], |r| r.get(0))
+            .unwrap()
+    };
+    let remove = |i: u32| FeedChange::RemoveFlag {
+        nhs_number: NhsNumber::test_range(i),
+    };
+    let mut renamed = flag(1);
+    renamed.given_names = "Renamed".into();
+    let pages = [
+        vec![FeedChange::PutLa { la: la(1) }, put(1), put(2), put(3)],
+        vec![
+            remove(2),
+            FeedChange::PutFlag {
+                record: renamed.clone(),
+            },
+            put(4),
+        ],
+        vec![put(5), remove(4), put(4)],
+    ];
+    let head = pages.iter().map(|p| p.len() as u64).sum::<u64>();
+    let mut cursor = 0;
+    for (k, changes) in pages.iter().enumerate() {
+        let mut p = page(cursor, changes.clone());
+        p.head = head;
+        p.has_more = k + 1 < pages.len();
+        store.apply_page(keys, &p, t0()).unwrap();
+        cursor = p.last;
+        if k == 1 {
+            assert!(staged_rows(&store) > 0, "staged while the download runs");
+            let (found, _) = store
+                .lookup(keys, &NhsNumber::test_range(1))
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                found.given_names, "Renamed",
+                "the newest staged row answers"
+            );
+            assert!(store
+                .lookup(keys, &NhsNumber::test_range(2))
+                .unwrap()
+                .is_none());
+        }
+    }
+    assert_eq!(staged_rows(&store), 0, "moved into place at the head");
+    assert!(store.get_meta("staging").unwrap().is_none());
+    let expected: Vec<FlagRecord> = vec![renamed, flag(3), flag(4), flag(5)];
+    assert_eq!(store.flag_count().unwrap(), 4);
+    assert_eq!(
+        store.cache_digest(keys).unwrap(),
+        region_digest(&expected, &[la(1)])
+    );
+    for r in &expected {
+        let (found, la_found) = store.lookup(keys, &r.nhs_number).unwrap().unwrap();
+        assert_eq!(&found, r);
+        assert_eq!(la_found.is_some(), r.local_authority == la_code(1));
+    }
+
+    // Later deltas go straight into place.
+    store
+        .apply_page(keys, &page(cursor, vec![remove(3)]), t0())
+        .unwrap();
+    assert_eq!(staged_rows(&store), 0);
+    assert!(store
+        .lookup(keys, &NhsNumber::test_range(3))
+        .unwrap()
+        .is_none());
 }
 
 // ---------------------------------------------------------------- the vault
@@ -1423,10 +1542,16 @@ fn an_unenrolled_device_cannot_queue_events() {
 /// Shipped migrations are append-only: their text is part of every installed device's history.
 #[test]
 fn shipped_migrations_never_change() {
-    const SHIPPED: &[(&str, &str)] = &[(
-        "0001_init.sql",
-        "80227c5c0ad1cb99af1c5d64571e33b056565be59d56a6749090be1b97522d0e",
-    )];
+    const SHIPPED: &[(&str, &str)] = &[
+        (
+            "0001_init.sql",
+            "80227c5c0ad1cb99af1c5d64571e33b056565be59d56a6749090be1b97522d0e",
+        ),
+        (
+            "0002_staged_download.sql",
+            "0f9f35f9d1e3908716e4ebe531dfe3852c80f7773bb6236a2d197502adbe6559",
+        ),
+    ];
     assert_eq!(
         MIGRATIONS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
         SHIPPED.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
