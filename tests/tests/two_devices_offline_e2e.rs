@@ -262,4 +262,25 @@ fn two_regions_offline_checks_then_reconnect_deliver_exactly_the_expected_notifi
     assert_eq!(got_b.len(), 1);
     assert_eq!(got_b[0]["event_id"], b1_id.as_str());
     assert!(within(&got_b[0], b1_before, b1_after));
+
+    // The information-governance view: who asked the central about A1 online (never the offline
+    // checks, which stay in each device's own audit log), without printing the number.
+    let out = central.admin(&["lookups", "--nhs", &nhs(1), "--json"], &[]);
+    assert!(!out.contains(&nhs(1)), "the NHS number is never printed");
+    let lookups: Value = serde_json::from_str(&out).unwrap();
+    let users: std::collections::BTreeSet<&str> = lookups["lookups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            assert_eq!(l["found"], true);
+            l["user_id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(users, ["gp.b", "para.a"].into_iter().collect());
+    let out = central.admin(&["lookups", "--nhs", &nhs(2)], &[]);
+    assert!(
+        out.contains("no live checks"),
+        "A2 was only checked offline: {out}"
+    );
 }

@@ -28,8 +28,8 @@ use zeroize::Zeroizing;
 use crate::auth::{self, PinAuthenticator, SignInError, UserAuthenticator};
 use crate::error::ApiFailure;
 use crate::store::{
-    DeviceRecord, EnrolRefusal, Ingested, NewDevice, NewEnrolment, PeopleUpload, Store, StoreError,
-    StoredKeys, WebhookChange,
+    DeviceRecord, EnrolRefusal, Ingested, LiveLookup, NewDevice, NewEnrolment, PeopleUpload, Store,
+    StoreError, StoredKeys, WebhookChange,
 };
 use crate::upload;
 
@@ -741,6 +741,19 @@ impl Central {
             .flag(&req.nhs_number)
             .await?
             .and_then(|r| visible_record(r, today, &self.rules));
+        // Every answered lookup is kept, found or not, silent or not: an insider's online searches
+        // leave a trail the information-governance officer can read (`cpis central lookups`).
+        self.store
+            .record_lookup(
+                &req.nhs_number,
+                &LiveLookup {
+                    at: Utc::now(),
+                    device_id: device.id,
+                    user_id: req.user_id.clone(),
+                    found: record.is_some(),
+                },
+            )
+            .await?;
         let Some(record) = record else {
             return Ok(LiveCheckResponse {
                 outcome: LiveOutcome::NoRecord,

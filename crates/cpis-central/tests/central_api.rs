@@ -946,6 +946,23 @@ async fn the_live_check_applies_visibility_records_the_access_once_and_shows_his
         .unwrap();
     assert_eq!(r.outcome, LiveOutcome::NoRecord);
     assert!(r.record.is_none() && !r.access_recorded);
+    // Every answered lookup is kept against the person asked about, found or not, newest first.
+    let kept = c.store.lookups_of(&nhs(1), 10).await.unwrap();
+    assert_eq!(kept.len(), 2);
+    assert!(kept
+        .iter()
+        .all(|l| l.device_id == device.id && l.user_id == "para1" && l.found));
+    assert!(kept[0].at >= kept[1].at);
+    let missed = c
+        .store
+        .lookups_of(
+            &NhsNumber::test_range(cpis_central::demo::GUARANTEED_MISS_FROM),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(missed.len(), 1);
+    assert!(!missed[0].found);
     // A malformed NHS number is a refusal with a reason.
     let r = device
         .post(
@@ -1404,6 +1421,10 @@ async fn an_events_setting_and_activity_are_the_centrals_not_what_the_device_cla
         let e = refused(r, 403).await;
         assert_eq!(e.error, "wrong_organisation", "{user}");
     }
+    assert!(
+        c.store.lookups_of(&nhs(1), 10).await.unwrap().is_empty(),
+        "a refused lookup is not answered, so not kept as one"
+    );
     assert_eq!(c.store.event_count().await.unwrap(), 3);
     c.shutdown().await;
 }

@@ -14,7 +14,7 @@ use cpis_central::demo;
 use cpis_central::server::{CentralConfig, TlsFiles};
 use cpis_central::store::{DeviceSummary, WebhookChange};
 use cpis_central::Central;
-use cpis_core::{Activity, CareSetting, LocalAuthority, OdsCode, Region};
+use cpis_core::{Activity, CareSetting, LocalAuthority, NhsNumber, OdsCode, Region};
 use uuid::Uuid;
 
 #[derive(Args)]
@@ -124,6 +124,17 @@ enum CentralCommand {
         la: String,
         #[arg(long, default_value_t = 0)]
         after: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Who asked the central about this person in a live check (device, user, when, found or not),
+    /// newest first: the information-governance officer's view. The NHS number is read from the
+    /// argument and never printed.
+    Lookups {
+        #[arg(long)]
+        nhs: String,
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
         #[arg(long)]
         json: bool,
     },
@@ -377,6 +388,25 @@ async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
                         n.org_ods,
                         n.setting.in_words(),
                         n.received_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    );
+                }
+            }
+        }
+        CentralCommand::Lookups { nhs, limit, json } => {
+            let nhs = NhsNumber::parse(&nhs).context("--nhs")?;
+            let lookups = store.lookups_of(&nhs, limit).await?;
+            if json {
+                print_json(&serde_json::json!({ "lookups": lookups }))?;
+            } else if lookups.is_empty() {
+                println!("no live checks of this person at the central");
+            } else {
+                for l in &lookups {
+                    println!(
+                        "{} user {} on device {}: {}",
+                        l.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        l.user_id,
+                        l.device_id,
+                        if l.found { "record found" } else { "no record" }
                     );
                 }
             }

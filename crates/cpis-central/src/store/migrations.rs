@@ -14,15 +14,27 @@ impl Migration {
     }
 }
 
-pub const SQLITE: &[Migration] = &[Migration {
-    name: "0001_init.sql",
-    sql: include_str!("../../../../migrations/central/sqlite/0001_init.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        name: "0001_init.sql",
+        sql: include_str!("../../../../migrations/central/sqlite/0001_init.sql"),
+    },
+    Migration {
+        name: "0002_live_lookups.sql",
+        sql: include_str!("../../../../migrations/central/sqlite/0002_live_lookups.sql"),
+    },
+];
 
-pub const POSTGRES: &[Migration] = &[Migration {
-    name: "0001_init.sql",
-    sql: include_str!("../../../../migrations/central/postgres/0001_init.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        name: "0001_init.sql",
+        sql: include_str!("../../../../migrations/central/postgres/0001_init.sql"),
+    },
+    Migration {
+        name: "0002_live_lookups.sql",
+        sql: include_str!("../../../../migrations/central/postgres/0002_live_lookups.sql"),
+    },
+];
 
 #[cfg(test)]
 mod tests {
@@ -40,6 +52,16 @@ mod tests {
             "postgres",
             "0001_init.sql",
             "b1a72ae0d7f2a01e663e6e024f0962af76ff6917e7cdefe6a85c0daba64e8e86",
+        ),
+        (
+            "sqlite",
+            "0002_live_lookups.sql",
+            "706ff27a352f1661961dbc745095b26ad931d0d09017b33655129276e116b3b4",
+        ),
+        (
+            "postgres",
+            "0002_live_lookups.sql",
+            "1dd64813ccc3b0e8de02bc97ece510af1f4090517d4189992195677be2423158",
         ),
     ];
 

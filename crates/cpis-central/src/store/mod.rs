@@ -177,6 +177,16 @@ impl fmt::Debug for DeviceRecord {
     }
 }
 
+/// One live check as the central answered it: which device and user asked, when, and whether a
+/// record was found. Kept against the person asked about (see migration 0002_live_lookups).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveLookup {
+    pub at: DateTime<Utc>,
+    pub device_id: Uuid,
+    pub user_id: String,
+    pub found: bool,
+}
+
 /// A device as the admin's `devices` listing shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceSummary {
@@ -391,6 +401,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<AccessEvent>>;
     async fn event_count(&self) -> StoreResult<u64>;
+    /// Records one live check (found or not) against the person asked about.
+    async fn record_lookup(&self, nhs: &NhsNumber, lookup: &LiveLookup) -> StoreResult<()>;
+    /// Who asked the central about this person, newest first, at most `limit`.
+    async fn lookups_of(&self, nhs: &NhsNumber, limit: u32) -> StoreResult<Vec<LiveLookup>>;
     /// An LA's notifications with `seq > after`, in order, at most `limit`.
     async fn notification_page(
         &self,

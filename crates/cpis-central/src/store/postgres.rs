@@ -23,8 +23,8 @@ use super::migrations::POSTGRES;
 use super::sqlite::feed_op_name;
 use super::{
     flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, FeedSlice, ImportApplied,
-    Ingested, LaRecord, NewDevice, NewEnrolment, PendingDelivery, PeopleUpload, RegionRecord,
-    Store, StoreError, StoreResult, StoredKeys, UserRecord, WebhookChange,
+    Ingested, LaRecord, LiveLookup, NewDevice, NewEnrolment, PendingDelivery, PeopleUpload,
+    RegionRecord, Store, StoreError, StoreResult, StoredKeys, UserRecord, WebhookChange,
 };
 
 const POOL_SIZE: usize = 16;
@@ -1077,6 +1077,44 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(StoreError::from))
             .collect()
+    }
+
+    async fn record_lookup(&self, nhs: &NhsNumber, lookup: &LiveLookup) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO live_lookups (nhs_number, at, device_id, user_id, found)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &nhs.as_digits(),
+                    &lookup.at,
+                    &lookup.device_id,
+                    &lookup.user_id,
+                    &lookup.found,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn lookups_of(&self, nhs: &NhsNumber, limit: u32) -> StoreResult<Vec<LiveLookup>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT at, device_id, user_id, found FROM live_lookups WHERE nhs_number = $1
+                 ORDER BY at DESC, id DESC LIMIT $2",
+                &[&nhs.as_digits(), &i64::from(limit)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| LiveLookup {
+                at: r.get(0),
+                device_id: r.get(1),
+                user_id: r.get(2),
+                found: r.get(3),
+            })
+            .collect())
     }
 
     async fn event_count(&self) -> StoreResult<u64> {

@@ -18,8 +18,8 @@ use zeroize::Zeroizing;
 use super::migrations::{Migration, SQLITE};
 use super::{
     flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, FeedSlice, ImportApplied,
-    Ingested, LaRecord, NewDevice, NewEnrolment, PendingDelivery, PeopleUpload, RegionRecord,
-    Store, StoreError, StoreResult, StoredKeys, UserRecord, WebhookChange,
+    Ingested, LaRecord, LiveLookup, NewDevice, NewEnrolment, PendingDelivery, PeopleUpload,
+    RegionRecord, Store, StoreError, StoreResult, StoredKeys, UserRecord, WebhookChange,
 };
 
 const READERS: usize = 4;
@@ -1113,6 +1113,58 @@ impl Store for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 out.push(serde_json::from_str(&row?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record_lookup(&self, nhs: &NhsNumber, lookup: &LiveLookup) -> StoreResult<()> {
+        let digits = nhs.as_digits();
+        let lookup = lookup.clone();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO live_lookups (nhs_number, at, device_id, user_id, found)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                digits,
+                ts(lookup.at),
+                lookup.device_id.to_string(),
+                lookup.user_id,
+                lookup.found
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn lookups_of(&self, nhs: &NhsNumber, limit: u32) -> StoreResult<Vec<LiveLookup>> {
+        let digits = nhs.as_digits();
+        self.read(move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT at, device_id, user_id, found FROM live_lookups WHERE nhs_number = ?1
+                 ORDER BY at DESC, id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![digits, limit], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, bool>(3)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (at, device_id, user_id, found) = row?;
+                out.push(LiveLookup {
+                    at: parse_ts(&at)?,
+                    device_id: Uuid::parse_str(&device_id).map_err(|_| {
+                        StoreError::Corrupt("a looked-up device id does not parse".into())
+                    })?,
+                    user_id,
+                    found,
+                });
             }
             Ok(out)
         })
