@@ -63,9 +63,9 @@ pub fn spec() -> Value {
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 5000, "default": 1000 } }
                 ],
                 "responses": responses("SignedPage", &["400", "401", "403"]) } },
-            "/v1/events": { "post": { "summary": "Deliver sealed access events (idempotent on event id; at most 500)", "security": device,
+            "/v1/events": { "post": { "summary": "Deliver sealed access events (idempotent on event id; at most 500). Organisation, setting, role and whether an event notifies come from the central's records, not the event", "security": device,
                 "requestBody": body("EventBatch"), "responses": responses("EventBatchResult", &["400", "401", "403", "413", "422"]) } },
-            "/v1/check": { "post": { "summary": "Live check of one NHS number, optionally recording the access", "security": device,
+            "/v1/check": { "post": { "summary": "Live check of one NHS number by a user of the device's organisation (403 otherwise), optionally recording the access; every answered check is kept in the lookup trail", "security": device,
                 "requestBody": body("LiveCheckRequest"), "responses": responses("LiveCheckResponse", &["400", "401", "403", "422"]) } },
             "/v1/la/{ods}/notifications": { "get": { "summary": "The LA's notifications after a cursor", "security": la,
                 "parameters": [ods[0], { "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0 } }],
