@@ -1264,39 +1264,64 @@ impl PostgresStore {
     ) -> Result<Vec<Ingested>, IngestError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let insert = tx
-            .prepare(
-                "INSERT INTO access_events (event_id, device_id, device_seq, device_time, received_at,
-                   nhs_number, user_id, unscheduled, notifies, payload_json)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (event_id) DO NOTHING",
-            )
-            .await?;
+        // One statement for the whole batch (a round trip per event made concurrent batches queue),
+        // rows in event-id order so overlapping batches take the unique index's locks in one order.
         let mut order: Vec<usize> = (0..events.len()).collect();
         order.sort_by_key(|i| events[*i].id);
+        let mut ids = Vec::with_capacity(order.len());
+        let mut devices = Vec::with_capacity(order.len());
+        let mut seqs = Vec::with_capacity(order.len());
+        let mut times = Vec::with_capacity(order.len());
+        let mut people = Vec::with_capacity(order.len());
+        let mut users = Vec::with_capacity(order.len());
+        let mut unscheduled = Vec::with_capacity(order.len());
+        let mut notifies = Vec::with_capacity(order.len());
+        let mut payloads = Vec::with_capacity(order.len());
+        for &i in &order {
+            let e = &events[i];
+            ids.push(e.id);
+            devices.push(e.device_id);
+            seqs.push(e.device_seq as i64);
+            times.push(e.device_time);
+            people.push(e.nhs_number.as_digits());
+            users.push(e.accessor.user_id.as_str());
+            unscheduled.push(e.accessor.setting.is_unscheduled());
+            notifies.push(e.notifies);
+            payloads.push(serde_json::to_string(e)?);
+        }
+        let stored: HashSet<Uuid> = tx
+            .query(
+                "INSERT INTO access_events (event_id, device_id, device_seq, device_time, received_at,
+                   nhs_number, user_id, unscheduled, notifies, payload_json)
+                 SELECT e, d, s, t, $5, n, u, us, nt, p
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[], $6::text[],
+                             $7::text[], $8::bool[], $9::bool[], $10::text[])
+                      AS b(e, d, s, t, n, u, us, nt, p)
+                 ON CONFLICT (event_id) DO NOTHING
+                 RETURNING event_id",
+                &[
+                    &ids,
+                    &devices,
+                    &seqs,
+                    &times,
+                    &received_at,
+                    &people,
+                    &users,
+                    &unscheduled,
+                    &notifies,
+                    &payloads,
+                ],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         let mut out = vec![Ingested::AlreadyStored; events.len()];
         let mut notifying = Vec::new();
         for i in order {
-            let e = &events[i];
-            let n = tx
-                .execute(
-                    &insert,
-                    &[
-                        &e.id,
-                        &e.device_id,
-                        &(e.device_seq as i64),
-                        &e.device_time,
-                        &received_at,
-                        &e.nhs_number.as_digits(),
-                        &e.accessor.user_id,
-                        &e.accessor.setting.is_unscheduled(),
-                        &e.notifies,
-                        &serde_json::to_string(e)?,
-                    ],
-                )
-                .await?;
-            if n == 1 {
+            if stored.contains(&events[i].id) {
                 out[i] = Ingested::Stored;
-                if e.notifies {
+                if events[i].notifies {
                     notifying.push(i);
                 }
             }
