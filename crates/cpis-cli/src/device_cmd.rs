@@ -140,7 +140,11 @@ fn print_status(s: &StatusView) {
     );
     println!(
         "Data age:        {}{}",
-        age(s.data_age_seconds),
+        match s.data_age_seconds {
+            // Also the state of a first download that was cut off: the copy is incomplete.
+            None => "none: no download from the central has finished yet".to_string(),
+            age_s => age(age_s),
+        },
         if s.stale { " (STALE)" } else { "" }
     );
     println!(
