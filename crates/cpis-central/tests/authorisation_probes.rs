@@ -76,6 +76,7 @@ async fn send(
 
 /// A body just over the endpoint's limit. The central may answer 413 before the body is all sent, which
 /// can cut the upload short on the client's side: that is retried, the refusal is what is checked.
+/// Each try has its own client, so a connection the central cut short never serves a later request.
 async fn send_oversized(
     c: &TestCentral,
     path: &str,
@@ -85,8 +86,7 @@ async fn send_oversized(
 ) -> reqwest::Response {
     for _ in 0..5 {
         let url = format!("{}{path}", c.url);
-        let r = c
-            .http
+        let r = reqwest::Client::new()
             .post(url)
             .bearer_auth(token)
             .header("content-type", content_type)

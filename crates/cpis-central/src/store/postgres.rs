@@ -1354,30 +1354,54 @@ impl PostgresStore {
                     .push((i, record));
             }
         }
-        for (la, items) in by_la {
-            let last: i64 = tx
-                .query_one(
-                    "UPDATE local_authorities SET notify_seq = notify_seq + $2 WHERE ods = $1 RETURNING notify_seq",
-                    &[&la, &(items.len() as i64)],
+        if !by_la.is_empty() {
+            // The LA rows are locked in ODS order by one statement (concurrent batches never
+            // deadlock), then every LA's numbers are taken by one more and every notification
+            // written by a third: the locks are held for three round trips and the commit, not two
+            // round trips per LA.
+            let las: Vec<&str> = by_la.keys().map(String::as_str).collect();
+            let counts: Vec<i64> = by_la.values().map(|items| items.len() as i64).collect();
+            tx.execute(
+                "SELECT 1 FROM local_authorities WHERE ods = ANY($1) ORDER BY ods FOR UPDATE",
+                &[&las],
+            )
+            .await?;
+            let last: HashMap<String, i64> = tx
+                .query(
+                    "UPDATE local_authorities AS l SET notify_seq = l.notify_seq + c.n
+                     FROM UNNEST($1::text[], $2::bigint[]) AS c(ods, n) WHERE l.ods = c.ods
+                     RETURNING l.ods, l.notify_seq",
+                    &[&las, &counts],
                 )
                 .await?
-                .get(0);
-            let first = last - items.len() as i64 + 1;
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let mut la_codes = Vec::new();
             let mut seqs = Vec::new();
             let mut ids = Vec::new();
             let mut payloads = Vec::new();
-            for (k, (i, record)) in items.into_iter().enumerate() {
-                let seq = first + k as i64;
-                let n =
-                    crate::service::notification_for(&events[i], record, seq as u64, received_at);
-                seqs.push(seq);
-                ids.push(events[i].id);
-                payloads.push(serde_json::to_string(&n)?);
+            for (la, items) in by_la {
+                let first = last[&la] - items.len() as i64 + 1;
+                for (k, (i, record)) in items.into_iter().enumerate() {
+                    let seq = first + k as i64;
+                    let n = crate::service::notification_for(
+                        &events[i],
+                        record,
+                        seq as u64,
+                        received_at,
+                    );
+                    la_codes.push(la.clone());
+                    seqs.push(seq);
+                    ids.push(events[i].id);
+                    payloads.push(serde_json::to_string(&n)?);
+                }
             }
             tx.execute(
                 "INSERT INTO notifications (la_ods, seq, event_id, payload_json, created_at)
-                 SELECT $1, s, e, p, $5 FROM UNNEST($2::bigint[], $3::uuid[], $4::text[]) AS t(s, e, p)",
-                &[&la, &seqs, &ids, &payloads, &received_at],
+                 SELECT l, s, e, p, $5
+                 FROM UNNEST($1::text[], $2::bigint[], $3::uuid[], $4::text[]) AS t(l, s, e, p)",
+                &[&la_codes, &seqs, &ids, &payloads, &received_at],
             )
             .await?;
         }
