@@ -152,7 +152,12 @@ impl TestCentral {
         Some(Self {
             running: Some(running),
             store,
-            http: reqwest::Client::new(),
+            // No idle connections kept: these tests restart the central on the same port and cut
+            // oversized uploads short, and a pooled connection to the old one fails the next request.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             url,
             backend,
             dir,
