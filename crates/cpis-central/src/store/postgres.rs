@@ -1382,7 +1382,12 @@ impl PostgresStore {
             let mut ids = Vec::new();
             let mut payloads = Vec::new();
             for (la, items) in by_la {
-                let first = last[&la] - items.len() as i64 + 1;
+                let Some(last) = last.get(&la) else {
+                    return Err(IngestError::Store(StoreError::Corrupt(format!(
+                        "a flag names local authority {la}, which is not held"
+                    ))));
+                };
+                let first = last - items.len() as i64 + 1;
                 for (k, (i, record)) in items.into_iter().enumerate() {
                     let seq = first + k as i64;
                     let n = crate::service::notification_for(
