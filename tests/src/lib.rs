@@ -4,7 +4,7 @@
 
 pub mod proxy;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The `cpis` binary built for this test run (cargo builds workspace binaries before integration tests
 /// only for their own package, so build it on first use).
@@ -49,6 +49,12 @@ impl CentralProcess {
             port,
             child: None,
         }
+    }
+
+    /// A central on a new SQLite file in `dir`, on a free loopback port (not started yet).
+    pub fn sqlite_in(dir: &Path) -> Self {
+        let db = format!("sqlite:{}", dir.join("central.sqlite").display());
+        Self::new(&db, free_port())
     }
 
     pub fn url(&self) -> String {
@@ -101,6 +107,52 @@ impl CentralProcess {
     /// Runs `cpis central --db DB <args>` and returns stdout; panics with stderr on failure.
     pub fn admin(&self, args: &[&str], env: &[(&str, &str)]) -> String {
         run_cpis(&[&["central", "--db", &self.db_url], args].concat(), env)
+    }
+
+    /// `cpis central la`: creates the local authority in `region` (regions are created on first use).
+    pub fn add_la(
+        &self,
+        ods: &str,
+        name: &str,
+        emergency_phone: &str,
+        office_phone: Option<&str>,
+        region: &str,
+    ) {
+        let mut args = vec![
+            "la",
+            "--ods",
+            ods,
+            "--name",
+            name,
+            "--emergency-phone",
+            emergency_phone,
+            "--region",
+            region,
+        ];
+        if let Some(phone) = office_phone {
+            args.extend(["--office-phone", phone]);
+        }
+        self.admin(&args, &[]);
+    }
+
+    /// `cpis central user`: a synthetic user at `org` with this activity (B0107 or B0170) and role.
+    pub fn add_user(&self, id: &str, org: &str, activity: &str, role: &str, pin: &str) {
+        self.admin(
+            &[
+                "user",
+                "--id",
+                id,
+                "--name",
+                "Test Clinician",
+                "--org",
+                org,
+                "--activity",
+                activity,
+                "--role",
+                role,
+            ],
+            &[("CPIS_PIN", pin)],
+        );
     }
 
     /// `cpis central enrol` with these arguments after `enrol`: the one-time code it prints last.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use cpis_core::NhsNumber;
 use cpis_device::views::NotificationState;
 use cpis_device::{spawn_background_sync, CheckRequest, Device, DeviceConfig};
-use cpis_tests::{free_port, CentralProcess};
+use cpis_tests::CentralProcess;
 
 const HEADER: &str = "nhs_number,family_name,given_names,date_of_birth,plan_kind,start_date,end_date,due_date,local_id,delete_date\n";
 
@@ -21,21 +21,13 @@ fn delivered_ids(central: &CentralProcess) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_drains_after_reconnect_without_a_new_local_write() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", tmp.path().join("central.sqlite").display());
-    let mut central = CentralProcess::new(&db, free_port());
-    central.admin(
-        &[
-            "la",
-            "--ods",
-            "L905",
-            "--name",
-            "Background Borough",
-            "--emergency-phone",
-            "0300 555 0590",
-            "--region",
-            "region-g",
-        ],
-        &[],
+    let mut central = CentralProcess::sqlite_in(tmp.path());
+    central.add_la(
+        "L905",
+        "Background Borough",
+        "0300 555 0590",
+        None,
+        "region-g",
     );
     let person = NhsNumber::test_range(400_001).as_digits();
     let file = tmp.path().join("g.csv");
@@ -45,20 +37,7 @@ async fn outbox_drains_after_reconnect_without_a_new_local_write() {
     )
     .unwrap();
     central.admin(&["import", "--la", "L905", file.to_str().unwrap()], &[]);
-    central.admin(
-        &[
-            "user",
-            "--id",
-            "bg.user",
-            "--name",
-            "Test Medic",
-            "--org",
-            "RXG",
-            "--activity",
-            "B0107",
-        ],
-        &[("CPIS_PIN", "9876")],
-    );
+    central.add_user("bg.user", "RXG", "B0107", "Clinician", "9876");
     let code = central.enrolment_code(&[
         "--region",
         "region-g",

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cpis_core::NhsNumber;
-use cpis_tests::{cpis_binary, free_port, run_cpis, CentralProcess};
+use cpis_tests::{cpis_binary, run_cpis, CentralProcess};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
@@ -32,21 +32,13 @@ fn spawn_device(dir: &str, args: &[&str]) -> std::process::Child {
 #[test]
 fn device_killed_during_sync_and_check_open_keeps_a_consistent_cache_and_exactly_once_events() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", tmp.path().join("central.sqlite").display());
-    let mut central = CentralProcess::new(&db, free_port());
-    central.admin(
-        &[
-            "la",
-            "--ods",
-            "L903",
-            "--name",
-            "Killtest District Council",
-            "--emergency-phone",
-            "0300 555 0390",
-            "--region",
-            "region-k",
-        ],
-        &[],
+    let mut central = CentralProcess::sqlite_in(tmp.path());
+    central.add_la(
+        "L903",
+        "Killtest District Council",
+        "0300 555 0390",
+        None,
+        "region-k",
     );
     let mut csv = String::from(HEADER);
     for i in 0..PEOPLE {
@@ -58,20 +50,7 @@ fn device_killed_during_sync_and_check_open_keeps_a_consistent_cache_and_exactly
     let file = tmp.path().join("k.csv");
     std::fs::write(&file, csv).unwrap();
     central.admin(&["import", "--la", "L903", file.to_str().unwrap()], &[]);
-    central.admin(
-        &[
-            "user",
-            "--id",
-            "kill.user",
-            "--name",
-            "Test User",
-            "--org",
-            "RXK",
-            "--activity",
-            "B0107",
-        ],
-        &[("CPIS_PIN", "4321")],
-    );
+    central.add_user("kill.user", "RXK", "B0107", "Clinician", "4321");
     let code = central.enrolment_code(&[
         "--region",
         "region-k",

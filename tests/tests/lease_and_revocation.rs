@@ -6,7 +6,7 @@ use std::time::Duration;
 use cpis_core::NhsNumber;
 use cpis_device::views::{CheckOutcome, NotificationState};
 use cpis_device::{CheckRequest, Device, DeviceConfig};
-use cpis_tests::{free_port, run_cpis, run_cpis_status, CentralProcess};
+use cpis_tests::{run_cpis, run_cpis_status, CentralProcess};
 use serde_json::Value;
 
 const HEADER: &str = "nhs_number,family_name,given_names,date_of_birth,plan_kind,start_date,end_date,due_date,local_id,delete_date\n";
@@ -16,22 +16,8 @@ fn central_with_one_person(
     region: &str,
     la: &str,
 ) -> (CentralProcess, String, String) {
-    let db = format!("sqlite:{}", tmp.join("central.sqlite").display());
-    let central = CentralProcess::new(&db, free_port());
-    central.admin(
-        &[
-            "la",
-            "--ods",
-            la,
-            "--name",
-            "Leaseby Council",
-            "--emergency-phone",
-            "0300 555 0690",
-            "--region",
-            region,
-        ],
-        &[],
-    );
+    let central = CentralProcess::sqlite_in(tmp);
+    central.add_la(la, "Leaseby Council", "0300 555 0690", None, region);
     let person = NhsNumber::test_range(300_003).as_digits();
     let file = tmp.join("l.csv");
     std::fs::write(
@@ -40,20 +26,7 @@ fn central_with_one_person(
     )
     .unwrap();
     central.admin(&["import", "--la", la, file.to_str().unwrap()], &[]);
-    central.admin(
-        &[
-            "user",
-            "--id",
-            "lease.user",
-            "--name",
-            "Test Medic",
-            "--org",
-            "RXL",
-            "--activity",
-            "B0107",
-        ],
-        &[("CPIS_PIN", "3141")],
-    );
+    central.add_user("lease.user", "RXL", "B0107", "Clinician", "3141");
     let code =
         central.enrolment_code(&["--region", region, "--org", "RXL", "--setting", "ambulance"]);
     (central, code, person)

@@ -13,7 +13,7 @@ use cpis_core::NhsNumber;
 use cpis_device::views::{CheckOutcome, NotificationState};
 use cpis_device::{CheckRequest, Device, DeviceConfig};
 use cpis_tests::proxy::{Fault, FaultProxy};
-use cpis_tests::{free_port, CentralProcess};
+use cpis_tests::CentralProcess;
 use uuid::Uuid;
 
 const HEADER: &str = "nhs_number,family_name,given_names,date_of_birth,plan_kind,start_date,end_date,due_date,local_id,delete_date\n";
@@ -150,38 +150,9 @@ fn device_config(dir: &Path) -> DeviceConfig {
 
 async fn setup(dir: &Path) -> (Fixture, Device) {
     let tmp = tempfile::tempdir_in(dir).unwrap();
-    let db = format!("sqlite:{}", tmp.path().join("central.sqlite").display());
-    let mut central = CentralProcess::new(&db, free_port());
-    central.admin(
-        &[
-            "la",
-            "--ods",
-            LA,
-            "--name",
-            "Faultshire Council",
-            "--emergency-phone",
-            "0300 555 0490",
-            "--region",
-            "region-f",
-        ],
-        &[],
-    );
-    central.admin(
-        &[
-            "user",
-            "--id",
-            "fault.user",
-            "--name",
-            "Test Medic",
-            "--org",
-            "RXF",
-            "--activity",
-            "B0107",
-            "--role",
-            "Paramedic",
-        ],
-        &[("CPIS_PIN", PIN)],
-    );
+    let mut central = CentralProcess::sqlite_in(tmp.path());
+    central.add_la(LA, "Faultshire Council", "0300 555 0490", None, "region-f");
+    central.add_user("fault.user", "RXF", "B0107", "Paramedic", PIN);
     let code = central.enrolment_code(ENROL);
     central.start();
     let proxy = FaultProxy::start(format!("127.0.0.1:{}", central.port).parse().unwrap()).await;

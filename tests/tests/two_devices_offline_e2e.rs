@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use cpis_core::NhsNumber;
-use cpis_tests::{free_port, run_cpis, run_cpis_status, CentralProcess};
+use cpis_tests::{run_cpis, run_cpis_status, CentralProcess};
 use serde_json::Value;
 
 const HEADER: &str = "nhs_number,family_name,given_names,date_of_birth,plan_kind,start_date,end_date,due_date,local_id,delete_date\n";
@@ -48,39 +48,22 @@ fn check(
 #[test]
 fn two_regions_offline_checks_then_reconnect_deliver_exactly_the_expected_notifications() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", tmp.path().join("central.sqlite").display());
-    let mut central = CentralProcess::new(&db, free_port());
+    let mut central = CentralProcess::sqlite_in(tmp.path());
     let la_a = "L901";
     let la_b = "L902";
-    central.admin(
-        &[
-            "la",
-            "--ods",
-            la_a,
-            "--name",
-            "Testshire County Council",
-            "--emergency-phone",
-            "0300 555 0190",
-            "--office-phone",
-            "0300 555 0191",
-            "--region",
-            "region-a",
-        ],
-        &[],
+    central.add_la(
+        la_a,
+        "Testshire County Council",
+        "0300 555 0190",
+        Some("0300 555 0191"),
+        "region-a",
     );
-    central.admin(
-        &[
-            "la",
-            "--ods",
-            la_b,
-            "--name",
-            "Exampleton Borough Council",
-            "--emergency-phone",
-            "0300 555 0290",
-            "--region",
-            "region-b",
-        ],
-        &[],
+    central.add_la(
+        la_b,
+        "Exampleton Borough Council",
+        "0300 555 0290",
+        None,
+        "region-b",
     );
 
     // LA A uploads from the command line; one row is bad and must be rejected alone.
@@ -127,38 +110,8 @@ fn two_regions_offline_checks_then_reconnect_deliver_exactly_the_expected_notifi
     );
 
     // Users and devices.
-    central.admin(
-        &[
-            "user",
-            "--id",
-            "para.a",
-            "--name",
-            "Test Paramedic",
-            "--org",
-            "RXA",
-            "--activity",
-            "B0107",
-            "--role",
-            "Paramedic",
-        ],
-        &[("CPIS_PIN", "1111")],
-    );
-    central.admin(
-        &[
-            "user",
-            "--id",
-            "gp.b",
-            "--name",
-            "Test Doctor",
-            "--org",
-            "RXB",
-            "--activity",
-            "B0107",
-            "--role",
-            "GP",
-        ],
-        &[("CPIS_PIN", "2222")],
-    );
+    central.add_user("para.a", "RXA", "B0107", "Paramedic", "1111");
+    central.add_user("gp.b", "RXB", "B0107", "GP", "2222");
     let code_a = central.enrolment_code(&[
         "--region",
         "region-a",

@@ -21,16 +21,6 @@ use crate::data;
 use crate::report::Row;
 use crate::stats::{self, fmt_bytes, Samples, Summary};
 
-fn once(seconds: f64) -> Summary {
-    let ns = (seconds * 1e9) as u64;
-    Summary {
-        n: 1,
-        median_ns: ns,
-        p99_ns: ns,
-        max_ns: ns,
-    }
-}
-
 fn row(id: &str, figure: &str, n: usize, took: Summary, floor: Summary) -> Row {
     let mut r = Row::new(id, figure)
         .latency(took, "")
@@ -56,7 +46,7 @@ pub fn run(
     for page in pages {
         store.apply_page(keys, page, Utc::now())?;
     }
-    let apply = once(started.elapsed().as_secs_f64());
+    let apply = Summary::once(started.elapsed().as_secs_f64());
     let apply_written = stats::self_write_bytes() - written;
 
     let (floor, floor_written) = {
@@ -82,7 +72,7 @@ pub fn run(
             (blind, hazmat::aead_seal(&data_key, &aad, &json))
         })
         .collect();
-    let crypto = once(started.elapsed().as_secs_f64());
+    let crypto = Summary::once(started.elapsed().as_secs_f64());
 
     // The sealed rows into the store's table shape, a page a transaction, as sync writes them.
     let write = |name: &str, cache_kib: Option<i64>| -> anyhow::Result<(Summary, u64)> {
@@ -114,7 +104,7 @@ pub fn run(
             tx.commit()?;
         }
         Ok((
-            once(started.elapsed().as_secs_f64()),
+            Summary::once(started.elapsed().as_secs_f64()),
             stats::self_write_bytes() - written,
         ))
     };
@@ -157,7 +147,7 @@ pub fn run(
         )?;
         tx.commit()?;
         (
-            once(started.elapsed().as_secs_f64()),
+            Summary::once(started.elapsed().as_secs_f64()),
             stats::self_write_bytes() - written,
         )
     };

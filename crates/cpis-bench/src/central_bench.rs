@@ -97,6 +97,22 @@ impl Ctx {
         Ok(last_line(&out))
     }
 
+    /// The demo register (`cpis central demo`) and the bench's clinician, into the central at `db`.
+    fn load_demo(&self, db: &str, opts: &Options) -> anyhow::Result<()> {
+        admin(
+            db,
+            &[
+                "demo",
+                "--flags",
+                &opts.flags.to_string(),
+                "--seed",
+                &opts.seed.to_string(),
+            ],
+            &[],
+        )?;
+        self.add_user(db)
+    }
+
     fn add_user(&self, db: &str) -> anyhow::Result<()> {
         admin(
             db,
@@ -132,18 +148,8 @@ fn fresh_sqlite(work: &Path, name: &str) -> String {
     format!("sqlite:{}", work.join(name).display())
 }
 
-fn seconds_summary(seconds: f64) -> Summary {
-    let ns = (seconds * 1e9) as u64;
-    Summary {
-        n: 1,
-        median_ns: ns,
-        p99_ns: ns,
-        max_ns: ns,
-    }
-}
-
 fn once(label: &str, seconds: f64) -> Row {
-    let mut row = Row::new("", label).latency(seconds_summary(seconds), "");
+    let mut row = Row::new("", label).latency(Summary::once(seconds), "");
     row.p99 = "-".into();
     row
 }
@@ -203,19 +209,8 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
             opts.flags
         );
         let started = Instant::now();
-        admin(
-            &db,
-            &[
-                "demo",
-                "--flags",
-                &opts.flags.to_string(),
-                "--seed",
-                &opts.seed.to_string(),
-            ],
-            &[],
-        )?;
+        ctx.load_demo(&db, opts)?;
         eprintln!("  loaded in {:.1} s", started.elapsed().as_secs_f64());
-        ctx.add_user(&db)?;
         let sync_code = ctx.enrol_code(&db, region.as_str())?;
         let drain_code = ctx.enrol_code(&db, region.as_str())?;
         let load_codes: Vec<String> = (0..3)
@@ -504,7 +499,7 @@ async fn drain(
         && r.resent_duplicate == opts.events as u64;
     // The floor, measured by the child: the same sealed events written into an empty plain table
     // in one transaction.
-    let floor = seconds_summary(r.floor_seconds);
+    let floor = Summary::once(r.floor_seconds);
     let mut row = once(
         &format!(
             "outbox drain: central stored {stored}, resent {} → {} duplicates, {} accepted",
@@ -679,18 +674,7 @@ async fn postgres_inner(
     let db = replace_database(base, &name);
     let result = async {
         eprintln!("B5 (PostgreSQL): loading the demo register into database {name}");
-        admin(
-            &db,
-            &[
-                "demo",
-                "--flags",
-                &opts.flags.to_string(),
-                "--seed",
-                &opts.seed.to_string(),
-            ],
-            &[],
-        )?;
-        ctx.add_user(&db)?;
+        ctx.load_demo(&db, opts)?;
         let codes: Vec<String> = (0..3)
             .map(|_| ctx.enrol_code(&db, region.as_str()))
             .collect::<anyhow::Result<_>>()?;

@@ -62,6 +62,19 @@ pub struct Summary {
     pub max_ns: u64,
 }
 
+impl Summary {
+    /// A figure measured once (a whole sync, a drain): median, p99 and max are that one time.
+    pub fn once(seconds: f64) -> Self {
+        let ns = (seconds * 1e9) as u64;
+        Self {
+            n: 1,
+            median_ns: ns,
+            p99_ns: ns,
+            max_ns: ns,
+        }
+    }
+}
+
 /// Peak resident set size of this process (VmHWM), in bytes.
 pub fn self_peak_rss() -> Option<u64> {
     peak_rss_of("self")

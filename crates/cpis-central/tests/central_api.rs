@@ -154,12 +154,7 @@ async fn a_batch_of_1000_events_posted_three_times_concurrently_is_stored_once_w
     assert!(seen.iter().enumerate().all(|(i, n)| n.seq == i as u64 + 1));
 
     // A fourth delivery, later: all duplicates, nothing new.
-    let r: EventBatchResult = device
-        .post("/v1/events", &batches[0])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r = device.deliver_sealed(batches[0].events.clone()).await;
     assert!(r.results.iter().all(|r| r.status == EventStatus::Duplicate));
     assert_eq!(c.store.event_count().await.unwrap(), 1000);
     c.shutdown().await;
@@ -215,17 +210,7 @@ async fn an_la_reads_only_its_own_notifications_and_uploads_only_its_own_list(c:
         .device("north", "RX1", CareSetting::EmergencyDepartment)
         .await;
     let e = device.event(nhs(1), "doc");
-    let r: EventBatchResult = device
-        .post(
-            "/v1/events",
-            &EventBatch {
-                events: vec![device.seal(&e)],
-            },
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r = device.deliver(&[&e]).await;
     assert_eq!(r.results[0].status, EventStatus::Accepted);
 
     let get = |la: &str, token: Option<&str>| {
@@ -545,17 +530,9 @@ async fn missing_or_forged_credentials_are_refused_and_nothing_is_stored(c: Test
         &sealed_elsewhere,
         &hazmat::x25519_public(&hazmat::x25519_generate()),
     );
-    let r: EventBatchResult = device
-        .post(
-            "/v1/events",
-            &EventBatch {
-                events: vec![device.seal(&theirs), tampered, wrong_key],
-            },
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r = device
+        .deliver_sealed(vec![device.seal(&theirs), tampered, wrong_key])
+        .await;
     assert!(r
         .results
         .iter()
@@ -900,17 +877,7 @@ async fn the_live_check_applies_visibility_records_the_access_once_and_shows_his
         assert_eq!(r.access_history[0].at, e.device_time);
     }
     // The same event later by the outbox: a duplicate, still one notification.
-    let r: EventBatchResult = device
-        .post(
-            "/v1/events",
-            &EventBatch {
-                events: vec![device.seal(&e)],
-            },
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r = device.deliver(&[&e]).await;
     assert_eq!(r.results[0].status, EventStatus::Duplicate);
     assert_eq!(c.store.notification_count().await.unwrap(), 1);
 
@@ -993,30 +960,10 @@ async fn a_restart_on_the_same_database_keeps_keys_feed_and_events(mut c: TestCe
     // Same signing key (the page verifies against the pinned key), same sealing key, same token.
     let after = device.page(0, 100).await;
     assert_eq!(before.ops, after.ops);
-    let r: EventBatchResult = device
-        .post(
-            "/v1/events",
-            &EventBatch {
-                events: vec![device.seal(&e)],
-            },
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r = device.deliver(&[&e]).await;
     assert_eq!(r.results[0].status, EventStatus::Duplicate);
     let e2 = device.event(nhs(2), "para1");
-    let r: EventBatchResult = device
-        .post(
-            "/v1/events",
-            &EventBatch {
-                events: vec![device.seal(&e2)],
-            },
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r = device.deliver(&[&e2]).await;
     assert_eq!(r.results[0].status, EventStatus::Accepted);
     // An abrupt stop, then back: still consistent.
     let running = c.running.take().unwrap();
@@ -1066,34 +1013,9 @@ async fn oversized_and_malformed_bodies_are_refused_with_json_errors(c: TestCent
         }
         Err(e) => assert!(e.is_request(), "{e}"),
     }
-    let r = c
-        .http
-        .post(format!("{}/v1/events", c.url))
-        .bearer_auth(&device.token)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    refused(r, 400).await;
-    let r = c
-        .http
-        .post(format!("{}/v1/events", c.url))
-        .bearer_auth(&device.token)
-        .header("content-type", "application/json")
-        .body("{\"events\": 5}")
-        .send()
-        .await
-        .unwrap();
-    refused(r, 422).await;
-    let r = c
-        .http
-        .get(format!("{}/v1/feed?after=minus-one", c.url))
-        .bearer_auth(&device.token)
-        .send()
-        .await
-        .unwrap();
-    refused(r, 400).await;
+    refused(device.post_text("/v1/events", "{not json").await, 400).await;
+    refused(device.post_text("/v1/events", "{\"events\": 5}").await, 422).await;
+    refused(device.get("/v1/feed?after=minus-one").await, 400).await;
     let r = c
         .http
         .get(format!("{}/v1/nowhere", c.url))
@@ -1372,21 +1294,7 @@ async fn an_events_setting_and_activity_are_the_centrals_not_what_the_device_cla
     let mut stranger = device.event(nhs(3), "elsewhere");
     stranger.accessor.activity = Activity::B0170;
     stranger.notifies = false;
-    let r: EventBatchResult = device
-        .post(
-            "/v1/events",
-            &EventBatch {
-                events: vec![
-                    device.seal(&silenced),
-                    device.seal(&loud),
-                    device.seal(&stranger),
-                ],
-            },
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r = device.deliver(&[&silenced, &loud, &stranger]).await;
     assert!(r.results.iter().all(|r| r.status == EventStatus::Accepted));
     assert_eq!(c.store.event_count().await.unwrap(), 3);
 

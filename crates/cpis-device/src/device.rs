@@ -15,7 +15,7 @@ use uuid::Uuid;
 use cpis_core::access::Accessor;
 use cpis_core::plan::VisibilityRules;
 use cpis_core::store::{AuditEntry, CacheKeys, DeviceStore, Enrolment, StoreError, VaultError};
-use cpis_core::wire::{LiveCheckRequest, LiveOutcome, UserProfile};
+use cpis_core::wire::{LiveCheckRequest, LiveCheckResponse, LiveOutcome, UserProfile};
 use cpis_core::{NhsNumber, Region};
 
 use crate::check::{self, ResultContext};
@@ -461,33 +461,16 @@ impl Device {
         };
 
         // Then the central, live, under a short deadline, unless it is known to be unreachable.
-        let mut live = None;
-        if self.online != Some(false) && self.authenticated_quick().await {
-            let client = self.client.as_ref().expect("enrolled");
-            let req = LiveCheckRequest {
-                nhs_number: nhs,
-                user_id: accessor.user_id.clone(),
-                unscheduled: false,
-                access_event: None,
-            };
-            match client
-                .live_check(&req, self.config.live_check_deadline)
-                .await
-            {
-                Ok(answer) => {
-                    self.online = Some(true);
-                    live = Some(answer);
-                }
-                Err(ClientError::Revoked(reason)) => {
-                    let reason = self.revoked(reason).await.to_string();
-                    return check::locked(check_id, reason, None, now);
-                }
-                Err(e) => {
-                    self.online = Some(!e.is_transient());
-                    tracing::info!("live check unavailable, the cache answers");
-                }
-            }
-        }
+        let req = LiveCheckRequest {
+            nhs_number: nhs,
+            user_id: accessor.user_id.clone(),
+            unscheduled: false,
+            access_event: None,
+        };
+        let live = match self.ask_central(&req).await {
+            Ok(live) => live,
+            Err(revoked) => return check::locked(check_id, revoked.to_string(), None, now),
+        };
 
         let (source, as_of, record, la, history) = match live {
             Some(answer) => {
@@ -564,6 +547,34 @@ impl Device {
         view
     }
 
+    /// The live check under the short deadline, unless the central is known to be unreachable. `None`
+    /// when it does not answer (the cache answers instead); an error only when the device was revoked,
+    /// and then it has already handed in its events and wiped itself.
+    async fn ask_central(
+        &mut self,
+        req: &LiveCheckRequest,
+    ) -> Result<Option<LiveCheckResponse>, DeviceError> {
+        if self.online == Some(false) || !self.authenticated_quick().await {
+            return Ok(None);
+        }
+        let client = self.client.as_ref().expect("enrolled");
+        match client
+            .live_check(req, self.config.live_check_deadline)
+            .await
+        {
+            Ok(answer) => {
+                self.online = Some(true);
+                Ok(Some(answer))
+            }
+            Err(ClientError::Revoked(reason)) => Err(self.revoked(reason).await),
+            Err(e) => {
+                self.online = Some(!e.is_transient());
+                tracing::info!("live check unavailable, the cache answers");
+                Ok(None)
+            }
+        }
+    }
+
     /// Fast authentication for the check path: a fresh process authenticates once; failures mark offline.
     async fn authenticated_quick(&mut self) -> bool {
         match self.client.as_ref() {
@@ -619,30 +630,16 @@ impl Device {
         self.wake.notify_one();
 
         // Deliver at once when the central answers, with the live record and access history.
-        let mut live = None;
-        if self.online != Some(false) && self.authenticated_quick().await {
-            let client = self.client.as_ref().expect("enrolled");
-            let req = LiveCheckRequest {
-                nhs_number: nhs,
-                user_id: accessor.user_id.clone(),
-                unscheduled: notifies,
-                access_event: event.clone(),
-            };
-            match client
-                .live_check(&req, self.config.live_check_deadline)
-                .await
-            {
-                Ok(answer) => {
-                    self.online = Some(true);
-                    if answer.access_recorded {
-                        if let Some(e) = &event {
-                            self.store.mark_delivered(&[e.id], now)?;
-                        }
-                    }
-                    live = Some(answer);
-                }
-                Err(ClientError::Revoked(reason)) => return Err(self.revoked(reason).await),
-                Err(e) => self.online = Some(!e.is_transient()),
+        let req = LiveCheckRequest {
+            nhs_number: nhs,
+            user_id: accessor.user_id.clone(),
+            unscheduled: notifies,
+            access_event: event.clone(),
+        };
+        let live = self.ask_central(&req).await?;
+        if let (Some(answer), Some(e)) = (&live, &event) {
+            if answer.access_recorded {
+                self.store.mark_delivered(&[e.id], now)?;
             }
         }
         let session = self.session.as_ref().ok_or(DeviceError::NotSignedIn)?;
@@ -659,13 +656,7 @@ impl Device {
                     Some((r, la)) => (Some(r), la),
                     None => (None, None),
                 };
-                (
-                    Source::Cache,
-                    self.store.last_sync_at()?,
-                    record,
-                    la,
-                    vec![],
-                )
+                (Source::Cache, self.last_sync, record, la, vec![])
             }
         };
         let record = record

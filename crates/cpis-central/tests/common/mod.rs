@@ -14,8 +14,8 @@ use cpis_central::store::{PostgresStore, SqliteStore, Store};
 use cpis_central::{spawn_with_store, Central, CentralConfig, RunningCentral};
 use cpis_core::crypto::hazmat;
 use cpis_core::wire::{
-    self, ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse, FeedChange, FeedPage,
-    SealedEvent, SignedPage, TokenRequest, TokenResponse,
+    self, ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse, EventBatch,
+    EventBatchResult, FeedChange, FeedPage, SealedEvent, SignedPage, TokenRequest, TokenResponse,
 };
 use cpis_core::{
     AccessEvent, Accessor, Activity, CareSetting, FlagRecord, LocalAuthority, NhsNumber, OdsCode,
@@ -418,13 +418,33 @@ impl TestDevice {
     }
 
     pub async fn post<T: Serialize>(&self, path: &str, body: &T) -> reqwest::Response {
+        self.post_text(path, &serde_json::to_string(body).unwrap())
+            .await
+    }
+
+    /// A POST whose body is this text, sent as JSON whether or not it is.
+    pub async fn post_text(&self, path: &str, body: &str) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.url))
             .bearer_auth(&self.token)
-            .json(body)
+            .header("content-type", "application/json")
+            .body(body.to_string())
             .send()
             .await
             .unwrap()
+    }
+
+    /// POSTs these sealed envelopes as one batch to `/v1/events` and reads the per-event results.
+    pub async fn deliver_sealed(&self, events: Vec<SealedEvent>) -> EventBatchResult {
+        let r = self.post("/v1/events", &EventBatch { events }).await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+
+    /// Seals these events to the central and delivers them as one batch.
+    pub async fn deliver(&self, events: &[&AccessEvent]) -> EventBatchResult {
+        self.deliver_sealed(events.iter().map(|e| self.seal(e)).collect())
+            .await
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

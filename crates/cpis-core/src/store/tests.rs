@@ -152,6 +152,14 @@ fn page(after: u64, changes: Vec<FeedChange>) -> FeedPage {
     }
 }
 
+/// A page of a feed whose head is `head`: more to come unless the page reaches it.
+fn page_towards(after: u64, changes: Vec<FeedChange>, head: u64) -> FeedPage {
+    let mut p = page(after, changes);
+    p.head = head;
+    p.has_more = p.last < head;
+    p
+}
+
 fn put(i: u32) -> FeedChange {
     FeedChange::PutFlag { record: flag(i) }
 }
@@ -606,10 +614,9 @@ fn a_download_cut_off_before_the_head_does_not_count_as_an_update() {
     let dir = tempfile::tempdir().unwrap();
     let (mut store, _c, unlocked) = ready(dir.path());
     let keys = &unlocked.keys;
-    let mut first = page(0, vec![put(1), put(2)]);
-    first.head = 4;
-    first.has_more = true;
-    store.apply_page(keys, &first, t0()).unwrap();
+    store
+        .apply_page(keys, &page_towards(0, vec![put(1), put(2)], 4), t0())
+        .unwrap();
     assert_eq!(store.cursor().unwrap(), 2);
     assert_eq!(store.last_sync_at().unwrap(), None, "not caught up yet");
 
@@ -626,11 +633,12 @@ fn a_download_cut_off_before_the_head_does_not_count_as_an_update() {
     );
 
     // A later delta cut off halfway keeps the time of the last complete catch-up.
-    let mut delta = page(4, vec![put(5)]);
-    delta.head = 6;
-    delta.has_more = true;
     store
-        .apply_page(keys, &delta, t0() + Duration::hours(2))
+        .apply_page(
+            keys,
+            &page_towards(4, vec![put(5)], 6),
+            t0() + Duration::hours(2),
+        )
         .unwrap();
     assert_eq!(store.cursor().unwrap(), 5);
     assert_eq!(
@@ -834,9 +842,7 @@ fn a_first_download_of_many_pages_is_staged_and_moved_into_place_at_the_head() {
     let head = pages.iter().map(|p| p.len() as u64).sum::<u64>();
     let mut cursor = 0;
     for (k, changes) in pages.iter().enumerate() {
-        let mut p = page(cursor, changes.clone());
-        p.head = head;
-        p.has_more = k + 1 < pages.len();
+        let p = page_towards(cursor, changes.clone(), head);
         store.apply_page(keys, &p, t0()).unwrap();
         cursor = p.last;
         if k == 1 {
