@@ -47,13 +47,17 @@ function summaryList(rows, id) {
       h('dd', { class: 'nhsuk-summary-list__value' }, value))));
 }
 
+// The design system's responsive table: narrower than a tablet, each row stacks into label and value
+// pairs so nothing scrolls sideways (WCAG 1.4.10). The roles keep the table's semantics once its rows are
+// display:block, and the per-cell labels are hidden from screen readers, which read the column headers.
 function table(caption, headers, rows, id) {
-  return h('table', { class: 'nhsuk-table', id },
+  return h('table', { class: 'nhsuk-table-responsive', role: 'table', id },
     h('caption', { class: 'nhsuk-table__caption nhsuk-table__caption--s' }, caption),
-    h('thead', { class: 'nhsuk-table__head' },
-      h('tr', { class: 'nhsuk-table__row' }, headers.map((x) => h('th', { class: 'nhsuk-table__header', scope: 'col' }, x)))),
+    h('thead', { class: 'nhsuk-table__head', role: 'rowgroup' },
+      h('tr', { class: 'nhsuk-table__row', role: 'row' }, headers.map((x) => h('th', { class: 'nhsuk-table__header', scope: 'col', role: 'columnheader' }, x)))),
     h('tbody', { class: 'nhsuk-table__body' },
-      rows.map((r) => h('tr', { class: 'nhsuk-table__row' }, r.map((x) => h('td', { class: 'nhsuk-table__cell' }, x))))));
+      rows.map((r) => h('tr', { class: 'nhsuk-table__row', role: 'row' }, r.map((x, i) => h('td', { class: 'nhsuk-table__cell', role: 'cell' },
+        h('span', { class: 'nhsuk-table-responsive__heading', 'aria-hidden': 'true' }, `${headers[i]} `), x))))));
 }
 
 function field({ id, label, hint, type = 'text', inputmode, autocomplete = 'off', width = '', value = '', required = true, extra = {} }) {

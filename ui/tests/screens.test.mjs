@@ -2,6 +2,7 @@
 // wording, opening an alert, locked and stale results, sign-in errors, sync progress, keyboard use.
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { sweep } from './support/a11y.mjs';
 import { calls, checkNumber, cspViolations, fx, launch, openApp, scenario, shot, signIn, startServer, typeNhs } from './support/harness.mjs';
 
 let browser;
@@ -48,16 +49,19 @@ test('first run shows enrolment and enrols with the central address and code', a
   const page = await app({ status: fx.status({ enrolled: false, device_id: null, central_url: null, region: null }) });
   await page.waitForSelector('#enrol-form');
   await shot(page, '01-enrol');
+  await sweep(page, 'enrol');
   assert.equal(await page.title(), 'CP-IS Field');
   assert.equal(await page.getAttribute('html', 'lang'), 'en-GB');
   await page.click('#enrol-submit');
   assert.match(await text(page, '#central-url-feedback'), /Enter the central service address/);
+  await sweep(page, 'enrol, fields missing');
   assert.equal((await calls(page, 'enrol')).length, 0);
   await page.fill('#central-url', 'http://127.0.0.1:7443');
   await page.fill('#enrol-code', 'USED-CODE');
   await page.click('#enrol-submit');
   await page.waitForSelector('#error-summary');
   assert.match(await text(page, '#error-summary'), /refused this enrolment code: code already used/);
+  await sweep(page, 'enrol refused (error summary focused)');
   assert.equal(await page.inputValue('#central-url'), 'http://127.0.0.1:7443', 'the address is kept after a refusal');
   await page.fill('#enrol-code', 'K7Q2-9XPM');
   await page.click('#enrol-submit');
@@ -70,6 +74,7 @@ test('a device wiped by the central says why on the enrolment screen', async () 
   const page = await app({ status: fx.status({ enrolled: false, device_id: null, wiped_reason: 'revoked by the central on 24 November 2026: device reported lost' }) });
   await page.waitForSelector('#enrol-form');
   assert.match(await text(page, '#wiped'), /device reported lost/);
+  await sweep(page, 'enrol after a wipe');
 });
 
 test('an enrolled device opens at sign-in, never at enrolment', async () => {
@@ -77,6 +82,7 @@ test('an enrolled device opens at sign-in, never at enrolment', async () => {
   await page.waitForSelector('#sign-in-form');
   assert.equal(await page.locator('#enrol-form').count(), 0);
   assert.match(await text(page, '#main'), /This device: North Eastern Ambulance \(synthetic\), Ambulance service/);
+  await sweep(page, 'sign in');
 });
 
 test('a wrong PIN says so with the attempts left, clears the PIN, and the right PIN signs in', async () => {
@@ -85,6 +91,7 @@ test('a wrong PIN says so with the attempts left, clears the PIN, and the right 
   await page.waitForSelector('#error-summary');
   assert.match(await text(page, '#error-summary'), /The user ID or PIN is not right\. 3 attempts left/);
   await shot(page, '02-sign-in-wrong-pin');
+  await sweep(page, 'sign in, wrong PIN (error summary focused)');
   assert.equal(await focusedId(page), 'error-summary', 'the error summary takes focus');
   assert.equal(await page.inputValue('#pin'), '', 'the PIN is not kept');
   assert.equal(await page.inputValue('#user-id'), 'para.one', 'the user ID is kept');
@@ -99,12 +106,14 @@ test('locked out and too-soon sign-in errors are explained', async () => {
   await signIn(page);
   await page.waitForSelector('#error-summary');
   assert.match(await text(page, '#error-summary'), /Too many wrong PINs: signing in offline is disabled/);
+  await sweep(page, 'sign in, locked out (error summary focused)');
   await open.context.close();
   open = null;
   page = await app({ signInError: { code: 'too_soon', message: 'slow down', retry_after_secs: 30 } });
   await signIn(page);
   await page.waitForSelector('#error-summary');
   assert.match(await text(page, '#error-summary'), /Wait 30 seconds before trying again/);
+  await sweep(page, 'sign in, too soon (error summary focused)');
 });
 
 test('the NHS number validates as it is typed', async () => {
@@ -112,17 +121,20 @@ test('the NHS number validates as it is typed', async () => {
   await typeNhs(page, '999000');
   assert.equal(await page.inputValue('#nhs-number'), '999 000', 'grouped 3-3-4 while typing');
   assert.match(await text(page, '#nhs-number-feedback'), /6 of 10 digits/);
+  await sweep(page, 'check, number being typed');
   await typeNhs(page, '9990000000');
   assert.match(await text(page, '#nhs-number-feedback'), /Error: This cannot be an NHS number: its first 9 digits give a check digit of 10/);
   assert.equal(await page.getAttribute('#nhs-number', 'aria-invalid'), 'true');
   await typeNhs(page, '9990000019');
   assert.match(await text(page, '#nhs-number-feedback'), /The check digit does not match/);
   await shot(page, '03-check-invalid');
+  await sweep(page, 'check, invalid number');
   await typeNhs(page, '99900A');
   assert.match(await text(page, '#nhs-number-feedback'), /only digits/);
   await typeNhs(page, '9990000018');
   assert.equal(await page.inputValue('#nhs-number'), '999 000 0018');
   assert.match(await text(page, '#nhs-number-feedback'), /Reads as 999 000 0018/);
+  await sweep(page, 'check, valid number typed');
   assert.equal(await page.getAttribute('#nhs-number', 'aria-invalid'), null);
   const describedBy = await page.getAttribute('#nhs-number', 'aria-describedby');
   assert.match(describedBy, /nhs-number-feedback/, 'the feedback is announced with the field');
@@ -136,6 +148,7 @@ test('an invalid or incomplete number is never sent to the engine', async () => 
   await typeNhs(page, '99900');
   await page.click('#check-submit');
   assert.match(await text(page, '#nhs-number-feedback'), /Enter all 10 digits of the NHS number \(you entered 5\)/);
+  await sweep(page, 'check, incomplete number submitted');
   assert.equal(await focusedId(page), 'nhs-number');
   assert.equal((await calls(page, 'check_patient')).length, 0);
 });
@@ -151,6 +164,7 @@ test('a miss says no record found, lists the caveats, the source and data age, a
   assert.equal(await text(page, '#result-heading'), 'No CP-IS record found for this NHS number');
   assert.equal(await focusedId(page), 'result-heading', 'focus moves to the result heading');
   await shot(page, '04-result-miss');
+  await sweep(page, 'result, no record (this device)');
   const caveats = await page.locator('#caveats li').allInnerTexts();
   assert.equal(caveats.length, fx.VIEWS.miss.caveats.length);
   assert.match(caveats.join('\n'), /marked sensitive/);
@@ -166,6 +180,7 @@ test('an answer from the central service says so', async () => {
   const page = await signedIn();
   await checkNumber(page, '9990000069');
   assert.match(await text(page, '#data-age'), /^Data from the central service, last updated just now/);
+  await sweep(page, 'result, no record (central service)');
 });
 
 test('a stale copy shows a visible warning with the data age', async () => {
@@ -173,6 +188,7 @@ test('a stale copy shows a visible warning with the data age', async () => {
   await checkNumber(page, '9990000050');
   assert.ok(await page.locator('#stale-warning').isVisible());
   await shot(page, '05-result-stale');
+  await sweep(page, 'result, no record, stale copy');
   assert.match(await text(page, '#stale-warning'), /out of date: it was last updated 3 days ago/);
   assert.match(await text(page, '#data-age'), /last updated 3 days ago/);
 });
@@ -181,6 +197,7 @@ test('a stale device warns on the check screen too', async () => {
   const page = await signedIn({ status: fx.status({ stale: true, data_age_seconds: 2 * 86400 }) });
   assert.match(await text(page, '#stale-warning'), /last updated 2 days ago/);
   assert.match(await text(page, '#strip'), /Out of date/);
+  await sweep(page, 'check, stale copy');
 });
 
 test('a record found: notifying button wording, open the alert, plans, LA phones, history, notification', async () => {
@@ -193,10 +210,12 @@ test('a record found: notifying button wording, open the alert, plans, LA phones
   assert.equal(await page.getAttribute('#open-alert', 'aria-describedby'), 'open-alert-hint');
   assert.equal(await page.locator('#person').count(), 0, 'nothing about the person before opening');
   await shot(page, '06-result-found');
+  await sweep(page, 'result, record found (notifying)');
   await page.click('#open-alert');
   await page.waitForSelector('#plans');
   assert.deepEqual((await calls(page, 'open_alert'))[0].args, { checkId: fx.CHECK_IDS.found });
   await shot(page, '07-alert-opened');
+  await sweep(page, 'alert opened (online)');
   assert.match(await text(page, '#result-heading'), /CP-IS record: Jamie Lee TESTER/);
   assert.equal(await text(page, '#person-dob dd'), '4 July 2019');
   assert.equal(await text(page, '#person-nhs dd'), '999 000 0018');
@@ -221,6 +240,7 @@ test('a silent reader is told opening does not notify, and the notification is n
   const page = await signedIn({ user: fx.SILENT_USER });
   await checkNumber(page, '9990000034');
   assert.equal(await text(page, '#open-alert-hint'), 'Opening this does not notify anyone (your role reads silently)');
+  await sweep(page, 'result, record found (silent reader)');
   assert.doesNotMatch(await text(page, '#main'), /will be told/);
   await page.click('#open-alert');
   await page.waitForSelector('#plans');
@@ -228,6 +248,17 @@ test('a silent reader is told opening does not notify, and the notification is n
   assert.match(await text(page, '#notification'), /^Not sent/);
   assert.equal(await page.locator('#call-office').count(), 0, 'no office number when the LA has none');
   assert.match(await text(page, '#access-history'), /No accesses from unscheduled care are recorded/);
+  await sweep(page, 'alert opened (silent reader, no history)');
+});
+
+test('offline: the strip says so and the opened alert queues its notification', async () => {
+  const page = await signedIn({ status: fx.status({ online: false }) });
+  assert.match(await text(page, '#strip-online'), /Offline/);
+  await checkNumber(page, '9990000018');
+  await page.click('#open-alert');
+  await page.waitForSelector('#plans');
+  assert.equal(await text(page, '#notification'), 'Queued: will be sent when this device reconnects');
+  await sweep(page, 'alert opened (offline)');
 });
 
 test('a locked copy says it cannot be opened and what to do instead', async () => {
@@ -236,6 +267,7 @@ test('a locked copy says it cannot be opened and what to do instead', async () =
   assert.match(await text(page, '#result-heading'), /This device's copy cannot be opened/);
   assert.match(await text(page, '#locked-reason'), /Offline access ended/);
   await shot(page, '08-result-locked');
+  await sweep(page, 'result, copy locked');
   assert.equal(await text(page, '#locked-action'), "Phone the local authority emergency duty team or use your trust's safeguarding pathway");
   assert.equal(await focusedId(page), 'result-heading');
 });
@@ -253,6 +285,7 @@ test('sync now drives the progress bar from sync-progress events', async () => {
   assert.equal(await text(page, '#st-lease dd'), '27 November 2026 at 16:30');
   assert.equal(await text(page, '#st-device dd'), '0192f0a0-1111-7000-8000-00000000d001');
   assert.match(await text(page, '#st-last-sync dd'), /24 November 2026 at 16:30 \(3 hours ago\)/);
+  await sweep(page, 'sync and status');
   await page.click('#sync-now');
   assert.ok(await page.locator('#sync-now').isDisabled(), 'one sync at a time');
   const width = () => page.evaluate(() => document.getElementById('sync-bar').getBoundingClientRect().width);
@@ -261,6 +294,7 @@ test('sync now drives the progress bar from sync-progress events', async () => {
   await emit({ phase: 'pull', pages: 1, records: 500, bytes: 1000, cursor: 2500, head: 5000, events_sent: 0 });
   assert.equal(await now(), 45);
   await shot(page, '09-sync-progress');
+  await sweep(page, 'sync and status, syncing');
   assert.match(await text(page, '#sync-text'), /Downloading changes: 2,500 of 5,000/);
   await page.waitForTimeout(300);
   const w1 = await width();
@@ -276,6 +310,7 @@ test('sync now drives the progress bar from sync-progress events', async () => {
   await page.waitForFunction(() => document.getElementById('sync-text')?.innerText.includes('changes received'));
   assert.equal(await text(page, '#sync-text'), 'Sync complete: 1,000 changes received, 2 access records delivered.');
   assert.equal((await text(page, '#sync-now')).trim(), 'Sync now');
+  await sweep(page, 'sync and status, synced');
 });
 
 test('background sync events reach the status screen without pressing Sync now', async () => {
@@ -348,6 +383,7 @@ test('the app signs out and hides the patient after being idle', async () => {
   assert.equal((await calls(page, 'sign_out')).length, 1);
   assert.match(await text(page, '#notice'), /signed out because the app was not used for a while/);
   assert.doesNotMatch(await text(page, 'body'), /999 000 0026/);
+  await sweep(page, 'sign in after the idle lock');
 });
 
 test('sign out from the menu returns to sign-in', async () => {
@@ -359,6 +395,7 @@ test('sign out from the menu returns to sign-in', async () => {
   await page.click('#nav-status');
   await page.waitForSelector('#status-list');
   assert.equal(await text(page, '#st-user dd'), 'No one');
+  await sweep(page, 'sync and status, signed out');
   assert.equal(await text(page, '#nav-check'), 'Sign in');
   await page.click('#nav-check');
   await page.waitForSelector('#sign-in-form');
