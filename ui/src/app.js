@@ -7,7 +7,7 @@ import {
   REFERRAL_REMINDER, agoWording, caveatsFor, createIdleTimer, dataAgeWording, errorWording, formatDate,
   formatDateTime, formatNhs, humanDuration, initialState, nhsDigits, nhsFieldMessage, notificationWording,
   openAlertWording, planEndWording, planKindWording, planStatusWording, settingWording, staleWarning,
-  syncFraction, syncProgressWording, syncSummaryWording, telHref, transition, validateNhs,
+  syncAnnouncement, syncFraction, syncProgressWording, syncSummaryWording, telHref, transition, validateNhs,
 } from './logic.js';
 
 let state = initialState();
@@ -527,8 +527,10 @@ function renderStatus() {
       h('p', { class: 'nhsuk-label nhsuk-label--s', id: 'sync-label' }, 'Sync progress'),
       h('div', { class: 'cpis-progress', id: 'sync-progress', role: 'progressbar', 'aria-labelledby': 'sync-label', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': '0', 'aria-describedby': 'sync-text' },
         h('div', { class: 'cpis-progress__bar', id: 'sync-bar' })),
-      h('p', { class: 'nhsuk-body', id: 'sync-text', 'aria-live': 'polite' }, state.progress ? syncProgressWording(state.progress) : 'Not started'),
-      button(state.syncing ? 'Syncing…' : 'Sync now', { id: 'sync-now', onclick: onSyncNow, disabled: state.syncing })),
+      // Progress is spoken through the page's announcer at milestones, not on every page downloaded.
+      h('p', { class: 'nhsuk-body', id: 'sync-text' }, state.progress ? syncProgressWording(state.progress) : 'Not started'),
+      // aria-disabled, not disabled: a disabled button drops keyboard focus to the page body.
+      button(state.syncing ? 'Syncing…' : 'Sync now', { id: 'sync-now', onclick: onSyncNow, 'aria-disabled': state.syncing ? 'true' : null })),
   ].filter(Boolean);
 }
 
@@ -544,14 +546,17 @@ function updateProgress() {
   text.textContent = syncProgressWording(state.progress);
   const btn = document.getElementById('sync-now');
   if (btn) {
-    btn.disabled = state.syncing;
+    if (state.syncing) btn.setAttribute('aria-disabled', 'true');
+    else btn.removeAttribute('aria-disabled');
     btn.textContent = state.syncing ? 'Syncing…' : 'Sync now';
   }
 }
 
 async function onSyncNow() {
+  if (state.syncing) return;
   state = transition(state, { type: 'sync_started' });
   updateProgress();
+  announce('Sync started');
   try {
     const summary = await api.syncNow();
     state = transition(state, { type: 'sync_done', summary });
@@ -619,8 +624,11 @@ async function start() {
   wireChrome();
   try {
     await onSyncProgress((progress) => {
+      // Only a sync the clinician asked for is spoken; background rounds stay quiet.
+      const said = state.syncing ? syncAnnouncement(state.progress, progress) : null;
       state = transition(state, { type: 'sync_progress', progress });
       updateProgress();
+      if (said) announce(said);
       if (progress.phase === 'done') refreshStatus(state.screen === 'status');
     });
   } catch {

@@ -327,6 +327,19 @@ export function syncProgressWording(p) {
   return `Downloading changes: ${n(p.records)} records`;
 }
 
+/**
+ * What to say aloud as a sync the clinician started moves on: each further quarter of the download and
+ * the start of sending, so a screen reader hears progress without a message for every page.
+ * Null when there is nothing new to say (the outcome is announced when "Sync now" returns).
+ */
+export function syncAnnouncement(prev, next) {
+  if (!next || next.phase === 'done') return null;
+  if (next.phase === 'push') return prev?.phase === 'push' ? null : 'Sending access records';
+  const quarter = (p) => (p?.phase === 'pull' && p.head > 0 ? Math.floor(Math.min(1, p.cursor / p.head) * 4) : 0);
+  const q = quarter(next);
+  return q > quarter(prev) && q < 4 ? `Downloading changes: ${q * 25}% done` : null;
+}
+
 /** What "Sync now" achieved, from the engine's SyncSummary. */
 export function syncSummaryWording(sum) {
   const n = (x) => Number(x || 0).toLocaleString('en-GB');

@@ -287,12 +287,18 @@ test('sync now drives the progress bar from sync-progress events', async () => {
   assert.match(await text(page, '#st-last-sync dd'), /24 November 2026 at 16:30 \(3 hours ago\)/);
   await sweep(page, 'sync and status');
   await page.click('#sync-now');
-  assert.ok(await page.locator('#sync-now').isDisabled(), 'one sync at a time');
+  assert.equal(await focusedId(page), 'sync-now', 'focus stays on Sync now while it works');
+  assert.equal(await page.getAttribute('#sync-now', 'aria-disabled'), 'true');
+  await page.waitForFunction(() => document.getElementById('announcer').textContent === 'Sync started');
+  await page.keyboard.press('Enter');
+  assert.equal((await calls(page, 'sync_now')).length, 1, 'one sync at a time');
   const width = () => page.evaluate(() => document.getElementById('sync-bar').getBoundingClientRect().width);
   const now = () => page.getAttribute('#sync-progress', 'aria-valuenow').then(Number);
   const emit = (p) => page.evaluate((payload) => window.__mock.emit('sync-progress', payload), p);
   await emit({ phase: 'pull', pages: 1, records: 500, bytes: 1000, cursor: 2500, head: 5000, events_sent: 0 });
   assert.equal(await now(), 45);
+  await page.waitForFunction(() => document.getElementById('announcer').textContent === 'Downloading changes: 50% done');
+  assert.equal(await focusedId(page), 'sync-now');
   await shot(page, '09-sync-progress');
   await sweep(page, 'sync and status, syncing');
   assert.match(await text(page, '#sync-text'), /Downloading changes: 2,500 of 5,000/);
@@ -301,6 +307,7 @@ test('sync now drives the progress bar from sync-progress events', async () => {
   await emit({ phase: 'pull', pages: 2, records: 1000, bytes: 2000, cursor: 5000, head: 5000, events_sent: 0 });
   await emit({ phase: 'push', pages: 2, records: 1000, bytes: 2000, cursor: 5000, head: 5000, events_sent: 2 });
   assert.equal(await now(), 95);
+  await page.waitForFunction(() => document.getElementById('announcer').textContent === 'Sending access records');
   await page.waitForTimeout(300);
   const w2 = await width();
   assert.ok(w2 > w1 && w1 > 0, `bar grows: ${w1} -> ${w2}`);
@@ -310,7 +317,24 @@ test('sync now drives the progress bar from sync-progress events', async () => {
   await page.waitForFunction(() => document.getElementById('sync-text')?.innerText.includes('changes received'));
   assert.equal(await text(page, '#sync-text'), 'Sync complete: 1,000 changes received, 2 access records delivered.');
   assert.equal((await text(page, '#sync-now')).trim(), 'Sync now');
+  await page.waitForFunction(() => document.getElementById('announcer').textContent.startsWith('Sync complete: 1,000 changes received'));
+  assert.equal(await focusedId(page), 'sync-now', 'focus is still on Sync now after the sync');
+  assert.equal(await page.getAttribute('#sync-now', 'aria-disabled'), null);
   await sweep(page, 'sync and status, synced');
+});
+
+test('a failed sync moves focus to the error summary, which says why', async () => {
+  const page = await signedIn();
+  await page.click('#nav-status');
+  await page.waitForSelector('#status-list');
+  await page.click('#sync-now');
+  assert.equal(await focusedId(page), 'sync-now');
+  await page.evaluate(() => window.__mock.failSync('offline'));
+  await page.waitForSelector('#error-summary');
+  assert.equal(await focusedId(page), 'error-summary');
+  assert.match(await text(page, '#error-summary'), /The central service cannot be reached/);
+  assert.equal(await page.getAttribute('#sync-now', 'aria-disabled'), null, 'Sync now can be pressed again');
+  await sweep(page, 'sync and status, sync failed (error summary focused)');
 });
 
 test('background sync events reach the status screen without pressing Sync now', async () => {
