@@ -7,7 +7,8 @@ import {
   REFERRAL_REMINDER, agoWording, caveatsFor, createIdleTimer, dataAgeWording, errorWording, formatDate,
   formatDateTime, formatNhs, humanDuration, initialState, nhsDigits, nhsFieldMessage, notificationWording,
   openAlertWording, planEndWording, planKindWording, planStatusWording, settingWording, staleWarning,
-  syncAnnouncement, syncFraction, syncProgressWording, syncSummaryWording, telHref, transition, validateNhs,
+  stripSourceAndAge, syncAnnouncement, syncFraction, syncProgressWording, syncSummaryWording, telHref, transition,
+  validateNhs,
 } from './logic.js';
 
 let state = initialState();
@@ -122,10 +123,18 @@ function emergencyCard(title, id, ...body) {
     h('div', { class: 'nhsuk-card__content' }, ...body));
 }
 
+let spoken = [];
 function announce(text) {
-  // Clearing first makes screen readers repeat an identical message.
-  announcer.textContent = '';
-  setTimeout(() => { announcer.textContent = text; }, 30);
+  // Messages from one action are joined, so a later one (the new screen) does not replace an earlier
+  // one (signed in) unheard. Clearing first makes screen readers repeat an identical message.
+  if (!spoken.length) {
+    announcer.textContent = '';
+    setTimeout(() => {
+      announcer.textContent = spoken.map((t, i) => (i < spoken.length - 1 && !/[.!?]$/.test(t) ? `${t}.` : t)).join(' ');
+      spoken = [];
+    }, 30);
+  }
+  spoken.push(text);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -155,10 +164,16 @@ function render({ keepFocus = false } = {}) {
 function focusAfterRender() {
   const target = document.getElementById('error-summary')
     || (state.screen === 'result' ? document.getElementById('result-heading') : null)
-    || (state.screen === 'check' && state.check?.outcome === 'invalid_nhs_number' ? document.getElementById('nhs-number') : null)
+    || (state.screen === 'check' ? document.getElementById('nhs-number') : null)
     || document.getElementById('screen-heading')
     || main;
   target.focus();
+  // The caret goes straight to the NHS number; the heading it skips (and any warning above the
+  // field) is still spoken.
+  if (target.id === 'nhs-number' && state.check?.outcome !== 'invalid_nhs_number') {
+    const warning = document.querySelector('#main .cpis-warning .nhsuk-card__heading');
+    announce([document.getElementById('screen-heading')?.textContent, warning?.textContent].filter(Boolean).join('. '));
+  }
 }
 
 function renderChrome() {
@@ -179,10 +194,11 @@ function renderChrome() {
   const s = state.status;
   strip.hidden = !enrolled;
   if (!enrolled) return;
+  const shown = stripSourceAndAge(s, state.screen === 'result' ? state.check : null);
   strip.replaceChildren(h('div', { class: 'nhsuk-width-container cpis-strip__inner' },
     h('strong', { class: `nhsuk-tag ${s.online ? 'nhsuk-tag--green' : 'nhsuk-tag--grey'}`, id: 'strip-online' }, s.online ? 'Online' : 'Offline'),
-    h('span', { id: 'strip-age' }, dataAgeWording('cache', s.data_age_seconds)),
-    s.stale ? h('strong', { class: 'nhsuk-tag nhsuk-tag--orange' }, 'Out of date') : null,
+    h('span', { id: 'strip-age' }, shown.text),
+    shown.stale ? h('strong', { class: 'nhsuk-tag nhsuk-tag--orange' }, 'Out of date') : null,
     signedIn ? h('span', { class: 'cpis-strip__user' }, `Signed in: ${s.signed_in_user.name || s.signed_in_user.id}`) : null));
 }
 

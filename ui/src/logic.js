@@ -150,6 +150,15 @@ export function dataAgeWording(source, ageSeconds) {
   return `Data from ${sourceWording(source)}, last updated ${agoWording(ageSeconds)}`;
 }
 
+/**
+ * What the status strip says about where data comes from and how old it is: with an answer on screen,
+ * that answer's source and age in the very words shown under it; otherwise this device's copy.
+ */
+export function stripSourceAndAge(status, view) {
+  if (view?.source) return { text: dataAgeWording(view.source, view.data_age_seconds), stale: Boolean(view.stale) };
+  return { text: dataAgeWording('cache', status?.data_age_seconds), stale: Boolean(status?.stale) };
+}
+
 /** The stale warning, or null when the data is fresh enough. */
 export function staleWarning(stale, ageSeconds) {
   if (!stale) return null;

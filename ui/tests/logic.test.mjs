@@ -230,3 +230,12 @@ test('a sync the clinician started is announced at each quarter of the download 
   assert.equal(L.syncAnnouncement({ ...started, phase: 'push' }, { ...started, phase: 'push', events_sent: 2 }), null);
   assert.equal(L.syncAnnouncement(pull(1000, 1000), { ...started, phase: 'done' }), null);
 });
+
+test('the status strip words the source and age of the answer on screen as the answer does, else the device copy', () => {
+  const status = { data_age_seconds: 3 * 3600, stale: true };
+  assert.deepEqual(L.stripSourceAndAge(status, null), { text: "Data from this device's copy, last updated 3 hours ago", stale: true });
+  const central = { source: 'central', data_age_seconds: 5, stale: false };
+  assert.deepEqual(L.stripSourceAndAge(status, central), { text: L.dataAgeWording('central', 5), stale: false });
+  assert.equal(L.stripSourceAndAge(status, central).text, 'Data from the central service, last updated just now');
+  assert.equal(L.stripSourceAndAge({ data_age_seconds: null }, null).text, "Data from this device's copy, not yet updated from the central service");
+});

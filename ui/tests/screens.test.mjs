@@ -141,6 +141,26 @@ test('the NHS number validates as it is typed', async () => {
   assert.equal(await page.getAttribute('#nhs-number-feedback', 'aria-live'), 'polite');
 });
 
+test('after sign-in and after "Check another NHS number" the caret is in the NHS number field, and the heading is spoken', async () => {
+  const page = await signedIn();
+  assert.equal(await focusedId(page), 'nhs-number');
+  await page.waitForFunction(() => document.getElementById('announcer').textContent === 'Signed in as Alex Paramedic. Check an NHS number');
+  await sweep(page, 'check, just signed in (caret in the NHS number)');
+  await page.keyboard.type('9990000026');
+  assert.equal(await page.inputValue('#nhs-number'), '999 000 0026', 'typing goes straight into the field');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('body[data-screen="result"]');
+  await page.click('#check-again');
+  await page.waitForSelector('#check-form');
+  assert.equal(await focusedId(page), 'nhs-number');
+  assert.equal(await page.inputValue('#nhs-number'), '', 'the last number is not carried over');
+  await page.waitForFunction(() => document.getElementById('announcer').textContent === 'Check an NHS number');
+  await page.keyboard.type('9990000018');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#open-alert');
+  assert.deepEqual((await calls(page, 'check_patient')).map((c) => c.args.nhsNumber), ['9990000026', '9990000018']);
+});
+
 test('an invalid or incomplete number is never sent to the engine', async () => {
   const page = await signedIn();
   await typeNhs(page, '9990000019');
@@ -176,10 +196,13 @@ test('a miss says no record found, lists the caveats, the source and data age, a
   await page.waitForFunction(() => document.getElementById('announcer').textContent.includes('No CP-IS record found'));
 });
 
-test('an answer from the central service says so', async () => {
+test('an answer from the central service says so, in the same words in the status strip and under it', async () => {
   const page = await signedIn();
+  assert.equal(await text(page, '#strip-age'), "Data from this device's copy, last updated 3 hours ago");
   await checkNumber(page, '9990000069');
   assert.match(await text(page, '#data-age'), /^Data from the central service, last updated just now/);
+  assert.equal(await text(page, '#strip-age'), 'Data from the central service, last updated just now');
+  assert.ok((await text(page, '#data-age')).startsWith(await text(page, '#strip-age')));
   await sweep(page, 'result, no record (central service)');
 });
 
@@ -197,6 +220,8 @@ test('a stale device warns on the check screen too', async () => {
   const page = await signedIn({ status: fx.status({ stale: true, data_age_seconds: 2 * 86400 }) });
   assert.match(await text(page, '#stale-warning'), /last updated 2 days ago/);
   assert.match(await text(page, '#strip'), /Out of date/);
+  assert.equal(await focusedId(page), 'nhs-number');
+  await page.waitForFunction(() => document.getElementById('announcer').textContent.includes('Important: This device’s copy is out of date'));
   await sweep(page, 'check, stale copy');
 });
 
@@ -361,8 +386,6 @@ test('a background sync refreshes the status screen without moving focus', async
 
 test('keyboard only: Tab and Enter through a check and opening the alert', async () => {
   const page = await signedIn();
-  assert.equal(await focusedId(page), 'screen-heading');
-  await page.keyboard.press('Tab');
   assert.equal(await focusedId(page), 'nhs-number');
   await page.keyboard.type('9990000018');
   await page.keyboard.press('Tab');
