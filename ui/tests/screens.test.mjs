@@ -3,6 +3,7 @@
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sweep } from './support/a11y.mjs';
+import { targetInfo } from './support/targets.mjs';
 import { calls, checkNumber, cspViolations, fx, launch, openApp, scenario, shot, signIn, startServer, typeNhs } from './support/harness.mjs';
 
 let browser;
@@ -421,6 +422,77 @@ test('touch targets are at least 48px', async () => {
     return parseFloat(s.height);
   });
   assert.ok(tick >= 40, `checkbox box is ${tick}px`);
+});
+
+test('touch in a vehicle: each primary action is one tap on a target at least 44 x 44 px with clear space around it', async () => {
+  open = await openApp(browser, srv.url, scenario(), { hasTouch: true, isMobile: true, viewport: { width: 360, height: 640 } });
+  const { page } = open;
+  const checked = [];
+  // Measured at each width the app must work at, in the state where the action is offered.
+  const measure = async (sel) => {
+    for (const width of [320, 360, 1280]) {
+      await page.setViewportSize({ width, height: 640 });
+      const t = await targetInfo(page, sel);
+      assert.ok(t, `${sel} is on screen`);
+      assert.ok(t.width >= 44 && t.height >= 44, `${sel} at ${width}px is ${t.width.toFixed(0)} x ${t.height.toFixed(0)}`);
+      assert.ok(t.gap >= 12, `${sel} at ${width}px is ${t.gap.toFixed(0)}px from ${t.nearest}`);
+    }
+    await page.setViewportSize({ width: 360, height: 640 });
+    checked.push(sel);
+  };
+  await page.waitForSelector('#sign-in-form');
+  await measure('#nav-check');
+  await measure('#sign-in-submit');
+  await page.tap('#user-id');
+  await page.keyboard.type('para.one');
+  await page.tap('#pin');
+  await page.keyboard.type(fx.PIN);
+  await page.tap('#sign-in-submit');
+  await page.waitForSelector('#check-form');
+  await measure('#check-submit');
+  await page.keyboard.type('9990000018');
+  await page.tap('#check-submit');
+  await page.waitForSelector('#open-alert');
+  assert.equal((await calls(page, 'check_patient')).length, 1, 'one tap checks');
+  await measure('#open-alert');
+  await page.tap('#open-alert');
+  await page.waitForSelector('#plans');
+  assert.equal((await calls(page, 'open_alert')).length, 1, 'one tap opens the alert');
+  await measure('#call-emergency');
+  // The phone call itself leaves the app, so the tap is caught here: one tap is one activation.
+  await page.evaluate(() => document.getElementById('call-emergency').addEventListener('click', (e) => { e.preventDefault(); window.__called = (window.__called || 0) + 1; }));
+  await page.tap('#call-emergency');
+  assert.equal(await page.evaluate(() => window.__called), 1, 'one tap places the call');
+  await page.tap('#nav-status');
+  await page.waitForSelector('#sync-now');
+  await measure('#sync-now');
+  await page.tap('#sync-now');
+  assert.equal((await calls(page, 'sync_now')).length, 1, 'one tap starts a sync');
+  assert.deepEqual(checked, ['#nav-check', '#sign-in-submit', '#check-submit', '#open-alert', '#call-emergency', '#sync-now']);
+  const listened = await page.evaluate(() => [...window.__listenedFor]);
+  assert.ok(listened.includes('click'), 'the app\'s own listeners are seen');
+  for (const hoverOrDouble of ['dblclick', 'mouseover', 'mouseenter', 'mouseout', 'mouseleave']) {
+    assert.ok(!listened.includes(hoverOrDouble), `nothing waits for ${hoverOrDouble}`);
+  }
+  // Nothing is shown, hidden or resized only under a pointer (decorative ::before/::after aside).
+  const hoverReveals = await page.evaluate(() => {
+    const out = [];
+    const walk = (rules) => {
+      for (const rule of rules) {
+        if (rule.cssRules && !rule.selectorText) walk(rule.cssRules);
+        else if (rule.selectorText) {
+          for (const sel of rule.selectorText.split(',')) {
+            if (!sel.includes(':hover') || /::?(before|after)\s*$/.test(sel.trim())) continue;
+            const props = [...rule.style].filter((p) => /^(display|visibility|opacity|max-height|height|clip|clip-path|overflow)/.test(p));
+            if (props.length) out.push(`${sel.trim()} { ${props.join(', ')} }`);
+          }
+        }
+      }
+    };
+    for (const sheet of document.styleSheets) walk(sheet.cssRules);
+    return out;
+  });
+  assert.deepEqual(hoverReveals, []);
 });
 
 test('the app signs out and hides the patient after being idle', async () => {
