@@ -254,7 +254,7 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
         let mut config = DeviceConfig::new(&args.data_dir);
         config.live_check_deadline = std::time::Duration::from_millis(args.live_deadline_ms);
         config.page_limit = args.page_limit;
-        let mut device = Device::open(config).context("opening the device store")?;
+        let device = Device::open(config).context("opening the device store")?;
         match args.command {
             DeviceCommand::Enrol { central, code, json } => {
                 let status = device.enrol(&central, &code).await.map_err(|e| anyhow::anyhow!(e.view().message))?;
@@ -311,10 +311,10 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
                 }
                 let pin = read_pin()?;
                 let view = match device.sign_in(&user, &pin).await {
-                    Ok(_) => device.check(&nhs_number, CheckRequest { open, pregnant, case_reference }).await,
+                    Ok(_) => device.check(&nhs_number, CheckRequest { open, pregnant, case_reference, cache_only: false }).await,
                     Err(e) => {
                         let now = chrono::Utc::now();
-                        let status = device.status().await;
+                        let status = device.status();
                         cpis_device::check::locked(uuid::Uuid::now_v7(), e.to_string(), status.last_sync_at, now)
                     }
                 };
@@ -332,7 +332,9 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             DeviceCommand::Status { json } => {
-                let status = device.status().await;
+                // A one-shot command has no background probe to read: it asks once.
+                device.probe().await;
+                let status = device.status();
                 if json { print_json(&status)? } else { print_status(&status) }
                 Ok(ExitCode::SUCCESS)
             }
