@@ -3,8 +3,8 @@
 
 import { api, onSyncProgress } from './api.js';
 import {
-  DEFAULT_IDLE_TIMEOUT_MS, FOUND_HEADLINE, INVALID_HEADLINE, LOCKED_ACTION, LOCKED_HEADLINE, MISS_HEADLINE,
-  REFERRAL_REMINDER, agoWording, caveatsFor, createIdleTimer, dataAgeWording, errorWording, formatDate,
+  APPEARANCES, APPEARANCE_KEY, DEFAULT_IDLE_TIMEOUT_MS, FOUND_HEADLINE, INVALID_HEADLINE, LOCKED_ACTION, LOCKED_HEADLINE, MISS_HEADLINE,
+  REFERRAL_REMINDER, agoWording, appearanceChoice, caveatsFor, createIdleTimer, dataAgeWording, errorWording, formatDate,
   formatDateTime, formatNhs, humanDuration, initialState, nhsDigits, nhsFieldMessage, notificationWording,
   openAlertWording, planEndWording, planKindWording, planStatusWording, settingWording, staleWarning,
   stripSourceAndAge, syncAnnouncement, syncFraction, syncProgressWording, syncSummaryWording, telHref, transition,
@@ -547,7 +547,47 @@ function renderStatus() {
       h('p', { class: 'nhsuk-body', id: 'sync-text' }, state.progress ? syncProgressWording(state.progress) : 'Not started'),
       // aria-disabled, not disabled: a disabled button drops keyboard focus to the page body.
       button(state.syncing ? 'Syncing…' : 'Sync now', { id: 'sync-now', onclick: onSyncNow, 'aria-disabled': state.syncing ? 'true' : null })),
+    appearanceSwitch(),
   ].filter(Boolean);
+}
+
+// --- Appearance -------------------------------------------------------------------------------
+
+function storedAppearance() {
+  try {
+    return appearanceChoice(window.localStorage.getItem(APPEARANCE_KEY));
+  } catch {
+    return 'device';
+  }
+}
+
+/** Light, dark, or (no attribute) whatever the device is set to; the colours themselves are in app.css. */
+function applyAppearance(choice) {
+  if (choice === 'device') delete document.documentElement.dataset.appearance;
+  else document.documentElement.dataset.appearance = choice;
+}
+
+function onAppearanceChange(e) {
+  const choice = appearanceChoice(e.target.value);
+  applyAppearance(choice);
+  try {
+    window.localStorage.setItem(APPEARANCE_KEY, choice);
+  } catch {
+    // Not remembered without storage; the choice still holds until the app closes.
+  }
+}
+
+function appearanceSwitch() {
+  const current = storedAppearance();
+  return h('div', { class: 'nhsuk-form-group cpis-appearance' },
+    h('fieldset', { class: 'nhsuk-fieldset', 'aria-describedby': 'appearance-hint' },
+      h('legend', { class: 'nhsuk-fieldset__legend nhsuk-fieldset__legend--m' },
+        h('h2', { class: 'nhsuk-fieldset__heading' }, 'Appearance')),
+      h('div', { class: 'nhsuk-hint', id: 'appearance-hint' }, 'Dark is easier on the eyes at night. This device remembers the choice.'),
+      h('div', { class: 'nhsuk-radios nhsuk-radios--inline', 'data-module': 'nhsuk-radios' },
+        APPEARANCES.map(({ value, label }) => h('div', { class: 'nhsuk-radios__item' },
+          h('input', { class: 'nhsuk-radios__input', id: `appearance-${value}`, name: 'appearance', type: 'radio', value, checked: value === current, onchange: onAppearanceChange }),
+          h('label', { class: 'nhsuk-label nhsuk-radios__label', for: `appearance-${value}` }, label))))));
 }
 
 function updateProgress() {

@@ -445,6 +445,24 @@ export function screenAllowed(screen, status) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Appearance
+// ---------------------------------------------------------------------------------------------
+
+/** Where this device remembers the appearance chosen on the status screen (read early by appearance.js). */
+export const APPEARANCE_KEY = 'cpis-field.appearance';
+
+export const APPEARANCES = [
+  { value: 'device', label: 'Follow the device' },
+  { value: 'light', label: 'Light' },
+  { value: 'dark', label: 'Dark' },
+];
+
+/** The stored choice, or following the device when nothing (or something unknown) is stored. */
+export function appearanceChoice(stored) {
+  return APPEARANCES.some((a) => a.value === stored) ? stored : 'device';
+}
+
+// ---------------------------------------------------------------------------------------------
 // Idle lock
 // ---------------------------------------------------------------------------------------------
 

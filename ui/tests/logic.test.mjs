@@ -239,3 +239,11 @@ test('the status strip words the source and age of the answer on screen as the a
   assert.equal(L.stripSourceAndAge(status, central).text, 'Data from the central service, last updated just now');
   assert.equal(L.stripSourceAndAge({ data_age_seconds: null }, null).text, "Data from this device's copy, not yet updated from the central service");
 });
+
+test('the appearance follows the device unless Light or Dark was chosen', () => {
+  assert.deepEqual(L.APPEARANCES.map((a) => a.label), ['Follow the device', 'Light', 'Dark']);
+  assert.equal(L.appearanceChoice(null), 'device');
+  assert.equal(L.appearanceChoice('dark'), 'dark');
+  assert.equal(L.appearanceChoice('light'), 'light');
+  assert.equal(L.appearanceChoice('sepia'), 'device');
+});

@@ -2,7 +2,7 @@
 // wording, opening an alert, locked and stale results, sign-in errors, sync progress, keyboard use.
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { sweep } from './support/a11y.mjs';
+import { contrast, sweep } from './support/a11y.mjs';
 import { targetInfo } from './support/targets.mjs';
 import { calls, checkNumber, cspViolations, fx, launch, openApp, scenario, shot, signIn, startServer, typeNhs } from './support/harness.mjs';
 
@@ -493,6 +493,71 @@ test('touch in a vehicle: each primary action is one tap on a target at least 44
     return out;
   });
   assert.deepEqual(hoverReveals, []);
+});
+
+test('night use: the status screen switches between following the device, light and dark, and the device remembers', async () => {
+  const page = await signedIn();
+  const pageColour = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  const isDark = async () => contrast(await pageColour(), 'rgb(0, 0, 0)') < 2;
+  await page.click('#nav-status');
+  await page.waitForSelector('#appearance-device');
+  assert.ok(await page.isChecked('#appearance-device'), 'follows the device until told otherwise');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  assert.ok(await isDark(), 'a device set to dark gives the dark appearance');
+  await page.emulateMedia({ colorScheme: 'light' });
+  assert.ok(!(await isDark()));
+  await page.check('#appearance-dark');
+  assert.ok(await isDark(), 'Dark on a light device');
+  assert.equal(await focusedId(page), 'appearance-dark', 'choosing does not move focus');
+  await sweep(page, 'sync and status, Dark chosen');
+  await page.reload();
+  await page.waitForSelector('#sign-in-form');
+  assert.ok(await isDark(), 'still dark after the app is reopened, before anyone signs in');
+  await page.click('#nav-status');
+  await page.waitForSelector('#appearance-dark');
+  assert.ok(await page.isChecked('#appearance-dark'));
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.check('#appearance-light');
+  assert.ok(!(await isDark()), 'Light on a dark device');
+  await page.reload();
+  await page.waitForSelector('#sign-in-form');
+  assert.ok(!(await isDark()), 'Light is remembered too');
+  await page.click('#nav-status');
+  await page.check('#appearance-device');
+  assert.ok(await isDark(), 'following the device again');
+  await page.emulateMedia({ colorScheme: 'light' });
+  assert.ok(!(await isDark()));
+});
+
+test('the flagged-record callout and the emergency call button stay unmistakable in both appearances', async () => {
+  const page = await signedIn();
+  await checkNumber(page, '9990000018');
+  const look = (sel) => page.evaluate((s) => {
+    const cs = getComputedStyle(document.querySelector(s));
+    return { fill: cs.backgroundColor, text: cs.color, frame: cs.borderTopColor, frameWidth: parseFloat(cs.borderTopWidth), page: getComputedStyle(document.body).backgroundColor };
+  }, sel);
+  const callout = async (scheme) => {
+    const band = await look('#found-callout .nhsuk-card__heading');
+    assert.equal(band.fill, 'rgb(255, 235, 59)', `${scheme}: the callout keeps the NHS yellow band`);
+    assert.ok(contrast(band.text, band.fill) >= 7, `${scheme}: its heading reads at ${contrast(band.text, band.fill).toFixed(1)}:1`);
+    const card = await look('#found-callout');
+    assert.ok(card.frameWidth >= 4, `${scheme}: a ${card.frameWidth}px frame`);
+    assert.ok(contrast(card.frame, card.page) >= 3, `${scheme}: the callout's frame stands out from the page at ${contrast(card.frame, card.page).toFixed(1)}:1`);
+  };
+  for (const scheme of ['light', 'dark']) {
+    await page.emulateMedia({ colorScheme: scheme });
+    await callout(scheme);
+  }
+  await page.click('#open-alert');
+  await page.waitForSelector('#call-emergency');
+  for (const scheme of ['light', 'dark']) {
+    await page.emulateMedia({ colorScheme: scheme });
+    await callout(scheme);
+    const call = await look('#call-emergency');
+    assert.equal(call.fill, 'rgb(213, 40, 27)', `${scheme}: the call button stays emergency red`);
+    assert.ok(contrast(call.fill, call.page) >= 3, `${scheme}: the call button stands out from the page at ${contrast(call.fill, call.page).toFixed(1)}:1`);
+    assert.ok(contrast(call.text, call.fill) >= 4.5, `${scheme}: its label reads at ${contrast(call.text, call.fill).toFixed(1)}:1`);
+  }
 });
 
 test('the app signs out and hides the patient after being idle', async () => {

@@ -87,3 +87,16 @@ export async function sweep(page, label) {
   assert.ok(!overflow.scrolls && overflow.culprits.length === 0,
     `${label}: at 320px the page is ${overflow.scrollWidth}px wide; sticking out: ${overflow.culprits.join(', ')}`);
 }
+
+/** WCAG contrast ratio of two computed colours ("rgb(r, g, b)"). */
+export function contrast(a, b) {
+  const lum = (c) => {
+    const [r, g, bl] = c.match(/[\d.]+/g).slice(0, 3).map(Number).map((v) => {
+      const x = v / 255;
+      return x <= 0.04045 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
+}
