@@ -1,14 +1,15 @@
 // The clinician's screens: draws each state of logic.js into the page and wires the controls to the
-// shell's commands. Wording and decisions live in logic.js; this file only builds DOM and moves focus.
+// shell's commands. Wording and decisions live in logic.js; this file only builds DOM, moves focus and
+// applies the chosen appearance.
 
 import { api, onSyncProgress } from './api.js';
 import {
-  APPEARANCES, APPEARANCE_KEY, DEFAULT_IDLE_TIMEOUT_MS, FOUND_HEADLINE, INVALID_HEADLINE, LOCKED_ACTION, LOCKED_HEADLINE, MISS_HEADLINE,
-  REFERRAL_REMINDER, agoWording, appearanceChoice, caveatsFor, createIdleTimer, dataAgeWording, errorWording, formatDate,
-  formatDateTime, formatNhs, humanDuration, initialState, nhsDigits, nhsFieldMessage, notificationWording,
-  openAlertWording, planEndWording, planKindWording, planStatusWording, settingWording, staleWarning,
-  stripSourceAndAge, syncAnnouncement, syncFraction, syncProgressWording, syncSummaryWording, telHref, transition,
-  validateNhs,
+  APPEARANCES, APPEARANCE_KEY, DEFAULT_IDLE_TIMEOUT_MS, FOUND_HEADLINE, INVALID_HEADLINE, LOCKED_ACTION,
+  LOCKED_HEADLINE, MISS_HEADLINE, REFERRAL_REMINDER, agoWording, appearanceChoice, caveatsFor, createIdleTimer,
+  dataAgeWording, errorWording, formatDate, formatDateTime, formatNhs, humanDuration, initialState, nhsDigits,
+  nhsFieldMessage, notificationWording, openAlertWording, planEndWording, planKindWording, planStatusWording,
+  settingWording, staleWarning, stripSourceAndAge, syncAnnouncement, syncFraction, syncProgressWording,
+  syncSummaryWording, telHref, transition, validateNhs,
 } from './logic.js';
 
 let state = initialState();

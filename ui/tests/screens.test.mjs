@@ -1,5 +1,7 @@
 // The screens in headless Chromium with the shell's commands mocked: validation as typed, result
-// wording, opening an alert, locked and stale results, sign-in errors, sync progress, keyboard use.
+// wording, opening an alert, locked and stale results, sign-in errors, sync progress, keyboard and touch
+// use, the light and dark appearances. Every screen state reached is swept with axe at 320, 360 and
+// 1280 px in both appearances and checked for sideways scrolling (support/a11y.mjs).
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { contrast, sweep } from './support/a11y.mjs';
