@@ -347,4 +347,182 @@ mod tests {
         assert!(!mk(23).miss("x".into()).stale);
         assert!(mk(25).miss("x".into()).stale);
     }
+
+    mod decide {
+        use super::super::*;
+        use chrono::TimeZone;
+        use cpis_core::plan::{Plan, PlanKind};
+        use cpis_core::OdsCode;
+
+        fn record(i: u32) -> FlagRecord {
+            FlagRecord {
+                nhs_number: NhsNumber::test_range(i),
+                family_name: format!("Family{i}"),
+                given_names: "Alex".into(),
+                date_of_birth: NaiveDate::from_ymd_opt(2019, 1, 1).unwrap(),
+                local_id: None,
+                local_authority: OdsCode::parse("L001").unwrap(),
+                plans: vec![Plan {
+                    kind: PlanKind::ChildProtection,
+                    start: NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+                    end: None,
+                    due: None,
+                    delete: None,
+                }],
+            }
+        }
+
+        fn held(i: u32, source: Source) -> Shown {
+            Shown {
+                source,
+                data_as_of: Some(Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap()),
+                record: record(i),
+                la: None,
+                history: vec![],
+            }
+        }
+
+        fn live(outcome: LiveOutcome, about: Option<u32>) -> LiveCheckResponse {
+            LiveCheckResponse {
+                outcome,
+                record: about.map(record),
+                local_authority: None,
+                access_history: vec![],
+                access_recorded: false,
+                as_of: Utc.with_ymd_and_hms(2026, 11, 29, 18, 0, 0).unwrap(),
+            }
+        }
+
+        /// (case, held, live) -> (source, shown person, caveat, audit source)
+        #[test]
+        fn one_rule_set_for_live_and_held_answers() {
+            use LiveOutcome::*;
+            let cases: Vec<(
+                &str,
+                Option<Shown>,
+                Option<LiveCheckResponse>,
+                Source,
+                Option<u32>,
+                Option<&str>,
+                &str,
+            )> = vec![
+                (
+                    "no live answer: the copy",
+                    Some(held(1, Source::Cache)),
+                    None,
+                    Source::Cache,
+                    Some(1),
+                    None,
+                    "cache",
+                ),
+                (
+                    "no live answer, nothing held",
+                    None,
+                    None,
+                    Source::Cache,
+                    None,
+                    None,
+                    "cache",
+                ),
+                (
+                    "live found wins",
+                    Some(held(1, Source::Cache)),
+                    Some(live(RecordFound, Some(1))),
+                    Source::Central,
+                    Some(1),
+                    None,
+                    "central",
+                ),
+                (
+                    "live found, nothing held",
+                    None,
+                    Some(live(RecordFound, Some(1))),
+                    Source::Central,
+                    Some(1),
+                    None,
+                    "central",
+                ),
+                (
+                    "live about someone else is refused",
+                    Some(held(1, Source::Cache)),
+                    Some(live(RecordFound, Some(2))),
+                    Source::Cache,
+                    Some(1),
+                    Some(LIVE_ANSWER_REFUSED),
+                    "cache_central_answer_refused",
+                ),
+                (
+                    "live about someone else, nothing held",
+                    None,
+                    Some(live(RecordFound, Some(2))),
+                    Source::Cache,
+                    None,
+                    Some(LIVE_ANSWER_REFUSED),
+                    "cache_central_answer_refused",
+                ),
+                (
+                    "live no record keeps the held flag",
+                    Some(held(1, Source::Cache)),
+                    Some(live(NoRecord, None)),
+                    Source::Cache,
+                    Some(1),
+                    Some(CENTRAL_NO_LONGER_HOLDS),
+                    "cache_kept_over_central_no_record",
+                ),
+                (
+                    "live no record keeps an earlier live answer",
+                    Some(held(1, Source::Central)),
+                    Some(live(NoRecord, None)),
+                    Source::Central,
+                    Some(1),
+                    Some(CENTRAL_NO_LONGER_HOLDS),
+                    "cache_kept_over_central_no_record",
+                ),
+                (
+                    "live no record, nothing held: a central miss",
+                    None,
+                    Some(live(NoRecord, None)),
+                    Source::Central,
+                    None,
+                    None,
+                    "central",
+                ),
+            ];
+            let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+            for (case, held, live, source, shown, caveat, audit) in cases {
+                let d = decide(
+                    &NhsNumber::test_range(1),
+                    held,
+                    None,
+                    live,
+                    today,
+                    &VisibilityRules::default(),
+                );
+                assert_eq!(d.source, source, "{case}");
+                assert_eq!(
+                    d.record.as_ref().map(|s| s.record.nhs_number),
+                    shown.map(NhsNumber::test_range),
+                    "{case}"
+                );
+                assert_eq!(d.caveats.first().map(String::as_str), caveat, "{case}");
+                assert_eq!(d.audit_source(), audit, "{case}");
+            }
+        }
+
+        #[test]
+        fn a_live_record_is_as_old_as_the_central_says() {
+            let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+            let answer = live(LiveOutcome::RecordFound, Some(1));
+            let as_of = answer.as_of;
+            let d = decide(
+                &NhsNumber::test_range(1),
+                None,
+                None,
+                Some(answer),
+                today,
+                &VisibilityRules::default(),
+            );
+            assert_eq!(d.data_as_of, Some(as_of));
+        }
+    }
 }

@@ -23,6 +23,10 @@ pub const SQLITE: &[Migration] = &[
         name: "0002_live_lookups.sql",
         sql: include_str!("../../../../migrations/central/sqlite/0002_live_lookups.sql"),
     },
+    Migration {
+        name: "0003_la_last_upload.sql",
+        sql: include_str!("../../../../migrations/central/sqlite/0003_la_last_upload.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -33,6 +37,10 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         name: "0002_live_lookups.sql",
         sql: include_str!("../../../../migrations/central/postgres/0002_live_lookups.sql"),
+    },
+    Migration {
+        name: "0003_la_last_upload.sql",
+        sql: include_str!("../../../../migrations/central/postgres/0003_la_last_upload.sql"),
     },
 ];
 
@@ -62,6 +70,16 @@ mod tests {
             "postgres",
             "0002_live_lookups.sql",
             "1dd64813ccc3b0e8de02bc97ece510af1f4090517d4189992195677be2423158",
+        ),
+        (
+            "sqlite",
+            "0003_la_last_upload.sql",
+            "403bd8fcd006012949984c5b0e1614d6669184eedf56023b3a7772b844a069da",
+        ),
+        (
+            "postgres",
+            "0003_la_last_upload.sql",
+            "aced1d82047b0b4230bfe9121d5c6ad39017bd9dd5bc5ea529d1a8c6b25b0aa6",
         ),
     ];
 
