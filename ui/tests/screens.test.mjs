@@ -4,7 +4,7 @@
 // 1280 px in both appearances and checked for sideways scrolling (support/a11y.mjs).
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { contrast, sweep } from './support/a11y.mjs';
+import { contrast, settle, sweep } from './support/a11y.mjs';
 import { targetInfo } from './support/targets.mjs';
 import { calls, checkNumber, cspViolations, fx, launch, openApp, scenario, shot, signIn, startServer, typeNhs } from './support/harness.mjs';
 
@@ -315,6 +315,7 @@ test('sync now drives the progress bar from sync-progress events', async () => {
   assert.match(await text(page, '#st-last-sync dd'), /24 November 2026 at 16:30 \(3 hours ago\)/);
   await sweep(page, 'sync and status');
   await page.click('#sync-now');
+  await settle(page);
   assert.equal(await focusedId(page), 'sync-now', 'focus stays on Sync now while it works');
   assert.equal(await page.getAttribute('#sync-now', 'aria-disabled'), 'true');
   await page.waitForFunction(() => document.getElementById('announcer').textContent === 'Sync started');
@@ -326,6 +327,7 @@ test('sync now drives the progress bar from sync-progress events', async () => {
   await emit({ phase: 'pull', pages: 1, records: 500, bytes: 1000, cursor: 2500, head: 5000, events_sent: 0 });
   assert.equal(await now(), 45);
   await page.waitForFunction(() => document.getElementById('announcer').textContent === 'Downloading changes: 50% done');
+  await settle(page);
   assert.equal(await focusedId(page), 'sync-now');
   await shot(page, '09-sync-progress');
   await sweep(page, 'sync and status, syncing');
@@ -346,6 +348,7 @@ test('sync now drives the progress bar from sync-progress events', async () => {
   assert.equal(await text(page, '#sync-text'), 'Sync complete: 1,000 changes received, 2 access records delivered.');
   assert.equal((await text(page, '#sync-now')).trim(), 'Sync now');
   await page.waitForFunction(() => document.getElementById('announcer').textContent.startsWith('Sync complete: 1,000 changes received'));
+  await settle(page);
   assert.equal(await focusedId(page), 'sync-now', 'focus is still on Sync now after the sync');
   assert.equal(await page.getAttribute('#sync-now', 'aria-disabled'), null);
   await sweep(page, 'sync and status, synced');
@@ -356,6 +359,7 @@ test('a failed sync moves focus to the error summary, which says why', async () 
   await page.click('#nav-status');
   await page.waitForSelector('#status-list');
   await page.click('#sync-now');
+  await settle(page);
   assert.equal(await focusedId(page), 'sync-now');
   await page.evaluate(() => window.__mock.failSync('offline'));
   await page.waitForSelector('#error-summary');

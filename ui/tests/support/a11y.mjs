@@ -14,7 +14,9 @@ const HEIGHT = { 320: 640, 360: 640, 1280: 800 };
 /** Every sweep's counts, in the order the tests reached them. */
 export const sweeps = [];
 
-const settle = (page) => page.evaluate(() => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok))));
+/** Resolves after the page has drawn twice: layout, and the browser's focus fix-up (a focused control
+ * that became disabled loses focus at the next rendering update, not at once). */
+export const settle = (page) => page.evaluate(() => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok))));
 
 /** Runs axe over the whole page as it is now (focus included) and returns its violations. */
 export async function axe(page) {
