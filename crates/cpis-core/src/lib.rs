@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod la;
 pub mod nhs;
 pub mod plan;
+pub mod search;
 pub mod setting;
 pub mod store;
 pub mod vault;
