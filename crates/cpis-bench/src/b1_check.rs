@@ -173,9 +173,10 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
             let entry = AuditEntry {
                 at: Utc::now(),
                 user_id: USER.into(),
-                nhs_number: NhsNumber::parse(k)?,
+                nhs_number: Some(NhsNumber::parse(k)?),
                 outcome: "record_found".into(),
                 source: "cache".into(),
+                search: None,
             };
             audit.time(|| store.record_check(&keys, &entry))?;
             durable

@@ -125,6 +125,7 @@ pub fn notification_for(
         role: event.accessor.role.clone(),
         user_id: event.accessor.user_id.clone(),
         case_reference: event.case_reference.clone(),
+        found_by: event.found_by,
     }
 }
 

@@ -27,6 +27,22 @@ impl Accessor {
     }
 }
 
+/// How the clinician found the person whose alert was opened: the LA is told, because a person
+/// found by name and date of birth was not identified by a verified NHS number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundBy {
+    #[default]
+    NhsNumber,
+    NameAndDateOfBirth,
+}
+
+impl FoundBy {
+    pub fn is_nhs_number(&self) -> bool {
+        *self == Self::NhsNumber
+    }
+}
+
 /// One opening of an alert. Identified by a UUIDv7 so the central's intake is idempotent; ordered
 /// per device by `device_seq` so ordering never depends on clocks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +61,9 @@ pub struct AccessEvent {
     pub notifies: bool,
     /// The incident or case reference the clinician typed, if any.
     pub case_reference: Option<String>,
+    /// Absent in events from before search existed: they were all found by NHS number.
+    #[serde(default, skip_serializing_if = "FoundBy::is_nhs_number")]
+    pub found_by: FoundBy,
 }
 
 impl AccessEvent {
@@ -68,6 +87,7 @@ impl AccessEvent {
             accessor,
             notifies,
             case_reference,
+            found_by: FoundBy::NhsNumber,
         }
     }
 }

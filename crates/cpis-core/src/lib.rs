@@ -13,7 +13,7 @@ pub mod store;
 pub mod vault;
 pub mod wire;
 
-pub use access::{AccessEvent, Accessor};
+pub use access::{AccessEvent, Accessor, FoundBy};
 pub use la::{LocalAuthority, OdsCode, Region};
 pub use nhs::{NhsNumber, NhsNumberError};
 pub use plan::{FlagRecord, Plan, PlanKind, Visibility, VisibilityRules};

@@ -33,6 +33,16 @@ const BLIND_INDEX_CONTEXT: &[u8] = b"cpis-field/blind-index/v1:";
 const DEVICE_UNLOCK_INFO: &[u8] = b"cpis-field/device-unlock/v1";
 const USER_UNLOCK_INFO: &str = "cpis-field/user-unlock/v1:";
 const DEVICE_KEY_INFO: &[u8] = b"cpis-field/device-key/v1";
+const DOB_INDEX_KEY_INFO: &[u8] = b"cpis-field/dob-index-key/v1";
+const DOB_INDEX_CONTEXT: &[u8] = b"cpis-field/dob-index/v1:";
+
+/// Bits kept of the date-of-birth index (CipherSweet's planning: truncate so that each index value
+/// covers several records). 2,048 values: a region of 10,000-40,000 flags puts 5-20 people on each
+/// value and the whole country about 120; and since a child's possible birth dates alone (about
+/// 6,600 over 18 years, more with mothers) outnumber the values, every value stands for several
+/// dates, so equal values do not even say two people share a birthday. A search decrypts the few
+/// hundred people on two values at most, well inside its time budget.
+pub const DOB_INDEX_BITS: u32 = 11;
 
 /// Seals cached flags, local authorities and audit entries. Not `Clone`, not `Serialize`,
 /// redacted in `Debug`, zeroized on drop.
@@ -84,7 +94,36 @@ impl DataKey {
     }
 }
 
+/// Makes the bucketed date-of-birth index. Derived from the index key with its own HKDF context, so
+/// it is a key of its own: index values of dates say nothing about the NHS-number blind index.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct DobIndexKey([u8; 32]);
+
+impl fmt::Debug for DobIndexKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DobIndexKey([redacted])")
+    }
+}
+
+impl DobIndexKey {
+    /// The first `DOB_INDEX_BITS` of `HMAC-SHA256(key, "cpis-field/dob-index/v1:" + YYYY-MM-DD)`.
+    pub fn bucket(&self, dob: chrono::NaiveDate) -> i64 {
+        let mut message = Zeroizing::new(DOB_INDEX_CONTEXT.to_vec());
+        message.extend_from_slice(dob.format("%Y-%m-%d").to_string().as_bytes());
+        let tag = hazmat::hmac_sha256(&self.0, &message);
+        i64::from(u32::from_be_bytes([tag[0], tag[1], tag[2], tag[3]]) >> (32 - DOB_INDEX_BITS))
+    }
+}
+
 impl IndexKey {
+    pub fn dob_index_key(&self) -> DobIndexKey {
+        DobIndexKey(*hazmat::hkdf_sha256(
+            DOB_INDEX_KEY_INFO,
+            &self.0,
+            b"date-of-birth",
+        ))
+    }
+
     /// `HMAC-SHA256(index key, "cpis-field/blind-index/v1:" + 10 digits)`.
     pub fn blind_index(&self, nhs: &NhsNumber) -> [u8; 32] {
         // Built on the stack and wiped so the digits do not linger in freed heap memory.

@@ -11,6 +11,7 @@
 //! - `GET  /v1/feed?after=N&limit=M` -> `SignedPage` (device token; the device's own region only)
 //! - `POST /v1/events` `EventBatch` -> `EventBatchResult` (device token; idempotent on event id)
 //! - `POST /v1/check` `LiveCheckRequest` -> `LiveCheckResponse` (device token)
+//! - `POST /v1/search` `LiveSearchRequest` -> `LiveSearchResponse` (device token)
 //! - `GET  /v1/status` -> `CentralStatus` (no auth; the device's connectivity probe)
 //! - `GET  /v1/la/{ods}/notifications?after=N` -> `NotificationPage` (LA token, own LA only)
 //! - `POST /v1/la/{ods}/upload` (text/csv body) -> `UploadReport` (LA token, own LA only)
@@ -21,11 +22,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::access::AccessEvent;
+use crate::access::{AccessEvent, FoundBy};
 use crate::crypto::{hazmat, CryptoError};
 use crate::la::{LocalAuthority, OdsCode, Region};
 use crate::nhs::NhsNumber;
 use crate::plan::FlagRecord;
+use crate::search::{SearchQuery, TierKind};
 use crate::setting::{Activity, CareSetting};
 
 /// Largest page the central serves and the device accepts.
@@ -334,6 +336,31 @@ pub struct LiveCheckResponse {
     pub as_of: DateTime<Utc>,
 }
 
+/// A search by name and date of birth over the central's whole register.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveSearchRequest {
+    pub user_id: String,
+    pub query: SearchQuery,
+}
+
+/// One person the central's search returned, as fresh as their LA's last accepted upload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveSearchCandidate {
+    pub record: FlagRecord,
+    pub local_authority: Option<LocalAuthority>,
+    pub as_of: DateTime<Utc>,
+}
+
+/// The central's tier (`search::tier` over its register). People are sent only for a match (one)
+/// and possible matches (up to five): "too many" and "no match" carry nobody.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveSearchResponse {
+    pub outcome: TierKind,
+    pub candidates: Vec<LiveSearchCandidate>,
+    /// How many people matched at all.
+    pub total: usize,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CentralStatus {
     pub service: String,
@@ -361,6 +388,10 @@ pub struct Notification {
     pub role: String,
     pub user_id: String,
     pub case_reference: Option<String>,
+    /// `name_and_date_of_birth` when the clinician found the person by a search rather than a
+    /// verified NHS number; absent from notifications made before search existed.
+    #[serde(default)]
+    pub found_by: FoundBy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

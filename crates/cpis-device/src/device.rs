@@ -685,7 +685,7 @@ impl Device {
             AuditEntry {
                 at: now,
                 user_id: accessor.user_id.clone(),
-                nhs_number: nhs,
+                nhs_number: Some(nhs),
                 outcome: if decision.record.is_some() {
                     "record_found"
                 } else {
@@ -693,6 +693,7 @@ impl Device {
                 }
                 .to_string(),
                 source: decision.audit_source().to_string(),
+                search: None,
             },
         );
         let mut view = match &decision.record {
@@ -849,9 +850,10 @@ impl Device {
             AuditEntry {
                 at: now,
                 user_id: accessor.user_id.clone(),
-                nhs_number: nhs,
+                nhs_number: Some(nhs),
                 outcome: "alert_opened".into(),
                 source: decision.audit_source().to_string(),
+                search: None,
             },
         );
         let ctx = ResultContext {

@@ -10,6 +10,7 @@ use crate::crypto::hazmat;
 use crate::la::{LocalAuthority, OdsCode};
 use crate::nhs::NhsNumber;
 use crate::plan::FlagRecord;
+use crate::search::SearchQuery;
 use crate::vault::{CacheKeys, DataKey};
 use crate::wire::{FeedChange, FeedPage};
 
@@ -23,16 +24,32 @@ pub struct PageApplied {
     pub bytes: usize,
 }
 
-/// One check made on this device, hit or miss. Sealed at rest: it holds the NHS number.
+/// One check or search made on this device, hit or miss. Sealed at rest: it holds the NHS number,
+/// or what was entered in a search.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub at: DateTime<Utc>,
     pub user_id: String,
-    pub nhs_number: NhsNumber,
+    /// The person checked or chosen; `None` for a search that settled on no one.
+    pub nhs_number: Option<NhsNumber>,
     /// e.g. "record_found", "no_record".
     pub outcome: String,
     /// Which source answered, e.g. "cache" or "live".
     pub source: String,
+    /// For a search by name and date of birth: what was entered and what came of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchAudit>,
+}
+
+/// What the audit keeps of a search: what was entered, how many candidates, what was chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchAudit {
+    pub search_id: uuid::Uuid,
+    pub entered: SearchQuery,
+    /// People who matched at all (for "too many", how many there were).
+    pub candidates: usize,
+    /// e.g. "match", "possible_matches", "too_many", "no_match", "chosen", "none_of_these".
+    pub step: String,
 }
 
 fn flag_aad(blind_index: &[u8; 32]) -> [u8; 37] {
@@ -85,8 +102,8 @@ pub(super) fn clear_cache(conn: &Connection) -> Result<(), StoreError> {
 
 /// The staged flags as they stand: the newest row of each blind index, removals left out, in
 /// blind-index order (so moving them into `flags` appends to its B-tree).
-const STAGED_FLAGS: &str = "SELECT blind_index, sealed, seq FROM (
-        SELECT blind_index, sealed, seq,
+const STAGED_FLAGS: &str = "SELECT blind_index, sealed, seq, dob_bucket FROM (
+        SELECT blind_index, sealed, seq, dob_bucket,
                row_number() OVER (PARTITION BY blind_index ORDER BY seq DESC) AS newest
         FROM flags_staged)
     WHERE newest = 1 AND sealed IS NOT NULL
@@ -152,12 +169,12 @@ pub(super) fn apply_page_in(
     };
     let (put_sql, remove_sql) = if staging {
         (
-            "INSERT INTO flags_staged (blind_index, sealed, seq) VALUES (?1, ?2, ?3)",
+            "INSERT INTO flags_staged (blind_index, sealed, seq, dob_bucket) VALUES (?1, ?2, ?3, ?4)",
             "INSERT INTO flags_staged (blind_index, sealed, seq) VALUES (?1, NULL, ?2)",
         )
     } else {
         (
-            "INSERT OR REPLACE INTO flags (blind_index, sealed, seq) VALUES (?1, ?2, ?3)",
+            "INSERT OR REPLACE INTO flags (blind_index, sealed, seq, dob_bucket) VALUES (?1, ?2, ?3, ?4)",
             "DELETE FROM flags WHERE blind_index = ?1",
         )
     };
@@ -171,17 +188,19 @@ pub(super) fn apply_page_in(
     let mut remove_la = tx
         .prepare_cached("DELETE FROM local_authorities WHERE ods = ?1")
         .ctx("preparing LA removals")?;
+    let dob_key = keys.index.dob_index_key();
     for op in &page.ops {
         match &op.change {
             FeedChange::PutFlag { record } => {
                 let blind = keys.index.blind_index(&record.nhs_number);
+                let bucket = dob_key.bucket(record.date_of_birth);
                 let json = zeroize::Zeroizing::new(
                     serde_json::to_vec(record).expect("a record always serialises"),
                 );
                 let sealed = keys.data.seal(&flag_aad(&blind), &json);
                 applied.bytes += sealed.len();
                 put_flag
-                    .execute(params![&blind[..], sealed, op.seq as i64])
+                    .execute(params![&blind[..], sealed, op.seq as i64, bucket])
                     .ctx("writing a flag")?;
                 applied.puts += 1;
             }
@@ -216,7 +235,7 @@ pub(super) fn apply_page_in(
     if staging && !page.has_more {
         // Caught up: one sorted move, in this page's transaction.
         tx.execute(
-            &format!("INSERT OR REPLACE INTO flags (blind_index, sealed, seq) SELECT blind_index, sealed, seq FROM ({STAGED_FLAGS})"),
+            &format!("INSERT OR REPLACE INTO flags (blind_index, sealed, seq, dob_bucket) SELECT blind_index, sealed, seq, dob_bucket FROM ({STAGED_FLAGS})"),
             [],
         )
         .ctx("moving the staged download into place")?;
@@ -325,6 +344,114 @@ impl DeviceStore {
         }
         let la = self.local_authority(keys, &record.local_authority)?;
         Ok(Some((record, la)))
+    }
+
+    /// The cached people born on one of `dates`, found through the date-of-birth index: every
+    /// person on the dates' index values is opened and those born on another date dropped. Rows
+    /// not yet indexed (NULL) are read too, so a search never misses someone for want of an index.
+    pub fn born_on(
+        &self,
+        keys: &CacheKeys,
+        dates: &[chrono::NaiveDate],
+    ) -> Result<Vec<FlagRecord>, StoreError> {
+        let dob_key = keys.index.dob_index_key();
+        let mut buckets: Vec<i64> = dates.iter().map(|d| dob_key.bucket(*d)).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        let staging = get_meta(&self.conn, meta_keys::STAGING)?.is_some();
+        let mut out: Vec<FlagRecord> = Vec::new();
+        let mut read = |sql: &str, bucket: Option<i64>| -> Result<(), StoreError> {
+            let mut stmt = self.conn.prepare_cached(sql).ctx("preparing a search")?;
+            let mut rows = match bucket {
+                Some(b) => stmt.query([b]),
+                None => stmt.query([]),
+            }
+            .ctx("searching the cache")?;
+            while let Some(row) = rows.next().ctx("searching the cache")? {
+                let blind: Vec<u8> = row.get(0).ctx("searching the cache")?;
+                let sealed: Vec<u8> = row.get(1).ctx("searching the cache")?;
+                let blind: [u8; 32] = blind
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("a blind index is not 32 bytes".into()))?;
+                let record = open_flag(&keys.data, &blind, &sealed)?;
+                if dates.contains(&record.date_of_birth)
+                    && !out.iter().any(|r| r.nhs_number == record.nhs_number)
+                {
+                    out.push(record);
+                }
+            }
+            Ok(())
+        };
+        for b in &buckets {
+            read(
+                "SELECT blind_index, sealed FROM flags WHERE dob_bucket = ?1",
+                Some(*b),
+            )?;
+        }
+        read(
+            "SELECT blind_index, sealed FROM flags WHERE dob_bucket IS NULL",
+            None,
+        )?;
+        if staging {
+            // Halfway through a first download: the staged people too (a scan, only then).
+            for b in &buckets {
+                read(
+                    &format!("SELECT blind_index, sealed FROM ({STAGED_FLAGS}) WHERE dob_bucket = ?1 OR dob_bucket IS NULL"),
+                    Some(*b),
+                )?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fills in the date-of-birth index of rows cached before it existed (migration 0003). Needs
+    /// the keys, so it runs once a user has signed in; returns how many rows it indexed.
+    pub fn index_dates_of_birth(&mut self, keys: &CacheKeys) -> Result<usize, StoreError> {
+        let dob_key = keys.index.dob_index_key();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting to index dates of birth")?;
+        let mut done = 0;
+        for (table, cond) in [
+            ("flags", "dob_bucket IS NULL"),
+            ("flags_staged", "dob_bucket IS NULL AND sealed IS NOT NULL"),
+        ] {
+            let rows: Vec<(Vec<u8>, Vec<u8>, i64)> = {
+                let mut stmt = tx
+                    .prepare(&format!(
+                        "SELECT blind_index, sealed, seq FROM {table} WHERE {cond}"
+                    ))
+                    .ctx("reading rows to index")?;
+                let mapped = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .ctx("reading rows to index")?;
+                mapped
+                    .collect::<Result<_, _>>()
+                    .ctx("reading rows to index")?
+            };
+            let mut update = tx
+                .prepare(&format!(
+                    "UPDATE {table} SET dob_bucket = ?1 WHERE blind_index = ?2 AND seq = ?3"
+                ))
+                .ctx("preparing the index update")?;
+            for (blind, sealed, seq) in rows {
+                let blind32: [u8; 32] = blind
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("a blind index is not 32 bytes".into()))?;
+                let record = open_flag(&keys.data, &blind32, &sealed)?;
+                update
+                    .execute(params![dob_key.bucket(record.date_of_birth), blind, seq])
+                    .ctx("indexing a date of birth")?;
+                done += 1;
+            }
+        }
+        tx.commit().ctx("committing the date-of-birth index")?;
+        if done > 0 {
+            tracing::info!(rows = done, "dates of birth indexed for search");
+        }
+        Ok(done)
     }
 
     pub fn local_authority(

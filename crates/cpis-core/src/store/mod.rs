@@ -30,8 +30,8 @@ use crate::setting::CareSetting;
 use crate::vault::{self, DeviceSecret};
 use crate::wire::UserProfile;
 
-pub use crate::vault::{CacheKeys, DataKey, IndexKey, VaultError};
-pub use cache::{region_digest, AuditEntry, PageApplied};
+pub use crate::vault::{CacheKeys, DataKey, DobIndexKey, IndexKey, VaultError};
+pub use cache::{region_digest, AuditEntry, PageApplied, SearchAudit};
 pub use migrations::{migration_sha256, MIGRATIONS};
 pub use outbox::{DeadLetter, OutboxSummary};
 

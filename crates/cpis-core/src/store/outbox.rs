@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{get_meta_u64, meta_keys, parse_ts, put_meta, ts, DeviceStore, SqlContext, StoreError};
-use crate::access::{monotonic_ms, AccessEvent, Accessor};
+use crate::access::{monotonic_ms, AccessEvent, Accessor, FoundBy};
 use crate::nhs::NhsNumber;
 use crate::wire::SealedEvent;
 
@@ -42,17 +42,19 @@ impl DeviceStore {
         case_reference: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<AccessEvent, StoreError> {
-        self.enqueue_access_sealed(nhs, accessor, case_reference, now)
+        self.enqueue_access_sealed(nhs, accessor, case_reference, FoundBy::NhsNumber, now)
             .map(|(event, _)| event)
     }
 
     /// As `enqueue_access`, also returning the envelope as queued, for a caller that sends it at
     /// once (sealing again would cost a second key agreement for the same event).
+    /// `found_by` says how the clinician found the person (the LA is told).
     pub fn enqueue_access_sealed(
         &mut self,
         nhs: NhsNumber,
         accessor: Accessor,
         case_reference: Option<String>,
+        found_by: FoundBy,
         now: DateTime<Utc>,
     ) -> Result<(AccessEvent, SealedEvent), StoreError> {
         let enrolment = self.enrolment()?.ok_or(StoreError::NotEnrolled)?;
@@ -69,7 +71,7 @@ impl DeviceStore {
             .query_row([], |r| r.get(0))
             .ctx("numbering an access event")?;
         let device_seq = stored.max(max_in_outbox as u64 + 1);
-        let event = AccessEvent::new(
+        let mut event = AccessEvent::new(
             enrolment.device_id,
             device_seq,
             now,
@@ -78,6 +80,7 @@ impl DeviceStore {
             accessor,
             case_reference,
         );
+        event.found_by = found_by;
         let sealed = SealedEvent::seal(&event, &enrolment.central_sealing_key);
         tx.prepare_cached(
             "INSERT INTO outbox (event_id, device_seq, created_at, sealed, state, attempts, next_attempt_at)

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{Duration, NaiveDate, TimeZone};
+use chrono::{Datelike, Duration, NaiveDate, TimeZone};
 use zeroize::Zeroizing;
 
 use super::*;
@@ -248,6 +248,15 @@ fn personal_needles(count: u32, las: u32) -> Needles {
         n.add(nhs.to_string(), format!("NHS number (3-3-4) of flag {i}"));
         n.add(surname(i), format!("surname of flag {i}"));
         n.add(given(i), format!("given name of flag {i}"));
+        // The forms a search compares: a name index in clear would hold these.
+        n.add(
+            surname(i).to_lowercase(),
+            format!("normalised surname of flag {i}"),
+        );
+        n.add(
+            given(i).to_lowercase(),
+            format!("normalised given name of flag {i}"),
+        );
         let d = dob(i);
         n.add(
             d.format("%Y-%m-%d").to_string(),
@@ -316,15 +325,67 @@ fn privacy_no_nhs_number_name_dob_or_phone_in_the_database_or_wal_and_all_found_
                 &AuditEntry {
                     at: t0(),
                     user_id: "para1".into(),
-                    nhs_number: nhs,
+                    nhs_number: Some(nhs),
                     outcome: "record_found".into(),
                     source: "cache".into(),
+                    search: None,
                 },
             )
             .unwrap();
         store
             .enqueue_access(nhs, accessor(), Some("INC-1".into()), t0())
             .unwrap();
+    }
+    // A search by name and date of birth: found through the date-of-birth index, its audit
+    // entry holding what was entered.
+    let entered = crate::search::SearchQuery {
+        family_name: surname(17),
+        given_name: Some(given(17)),
+        date_of_birth: dob(17),
+        sex: None,
+        postcode_district: None,
+    };
+    let found = store
+        .born_on(&unlocked.keys, &crate::search::candidate_dates(dob(17)))
+        .unwrap();
+    assert_eq!(
+        found,
+        vec![flag(17)],
+        "the index finds the person born that day"
+    );
+    store
+        .record_check(
+            &unlocked.keys,
+            &AuditEntry {
+                at: t0(),
+                user_id: "para1".into(),
+                nhs_number: Some(NhsNumber::test_range(17)),
+                outcome: "search_match".into(),
+                source: "cache".into(),
+                search: Some(SearchAudit {
+                    search_id: Uuid::now_v7(),
+                    entered,
+                    candidates: 1,
+                    step: "match".into(),
+                }),
+            },
+        )
+        .unwrap();
+    // The index holds only short keyed values: never the date itself in any numeric form.
+    let buckets: Vec<Option<i64>> = store
+        .conn()
+        .prepare("SELECT dob_bucket FROM flags")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(buckets.len(), FLAGS as usize);
+    for (i, b) in buckets.iter().enumerate() {
+        let b = b.expect("every flag is indexed");
+        assert!((0..1 << vault::DOB_INDEX_BITS).contains(&b), "{b}");
+        let d = dob(i as u32);
+        assert_ne!(b, i64::from(d.num_days_from_ce()));
     }
 
     let needles = personal_needles(FLAGS, LAS);
@@ -383,8 +444,116 @@ fn privacy_no_nhs_number_name_dob_or_phone_in_the_database_or_wal_and_all_found_
             .unwrap(),
         None
     );
-    assert_eq!(store.audit_entries(&unlocked.keys).unwrap().len(), 3);
+    let audit = store.audit_entries(&unlocked.keys).unwrap();
+    assert_eq!(audit.len(), 4);
+    assert_eq!(
+        audit[3]
+            .search
+            .as_ref()
+            .map(|s| s.entered.family_name.clone()),
+        Some(surname(17)),
+        "the search's audit entry keeps what was entered"
+    );
     let _ = c;
+}
+
+#[test]
+fn the_date_of_birth_index_puts_several_people_on_each_value_at_a_regions_size() {
+    // A region of 12,000 children born over 18 years: each index value must stand for several
+    // people, so that equal values (twins, a family) do not stand out.
+    const FLAGS: u32 = 12_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _c, unlocked) = ready(dir.path());
+    let start = NaiveDate::from_ymd_opt(2008, 1, 1).unwrap();
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+    let people: Vec<FlagRecord> = (0..FLAGS)
+        .map(|i| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            FlagRecord {
+                date_of_birth: start + Duration::days((rng % 6_570) as i64),
+                ..flag(i)
+            }
+        })
+        .collect();
+    let mut cursor = 0;
+    for chunk in people.chunks(2_000) {
+        let changes = chunk
+            .iter()
+            .map(|r| FeedChange::PutFlag { record: r.clone() })
+            .collect();
+        let p = page(cursor, changes);
+        store.apply_page(&unlocked.keys, &p, t0()).unwrap();
+        cursor = p.last;
+    }
+    let counts: Vec<i64> = store
+        .conn()
+        .prepare("SELECT count(*) FROM flags GROUP BY dob_bucket")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let single = counts.iter().filter(|c| **c == 1).count();
+    let mean = f64::from(FLAGS) / counts.len() as f64;
+    assert!(mean >= 4.0, "{mean} people per index value");
+    assert!(
+        single * 10 < counts.len(),
+        "{single} of {} values hold one person",
+        counts.len()
+    );
+    // And the index still finds exactly the people born on a date, swapped day and month included.
+    let asked = people[42].date_of_birth;
+    let dates = crate::search::candidate_dates(asked);
+    let mut found: Vec<NhsNumber> = store
+        .born_on(&unlocked.keys, &dates)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.nhs_number)
+        .collect();
+    let mut want: Vec<NhsNumber> = people
+        .iter()
+        .filter(|r| dates.contains(&r.date_of_birth))
+        .map(|r| r.nhs_number)
+        .collect();
+    found.sort();
+    want.sort();
+    assert_eq!(found, want);
+}
+
+#[test]
+fn flags_cached_before_the_date_of_birth_index_are_found_and_then_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _c, unlocked) = ready(dir.path());
+    store
+        .apply_page(&unlocked.keys, &page(0, (0..20).map(put).collect()), t0())
+        .unwrap();
+    // As a database migrated from 0002 holds them: no index value yet.
+    store
+        .conn()
+        .execute("UPDATE flags SET dob_bucket = NULL", [])
+        .unwrap();
+    assert_eq!(
+        store.born_on(&unlocked.keys, &[dob(7)]).unwrap(),
+        vec![flag(7)],
+        "a search does not miss a person for want of an index value"
+    );
+    assert_eq!(store.index_dates_of_birth(&unlocked.keys).unwrap(), 20);
+    assert_eq!(store.index_dates_of_birth(&unlocked.keys).unwrap(), 0);
+    let unindexed: i64 = store
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM flags WHERE dob_bucket IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(unindexed, 0);
+    assert_eq!(
+        store.born_on(&unlocked.keys, &[dob(7)]).unwrap(),
+        vec![flag(7)]
+    );
 }
 
 #[test]
@@ -511,16 +680,17 @@ fn sealed_las_and_audit_entries_are_bound_to_their_rows() {
                 &AuditEntry {
                     at: t0() + Duration::seconds(i64::from(i)),
                     user_id: "para1".into(),
-                    nhs_number: NhsNumber::test_range(i),
+                    nhs_number: Some(NhsNumber::test_range(i)),
                     outcome: "no_record".into(),
                     source: "cache".into(),
+                    search: None,
                 },
             )
             .unwrap();
     }
     let entries = store.audit_entries(keys).unwrap();
     assert_eq!(entries.len(), 2);
-    assert_eq!(entries[1].nhs_number, NhsNumber::test_range(1));
+    assert_eq!(entries[1].nhs_number, Some(NhsNumber::test_range(1)));
     store
         .conn()
         .execute("UPDATE audit_log SET sealed = (SELECT sealed FROM audit_log WHERE id = 1) WHERE id = 2", [])
@@ -1328,9 +1498,10 @@ fn wipe_removes_cache_keys_and_lease_and_keeps_the_outbox_only_when_asked() {
                 &AuditEntry {
                     at: t0(),
                     user_id: "para1".into(),
-                    nhs_number: NhsNumber::test_range(1),
+                    nhs_number: Some(NhsNumber::test_range(1)),
                     outcome: "record_found".into(),
                     source: "cache".into(),
+                    search: None,
                 },
             )
             .unwrap();
@@ -1557,6 +1728,10 @@ fn shipped_migrations_never_change() {
             "0002_staged_download.sql",
             "0f9f35f9d1e3908716e4ebe531dfe3852c80f7773bb6236a2d197502adbe6559",
         ),
+        (
+            "0003_dob_index.sql",
+            "6856aa1c176a845d67d012314cb0f18f81522980a981b44808ffa895c83df48c",
+        ),
     ];
     assert_eq!(
         MIGRATIONS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
@@ -1689,9 +1864,10 @@ fn a_check_audit_write_leaves_the_outbox_connection_at_synchronous_full() {
             &AuditEntry {
                 at: t0(),
                 user_id: "para1".into(),
-                nhs_number: NhsNumber::test_range(5),
+                nhs_number: Some(NhsNumber::test_range(5)),
                 outcome: "record_found".into(),
                 source: "cache".into(),
+                search: None,
             },
         )
         .unwrap();
