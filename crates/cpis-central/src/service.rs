@@ -12,12 +12,13 @@ use base64::Engine;
 use chrono::{DateTime, Duration, NaiveDate, SubsecRound, Utc};
 use cpis_core::crypto::hazmat;
 use cpis_core::plan::VisibilityRules;
+use cpis_core::search::{self, SearchQuery, Sex, Tiered};
 use cpis_core::wire::{
     self, AccessHistoryEntry, ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse,
     EventBatch, EventBatchResult, EventResult, EventStatus, FeedPage, Lease, LeaseRenewal,
-    LiveCheckRequest, LiveCheckResponse, LiveOutcome, LoginRequest, LoginResponse, Notification,
-    NotificationPage, SealedEvent, SignedPage, TokenRequest, TokenResponse, UploadReport,
-    UploadRowResult,
+    LiveCheckRequest, LiveCheckResponse, LiveOutcome, LiveSearchCandidate, LiveSearchRequest,
+    LiveSearchResponse, LoginRequest, LoginResponse, Notification, NotificationPage, SealedEvent,
+    SignedPage, TokenRequest, TokenResponse, UploadReport, UploadRowResult,
 };
 use cpis_core::{
     AccessEvent, Activity, CareSetting, FlagRecord, LocalAuthority, NhsNumber, OdsCode, Region,
@@ -28,8 +29,8 @@ use zeroize::Zeroizing;
 use crate::auth::{self, PinAuthenticator, SignInError, UserAuthenticator};
 use crate::error::ApiFailure;
 use crate::store::{
-    DeviceRecord, EnrolRefusal, Ingested, LiveLookup, NewDevice, NewEnrolment, PeopleUpload, Store,
-    StoreError, StoredKeys, WebhookChange,
+    DeviceRecord, EnrolRefusal, Ingested, LiveLookup, LiveSearch, NewDevice, NewEnrolment,
+    PeopleUpload, Store, StoreError, StoredKeys, WebhookChange,
 };
 use crate::upload;
 
@@ -752,6 +753,7 @@ impl Central {
                     device_id: device.id,
                     user_id: req.user_id.clone(),
                     found: record.is_some(),
+                    search_id: None,
                 },
             )
             .await?;
@@ -785,6 +787,95 @@ impl Central {
             access_history,
             access_recorded,
             as_of,
+        })
+    }
+
+    /// A search by name and date of birth over the whole register: the people born on the date
+    /// entered (or with day and month swapped), visible today, tiered by `search::tier` — the
+    /// same rule the device applies. People are returned only for a match or possible matches;
+    /// every search is kept in the lookup trail.
+    pub async fn live_search(
+        &self,
+        device: &DeviceRecord,
+        req: LiveSearchRequest,
+    ) -> Result<LiveSearchResponse, ApiFailure> {
+        match self.store.user(&req.user_id).await? {
+            Some(user) if user.org_ods == device.org_ods => {}
+            _ => {
+                return Err(ApiFailure::forbidden(
+                    "wrong_organisation",
+                    format!(
+                        "this device's organisation ({}) has no user with that id",
+                        device.org_ods
+                    ),
+                ))
+            }
+        }
+        // The device validated the query; the central checks it again, naming what is wrong.
+        let q = &req.query;
+        let query = SearchQuery::parse(
+            &q.family_name,
+            &q.date_of_birth.format("%Y-%m-%d").to_string(),
+            q.given_name.as_deref(),
+            q.sex.map(|s| match s {
+                Sex::Female => "female",
+                Sex::Male => "male",
+                Sex::Unknown => "unknown",
+            }),
+            q.postcode_district.as_deref(),
+            Utc::now().date_naive(),
+        )
+        .map_err(|e| ApiFailure::bad_request(e.to_string()))?;
+        let today = Utc::now().date_naive();
+        let records: Vec<FlagRecord> = self
+            .store
+            .flags_born_on(&search::candidate_dates(query.date_of_birth))
+            .await?
+            .into_iter()
+            .filter_map(|r| visible_record(r, today, &self.rules))
+            .collect();
+        let tiered = search::tier(&query, &records);
+        let returned: Vec<&FlagRecord> = match &tiered {
+            Tiered::Match { index, .. } => vec![&records[*index]],
+            Tiered::PossibleMatches(list) => list.iter().map(|(i, _)| &records[*i]).collect(),
+            Tiered::TooMany { .. } | Tiered::NoMatch => vec![],
+        };
+        self.store
+            .record_search(
+                &LiveSearch {
+                    id: None,
+                    at: Utc::now(),
+                    device_id: device.id,
+                    user_id: req.user_id.clone(),
+                    query: query.clone(),
+                    outcome: tiered.kind(),
+                    candidates: tiered.candidates(),
+                },
+                &returned.iter().map(|r| r.nhs_number).collect::<Vec<_>>(),
+            )
+            .await?;
+        let mut candidates = Vec::with_capacity(returned.len());
+        for record in returned {
+            let la = self
+                .store
+                .local_authority(&record.local_authority)
+                .await?
+                .map(|l| l.la);
+            let as_of = self
+                .store
+                .la_last_upload(&record.local_authority)
+                .await?
+                .unwrap_or_else(Utc::now);
+            candidates.push(LiveSearchCandidate {
+                record: record.clone(),
+                local_authority: la,
+                as_of,
+            });
+        }
+        Ok(LiveSearchResponse {
+            outcome: tiered.kind(),
+            candidates,
+            total: tiered.candidates(),
         })
     }
 

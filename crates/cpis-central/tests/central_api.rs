@@ -37,6 +37,7 @@ on_both_stores!(
     the_inbox_page_needs_the_las_token_and_shows_its_notifications,
     expiry_turns_ended_records_into_removals,
     a_live_answer_is_as_old_as_its_las_last_accepted_upload,
+    a_name_search_runs_over_the_whole_register_in_tiers_and_is_kept_in_the_lookup_trail,
 );
 
 async fn setup_register(
@@ -1053,6 +1054,7 @@ async fn oversized_and_malformed_bodies_are_refused_with_json_errors(c: TestCent
         "/v1/feed",
         "/v1/events",
         "/v1/check",
+        "/v1/search",
         "/v1/login",
         "/v1/lease",
         "/v1/la/{ods}/upload",
@@ -1369,4 +1371,158 @@ async fn a_live_answer_is_as_old_as_its_las_last_accepted_upload(c: TestCentral)
 
 async fn ask(device: &TestDevice, req: &LiveCheckRequest) -> LiveCheckResponse {
     device.post("/v1/check", req).await.json().await.unwrap()
+}
+
+async fn a_name_search_runs_over_the_whole_register_in_tiers_and_is_kept_in_the_lookup_trail(
+    c: TestCentral,
+) {
+    use cpis_core::search::{SearchQuery, TierKind};
+    use cpis_core::wire::{LiveSearchRequest, LiveSearchResponse};
+    use cpis_core::FoundBy;
+
+    c.add_la("L001", "region-a").await;
+    c.add_la("L002", "region-b").await;
+    let token = c.la_token("L001").await;
+    let mut csv = HEADER.to_string();
+    let mut add = |i: u32, family: &str, given: &str, dob: &str| {
+        csv.push_str(&format!(
+            "{},{family},{given},{dob},CPPI,2025-01-01,,,,\n",
+            nhs(i).as_digits()
+        ))
+    };
+    add(1, "O'Neill", "Siân", "2019-03-07");
+    // Two different children, same birthday, similar names.
+    add(2, "Smith", "John", "2018-05-20");
+    add(3, "Smyth", "Jon", "2018-05-20");
+    for (i, given) in (4..).zip(["Amy", "Ben", "Cara", "Dev", "Ella", "Finn", "Gus"]) {
+        add(i, "Testwood", given, "2017-10-10");
+    }
+    let r = c.upload("L001", &token, &csv, false).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let token_b = c.la_token("L002").await;
+    let csv_b = format!(
+        "{HEADER}{},Farfield,Amy,2016-01-02,LACI,2025-01-01,,,,\n",
+        nhs(20).as_digits()
+    );
+    let r = c.upload("L002", &token_b, &csv_b, false).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let device = c.device("region-a", "RX1", CareSetting::Ambulance).await;
+    c.add_user("para1", "RX1", Activity::B0107).await;
+
+    let today = Utc::now().date_naive();
+    let search = |family: &str, given: Option<&str>, dob: &str| {
+        let query = SearchQuery::parse(family, dob, given, None, None, today).unwrap();
+        let device = &device;
+        async move {
+            let r = device
+                .post(
+                    "/v1/search",
+                    &LiveSearchRequest {
+                        user_id: "para1".into(),
+                        query,
+                    },
+                )
+                .await;
+            assert_eq!(r.status(), 200);
+            r.json::<LiveSearchResponse>().await.unwrap()
+        }
+    };
+    let people = |r: &LiveSearchResponse| {
+        let mut v: Vec<NhsNumber> = r.candidates.iter().map(|c| c.record.nhs_number).collect();
+        v.sort();
+        v
+    };
+
+    // One match, through case, accents and apostrophes, with the LA's emergency number.
+    let r = search("ONEILL", Some("Sian"), "2019-03-07").await;
+    assert_eq!(r.outcome, TierKind::Match);
+    assert_eq!(people(&r), vec![nhs(1)]);
+    assert_eq!(
+        r.candidates[0]
+            .local_authority
+            .as_ref()
+            .unwrap()
+            .emergency_phone,
+        "0300 555 0100"
+    );
+    // The two similar children are cards, never one match.
+    let r = search("Smith", Some("John"), "2018-05-20").await;
+    assert_eq!(r.outcome, TierKind::PossibleMatches);
+    assert_eq!(people(&r), vec![nhs(2), nhs(3)]);
+    // Seven on one birthday with no given name: too many, nobody sent.
+    let r = search("Testwood", None, "2017-10-10").await;
+    assert_eq!(r.outcome, TierKind::TooMany);
+    assert!(r.candidates.is_empty());
+    assert_eq!(r.total, 7);
+    // The whole register: a person of another region, found with day and month swapped.
+    let r = search("Farfield", Some("Amy"), "2016-02-01").await;
+    assert_eq!(r.outcome, TierKind::PossibleMatches);
+    assert_eq!(people(&r), vec![nhs(20)]);
+    let r = search("Brown", Some("Grace"), "2019-03-07").await;
+    assert_eq!(r.outcome, TierKind::NoMatch);
+    assert!(r.candidates.is_empty());
+
+    // Bad input is refused naming the field; a user of another organisation is refused.
+    let r = device
+        .post(
+            "/v1/search",
+            &serde_json::json!({ "user_id": "para1", "query": { "family_name": " ", "date_of_birth": "2019-03-07" } }),
+        )
+        .await;
+    assert!(refused(r, 400).await.message.contains("family name"));
+    let r = device
+        .post(
+            "/v1/search",
+            &serde_json::json!({ "user_id": "para1", "query": { "family_name": "Smith", "date_of_birth": "07/03/2019" } }),
+        )
+        .await;
+    refused(r, 422).await;
+    let r = device
+        .post(
+            "/v1/search",
+            &serde_json::json!({ "user_id": "nobody", "query": { "family_name": "Smith", "date_of_birth": "2019-03-07" } }),
+        )
+        .await;
+    refused(r, 403).await;
+
+    // The trail: every answered search, newest first, with what was entered; each person a
+    // search returned has the lookup against them; "too many" returned nobody.
+    let searches = c.store.searches(10).await.unwrap();
+    let outcomes: Vec<TierKind> = searches.iter().map(|s| s.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            TierKind::NoMatch,
+            TierKind::PossibleMatches,
+            TierKind::TooMany,
+            TierKind::PossibleMatches,
+            TierKind::Match
+        ]
+    );
+    assert!(searches
+        .iter()
+        .all(|s| s.device_id == device.id && s.user_id == "para1"));
+    assert_eq!(searches[4].query.family_name, "ONEILL");
+    assert_eq!(searches[2].candidates, 7);
+    let trail = c.store.lookups_of(&nhs(2), 10).await.unwrap();
+    assert_eq!(trail.len(), 1);
+    assert_eq!(trail[0].search_id, searches[3].id);
+    assert!(c.store.lookups_of(&nhs(4), 10).await.unwrap().is_empty());
+
+    // Opening a person found by search tells the LA so; an older event without the field is
+    // one found by NHS number.
+    let mut device = device;
+    let mut by_search = device.event(nhs(1), "para1");
+    by_search.found_by = FoundBy::NameAndDateOfBirth;
+    let by_number = device.event(nhs(2), "para1");
+    device.deliver(&[&by_search, &by_number]).await;
+    let page = notifications(&c, &token, 0).await;
+    let found_by: HashMap<NhsNumber, FoundBy> = page
+        .notifications
+        .iter()
+        .map(|n| (n.nhs_number, n.found_by))
+        .collect();
+    assert_eq!(found_by[&nhs(1)], FoundBy::NameAndDateOfBirth);
+    assert_eq!(found_by[&nhs(2)], FoundBy::NhsNumber);
+    c.shutdown().await;
 }

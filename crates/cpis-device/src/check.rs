@@ -21,6 +21,23 @@ pub const CENTRAL_NO_LONGER_HOLDS: &str = "The central service no longer holds t
 /// Shown when the central's answer was about a different NHS number and was not used.
 pub const LIVE_ANSWER_REFUSED: &str = "The central service's answer did not match this NHS number and was not used: this answer comes from this device's copy.";
 
+pub const SEARCH_MATCH_MESSAGE: &str = "One person matches these details and has a CP-IS record";
+pub const SEARCH_POSSIBLE_MESSAGE: &str =
+    "Possible matches: confirm which one is your patient, or choose none of these";
+pub const SEARCH_CONFIRM_CAVEAT: &str = "No plan details are shown until you confirm the person is your patient. If none of them is, choose none of these.";
+pub const SEARCH_TOO_MANY_MESSAGE: &str = "Too many people match these details to show any of them";
+pub const SEARCH_TOO_MANY_ADVICE: &str = "Add the given name, check the spelling and the date of birth, or check by NHS number when you have it.";
+pub const SEARCH_MISS_MESSAGE: &str = "No CP-IS record found for these details";
+
+/// A name search's miss: what a number check could not see, and what a name search cannot either.
+pub fn search_miss_caveats(source: Source, data_as_of: Option<DateTime<Utc>>) -> Vec<String> {
+    let mut out = miss_caveats(source, data_as_of);
+    let last = out.pop();
+    out.extend(cpis_core::search::name_search_caveats());
+    out.extend(last);
+    out
+}
+
 /// A record as a check showed it, kept so that opening the alert opens exactly this record.
 #[derive(Debug, Clone)]
 pub struct Shown {

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use cpis_core::wire::{
     self, ApiError, ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse, EventBatch,
-    EventBatchResult, LiveCheckRequest, LiveCheckResponse, LoginRequest, LoginResponse, SignedPage,
-    TokenRequest, TokenResponse,
+    EventBatchResult, LiveCheckRequest, LiveCheckResponse, LiveSearchRequest, LiveSearchResponse,
+    LoginRequest, LoginResponse, SignedPage, TokenRequest, TokenResponse,
 };
 
 /// Why a call to the central failed, in the terms the sync engine acts on.
@@ -291,6 +291,15 @@ impl CentralClient {
         deadline: Duration,
     ) -> Result<LiveCheckResponse, ClientError> {
         self.post("/v1/check", request, Some(&self.bearer()?), Some(deadline))
+            .await
+    }
+
+    pub async fn live_search(
+        &self,
+        request: &LiveSearchRequest,
+        deadline: Duration,
+    ) -> Result<LiveSearchResponse, ClientError> {
+        self.post("/v1/search", request, Some(&self.bearer()?), Some(deadline))
             .await
     }
 }

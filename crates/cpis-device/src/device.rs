@@ -12,10 +12,13 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use cpis_core::access::Accessor;
+use cpis_core::access::{Accessor, FoundBy};
 use cpis_core::plan::VisibilityRules;
+use cpis_core::search::{self, SearchQuery, Tiered};
+use cpis_core::store::SearchAudit;
 use cpis_core::store::{AuditEntry, CacheKeys, DeviceStore, Enrolment, StoreError, VaultError};
 use cpis_core::wire::{LiveCheckRequest, LiveCheckResponse, UserProfile};
+use cpis_core::wire::{LiveSearchCandidate, LiveSearchRequest, LiveSearchResponse};
 use cpis_core::{NhsNumber, Region};
 
 use crate::check::{self, ResultContext, Shown};
@@ -167,6 +170,29 @@ struct RecentCheck {
     shown: Option<Shown>,
     pregnant: bool,
     case_reference: Option<String>,
+    /// How the clinician found the person: the access event tells the LA.
+    found_by: FoundBy,
+}
+
+/// A search's possible matches, kept so that confirming one opens exactly the record shown.
+struct RecentSearch {
+    query: SearchQuery,
+    candidates: Vec<Shown>,
+    case_reference: Option<String>,
+}
+
+/// What a search by name and date of birth was given, as typed.
+#[derive(Debug, Clone, Default)]
+pub struct SearchInput {
+    pub family_name: String,
+    /// YYYY-MM-DD.
+    pub date_of_birth: String,
+    pub given_name: Option<String>,
+    pub sex: Option<String>,
+    pub postcode_district: Option<String>,
+    pub case_reference: Option<String>,
+    /// Answer from this device's copy alone (benchmarks, support).
+    pub cache_only: bool,
 }
 
 /// How many answered checks are remembered for opening their alert: a clinician opens the alert of
@@ -187,6 +213,8 @@ struct State {
     online: Option<bool>,
     recent: HashMap<Uuid, RecentCheck>,
     recent_order: std::collections::VecDeque<Uuid>,
+    searches: HashMap<Uuid, RecentSearch>,
+    search_order: std::collections::VecDeque<Uuid>,
 }
 
 /// An audit record waiting for the audit writer, or a request to say when all before it are written.
@@ -252,6 +280,45 @@ fn spawn_audit_writer(
         })
         .expect("the audit writer thread starts");
     (tx, thread)
+}
+
+/// A search's card for one person: names and date of birth, what matched and what differed.
+fn card(
+    candidate: usize,
+    record: &cpis_core::FlagRecord,
+    how: search::CandidateMatch,
+) -> CandidateView {
+    CandidateView {
+        candidate,
+        family_name: record.family_name.clone(),
+        given_names: record.given_names.clone(),
+        date_of_birth: record.date_of_birth,
+        matched: how.matched_words(),
+        differed: how.differed_words(),
+        how,
+    }
+}
+
+fn search_locked(
+    search_id: Uuid,
+    reason: String,
+    data_as_of: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> SearchView {
+    SearchView {
+        search_id,
+        outcome: SearchOutcome::Locked,
+        message: "This device's copy cannot be opened".into(),
+        reason: Some(reason),
+        source: Source::Cache,
+        data_as_of,
+        data_age_seconds: check::data_age(now, data_as_of),
+        stale: true,
+        candidates: vec![],
+        matched: None,
+        answer: None,
+        caveats: vec![check::LOCKED_ADVICE.to_string()],
+    }
 }
 
 /// TLS for every central that is not on this machine: over plain HTTP a hostile network could read
@@ -484,6 +551,8 @@ impl Device {
         state.lease_expires_at = None;
         state.recent.clear();
         state.recent_order.clear();
+        state.searches.clear();
+        state.search_order.clear();
     }
 
     /// Signs in online when the central answers (setting up the offline unlock and the lease),
@@ -538,6 +607,16 @@ impl Device {
             state.lease_expires_at = Some(unlocked.lease_expires_at);
             state.recent.clear();
             state.recent_order.clear();
+            state.searches.clear();
+            state.search_order.clear();
+        }
+        // A copy cached before search existed gets its date-of-birth index now that the keys are
+        // open; a search still reads unindexed rows, so a failure here only costs speed.
+        let session = self.read_state().session.clone();
+        if let Some(session) = session {
+            if let Err(e) = lock(&self.writer).index_dates_of_birth(&session.keys) {
+                tracing::error!(error = %e, "could not index dates of birth for search");
+            }
         }
         self.wake.notify_one();
         Ok(self.status())
@@ -721,6 +800,7 @@ impl Device {
                 shown: decision.record,
                 pregnant: request.pregnant,
                 case_reference: request.case_reference.clone(),
+                found_by: FoundBy::NhsNumber,
             },
         );
         if found && request.open {
@@ -737,6 +817,18 @@ impl Device {
         &self,
         req: &LiveCheckRequest,
     ) -> Result<Option<LiveCheckResponse>, DeviceError> {
+        self.ask_central_with(
+            |client, deadline| async move { client.live_check(req, deadline).await },
+        )
+        .await
+    }
+
+    /// One live call under the live deadline, authentication included; see `ask_central`.
+    async fn ask_central_with<T, F, Fut>(&self, call: F) -> Result<Option<T>, DeviceError>
+    where
+        F: FnOnce(Arc<CentralClient>, Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
         let (online, client) = {
             let state = self.read_state();
             (state.online, state.client.clone())
@@ -753,7 +845,7 @@ impl Device {
                 let device_id = self.enrolment().map_err(|_| None)?.device_id;
                 self.authenticate(&client, device_id).await.map_err(Some)?;
             }
-            client.live_check(req, deadline).await.map_err(Some)
+            call(client.clone(), deadline).await.map_err(Some)
         };
         match tokio::time::timeout(deadline, attempt).await {
             Ok(Ok(answer)) => {
@@ -766,7 +858,7 @@ impl Device {
                 if let ClientError::Refused { status: 401, .. } = e {
                     client.forget_token();
                 }
-                tracing::info!("live check unavailable, the cache answers");
+                tracing::info!("live call unavailable, the cache answers");
                 Ok(None)
             }
             Ok(Err(None)) => Ok(None),
@@ -774,7 +866,7 @@ impl Device {
                 // Too slow to wait for: the background probe says when the link is back.
                 self.set_online(false);
                 self.wake.notify_one();
-                tracing::info!("live check past its deadline, the cache answers");
+                tracing::info!("live call past its deadline, the cache answers");
                 Ok(None)
             }
         }
@@ -785,7 +877,7 @@ impl Device {
     /// the record the check showed even when the link has gone since.
     pub async fn open_alert(&self, check_id: Uuid) -> Result<CheckView, DeviceError> {
         let now = self.now();
-        let (nhs, shown, pregnant, case_reference) = {
+        let (nhs, shown, pregnant, case_reference, found_by) = {
             let state = self.read_state();
             let recent = state.recent.get(&check_id).ok_or_else(|| {
                 DeviceError::InvalidInput(
@@ -797,6 +889,7 @@ impl Device {
                 recent.shown.clone(),
                 recent.pregnant,
                 recent.case_reference.clone(),
+                recent.found_by,
             )
         };
         let shown = shown.ok_or_else(|| {
@@ -818,6 +911,7 @@ impl Device {
                 nhs,
                 accessor.clone(),
                 case_reference,
+                found_by,
                 now,
             )?;
             Some(sealed)
@@ -878,6 +972,11 @@ impl Device {
                 "Access history comes from the central service and is shown when this device is connected.".into(),
             );
         }
+        if found_by == FoundBy::NameAndDateOfBirth {
+            view.caveats.push(
+                "Found by name and date of birth, not by a verified NHS number: make sure this is your patient.".into(),
+            );
+        }
         if pregnant {
             view.caveats.push(
                 "Checked as a pregnant woman: an unborn child plan is held on her own NHS number."
@@ -893,6 +992,398 @@ impl Device {
             },
         });
         Ok(view)
+    }
+
+    /// Searches by name and date of birth. This device's copy answers at once through its
+    /// date-of-birth index; when the central answers within the live deadline its search over the
+    /// whole register is joined in (a live "too many" stands; otherwise the people both found are
+    /// tiered together, so a record the central no longer holds is never hidden). One rule,
+    /// `search::tier`, decides the tier. Bad input is an error naming the field; every search is
+    /// audited.
+    pub async fn search(&self, input: &SearchInput) -> Result<SearchView, DeviceError> {
+        let search_id = Uuid::now_v7();
+        let now = self.now();
+        let today = now.date_naive();
+        let query = SearchQuery::parse(
+            &input.family_name,
+            &input.date_of_birth,
+            input.given_name.as_deref(),
+            input.sex.as_deref(),
+            input.postcode_district.as_deref(),
+            today,
+        )
+        .map_err(|e| DeviceError::InvalidInput(e.to_string()))?;
+        let (enrolment, last_sync) = {
+            let state = self.read_state();
+            (state.enrolment.clone(), state.last_sync)
+        };
+        let session = match self.session_valid(now) {
+            Ok(s) => s,
+            Err(reason) => return Ok(search_locked(search_id, reason, last_sync, now)),
+        };
+        let Some(enrolment) = enrolment else {
+            return Ok(search_locked(
+                search_id,
+                DeviceError::NotEnrolled.to_string(),
+                None,
+                now,
+            ));
+        };
+        let accessor = self.accessor(&enrolment, &session);
+        let rules = self.config.visibility;
+        let dates = search::candidate_dates(query.date_of_birth);
+
+        let held: Vec<Shown> = {
+            let store = lock(&self.reader);
+            let found = match store.born_on(&session.keys, &dates) {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::error!(error = %e, "cache search failed");
+                    return Ok(search_locked(
+                        search_id,
+                        format!("This device's copy could not be read: {e}"),
+                        last_sync,
+                        now,
+                    ));
+                }
+            };
+            let mut held = Vec::new();
+            for record in found.into_iter().filter(|r| !r.is_expired(today, &rules)) {
+                let la = store.local_authority(&session.keys, &record.local_authority)?;
+                held.push(Shown {
+                    source: Source::Cache,
+                    data_as_of: last_sync,
+                    record,
+                    la,
+                    history: vec![],
+                });
+            }
+            held
+        };
+
+        let live: Option<LiveSearchResponse> = if input.cache_only {
+            None
+        } else {
+            let req = LiveSearchRequest {
+                user_id: accessor.user_id.clone(),
+                query: query.clone(),
+            };
+            match self
+                .ask_central_with(|client, deadline| {
+                    let req = &req;
+                    async move { client.live_search(req, deadline).await }
+                })
+                .await
+            {
+                Ok(live) => live,
+                Err(revoked) => {
+                    return Ok(search_locked(search_id, revoked.to_string(), None, now))
+                }
+            }
+        };
+        let (source, data_as_of) = match &live {
+            Some(_) => (Source::Central, Some(now)),
+            None => (Source::Cache, last_sync),
+        };
+        let (people, tiered) = match live {
+            Some(answer) if answer.outcome == search::TierKind::TooMany => (
+                vec![],
+                Tiered::TooMany {
+                    candidates: answer.total,
+                },
+            ),
+            live => {
+                let fresher: Vec<Shown> = live
+                    .map(|a| a.candidates)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|c| !c.record.is_expired(today, &rules))
+                    .map(|c: LiveSearchCandidate| Shown {
+                        source: Source::Central,
+                        data_as_of: Some(c.as_of),
+                        record: c.record,
+                        la: c.local_authority,
+                        history: vec![],
+                    })
+                    .collect();
+                let mut people: Vec<Shown> = held
+                    .into_iter()
+                    .filter(|h| {
+                        !fresher
+                            .iter()
+                            .any(|f| f.record.nhs_number == h.record.nhs_number)
+                    })
+                    .collect();
+                people.extend(fresher);
+                let records: Vec<_> = people.iter().map(|p| p.record.clone()).collect();
+                let tiered = search::tier(&query, &records);
+                (people, tiered)
+            }
+        };
+
+        let audit = |nhs: Option<NhsNumber>, step: &str, candidates: usize| AuditEntry {
+            at: now,
+            user_id: accessor.user_id.clone(),
+            nhs_number: nhs,
+            outcome: format!("search_{step}"),
+            source: match source {
+                Source::Cache => "cache",
+                Source::Central => "central",
+            }
+            .to_string(),
+            search: Some(SearchAudit {
+                search_id,
+                entered: query.clone(),
+                candidates,
+                step: step.to_string(),
+            }),
+        };
+        let stale_after_secs = self.config.stale_after.as_secs() as i64;
+        let age = check::data_age(now, data_as_of);
+        let mut view = SearchView {
+            search_id,
+            outcome: SearchOutcome::NoMatch,
+            message: String::new(),
+            reason: None,
+            source,
+            data_as_of,
+            data_age_seconds: age,
+            stale: age.map(|a| a > stale_after_secs).unwrap_or(true),
+            candidates: vec![],
+            matched: None,
+            answer: None,
+            caveats: vec![],
+        };
+        match tiered {
+            Tiered::Match { index, how } => {
+                let shown = people[index].clone();
+                let nhs = shown.record.nhs_number;
+                self.audit(&session, audit(Some(nhs), "match", 1));
+                let (answer, _) = self.found_by_search(
+                    &session,
+                    &enrolment,
+                    shown.clone(),
+                    input.case_reference.clone(),
+                    now,
+                );
+                view.outcome = SearchOutcome::Match;
+                view.message = check::SEARCH_MATCH_MESSAGE.into();
+                view.matched = Some(card(1, &shown.record, how));
+                view.source = answer.source;
+                view.data_as_of = answer.data_as_of;
+                view.data_age_seconds = answer.data_age_seconds;
+                view.stale = answer.stale;
+                view.answer = Some(answer);
+            }
+            Tiered::PossibleMatches(list) => {
+                self.audit(&session, audit(None, "possible_matches", list.len()));
+                view.outcome = SearchOutcome::PossibleMatches;
+                view.message = check::SEARCH_POSSIBLE_MESSAGE.into();
+                view.candidates = list
+                    .iter()
+                    .enumerate()
+                    .map(|(k, (i, how))| card(k + 1, &people[*i].record, *how))
+                    .collect();
+                view.caveats = vec![check::SEARCH_CONFIRM_CAVEAT.into()];
+                let candidates = list.iter().map(|(i, _)| people[*i].clone()).collect();
+                self.remember_search(
+                    search_id,
+                    RecentSearch {
+                        query: query.clone(),
+                        candidates,
+                        case_reference: input.case_reference.clone(),
+                    },
+                );
+            }
+            Tiered::TooMany { candidates } => {
+                self.audit(&session, audit(None, "too_many", candidates));
+                view.outcome = SearchOutcome::TooMany;
+                view.message = check::SEARCH_TOO_MANY_MESSAGE.into();
+                view.caveats = vec![check::SEARCH_TOO_MANY_ADVICE.into()];
+            }
+            Tiered::NoMatch => {
+                self.audit(&session, audit(None, "no_match", 0));
+                view.outcome = SearchOutcome::NoMatch;
+                view.message = check::SEARCH_MISS_MESSAGE.into();
+                view.caveats = check::search_miss_caveats(source, data_as_of);
+            }
+        }
+        Ok(view)
+    }
+
+    /// The clinician confirms that possible match `candidate` (1-based) is their patient: the
+    /// answer is that person's check, exactly as if their NHS number had been checked; opening it
+    /// is `open_alert`. Audited with the choice.
+    pub fn choose_candidate(
+        &self,
+        search_id: Uuid,
+        candidate: usize,
+    ) -> Result<CheckView, DeviceError> {
+        let now = self.now();
+        let (shown, query, case_reference, count) = {
+            let state = self.read_state();
+            let recent = state.searches.get(&search_id).ok_or_else(|| {
+                DeviceError::InvalidInput("that search is no longer open: search again".into())
+            })?;
+            let shown = candidate
+                .checked_sub(1)
+                .and_then(|i| recent.candidates.get(i))
+                .cloned()
+                .ok_or_else(|| {
+                    DeviceError::InvalidInput(format!(
+                        "candidate: choose a number from 1 to {}",
+                        recent.candidates.len()
+                    ))
+                })?;
+            (
+                shown,
+                recent.query.clone(),
+                recent.case_reference.clone(),
+                recent.candidates.len(),
+            )
+        };
+        let session = self
+            .session_valid(now)
+            .map_err(|_| DeviceError::NotSignedIn)?;
+        let enrolment = self.enrolment()?;
+        let nhs = shown.record.nhs_number;
+        self.audit(
+            &session,
+            AuditEntry {
+                at: now,
+                user_id: session.user.id.clone(),
+                nhs_number: Some(nhs),
+                outcome: "search_chosen".into(),
+                source: match shown.source {
+                    Source::Cache => "cache",
+                    Source::Central => "central",
+                }
+                .into(),
+                search: Some(SearchAudit {
+                    search_id,
+                    entered: query,
+                    candidates: count,
+                    step: "chosen".into(),
+                }),
+            },
+        );
+        self.write_state().searches.remove(&search_id);
+        let (view, _) = self.found_by_search(&session, &enrolment, shown, case_reference, now);
+        Ok(view)
+    }
+
+    /// "None of these": the clinician says no card is their patient. Audited; the answer is the
+    /// no-match answer with its caveats.
+    pub fn none_of_these(&self, search_id: Uuid) -> Result<SearchView, DeviceError> {
+        let now = self.now();
+        let recent = self
+            .write_state()
+            .searches
+            .remove(&search_id)
+            .ok_or_else(|| {
+                DeviceError::InvalidInput("that search is no longer open: search again".into())
+            })?;
+        let session = self
+            .session_valid(now)
+            .map_err(|_| DeviceError::NotSignedIn)?;
+        let source = recent
+            .candidates
+            .first()
+            .map(|c| c.source)
+            .unwrap_or(Source::Cache);
+        let data_as_of = match source {
+            Source::Central => Some(now),
+            Source::Cache => self.read_state().last_sync,
+        };
+        self.audit(
+            &session,
+            AuditEntry {
+                at: now,
+                user_id: session.user.id.clone(),
+                nhs_number: None,
+                outcome: "search_none_of_these".into(),
+                source: "clinician".into(),
+                search: Some(SearchAudit {
+                    search_id,
+                    entered: recent.query,
+                    candidates: recent.candidates.len(),
+                    step: "none_of_these".into(),
+                }),
+            },
+        );
+        let age = check::data_age(now, data_as_of);
+        Ok(SearchView {
+            search_id,
+            outcome: SearchOutcome::NoMatch,
+            message: check::SEARCH_MISS_MESSAGE.into(),
+            reason: None,
+            source,
+            data_as_of,
+            data_age_seconds: age,
+            stale: age
+                .map(|a| a > self.config.stale_after.as_secs() as i64)
+                .unwrap_or(true),
+            candidates: vec![],
+            matched: None,
+            answer: None,
+            caveats: check::search_miss_caveats(source, data_as_of),
+        })
+    }
+
+    /// The check answer of a person found by a search, remembered so that `open_alert` opens
+    /// exactly this record and tells the LA how the person was found.
+    fn found_by_search(
+        &self,
+        session: &Arc<Session>,
+        enrolment: &Enrolment,
+        shown: Shown,
+        case_reference: Option<String>,
+        now: DateTime<Utc>,
+    ) -> (CheckView, Uuid) {
+        let check_id = Uuid::now_v7();
+        let accessor = self.accessor(enrolment, session);
+        let ctx = ResultContext {
+            check_id,
+            now,
+            source: shown.source,
+            data_as_of: shown.data_as_of,
+            stale_after_secs: self.config.stale_after.as_secs() as i64,
+            notifies: accessor.notifies(),
+        };
+        let nhs = shown.record.nhs_number;
+        let mut view = ctx.found(
+            nhs.to_string(),
+            &shown.record,
+            shown.la.as_ref(),
+            vec![],
+            false,
+            &self.config.visibility,
+        );
+        view.caveats.push(
+            "Found by name and date of birth, not by a verified NHS number: make sure this is your patient.".into(),
+        );
+        self.remember(
+            check_id,
+            RecentCheck {
+                nhs,
+                shown: Some(shown),
+                pregnant: false,
+                case_reference,
+                found_by: FoundBy::NameAndDateOfBirth,
+            },
+        );
+        (view, check_id)
+    }
+
+    fn remember_search(&self, search_id: Uuid, search: RecentSearch) {
+        let mut state = self.write_state();
+        state.searches.insert(search_id, search);
+        state.search_order.push_back(search_id);
+        while state.search_order.len() > RECENT_CHECKS {
+            if let Some(old) = state.search_order.pop_front() {
+                state.searches.remove(&old);
+            }
+        }
     }
 
     /// Pull then push, on the sync's own connection. Pulling needs the signed-in session's keys;

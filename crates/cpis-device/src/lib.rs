@@ -8,4 +8,6 @@ pub mod device;
 pub mod sync;
 pub mod views;
 
-pub use device::{spawn_background_sync, CheckRequest, Device, DeviceConfig, DeviceError};
+pub use device::{
+    spawn_background_sync, CheckRequest, Device, DeviceConfig, DeviceError, SearchInput,
+};

@@ -186,3 +186,107 @@ pub struct ErrorView {
     pub attempts_left: Option<u32>,
     pub retry_after_secs: Option<u64>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchOutcome {
+    /// Exactly one person matches: the answer is that person's check.
+    Match,
+    /// Up to five cards to confirm from; no plan details until one is confirmed.
+    PossibleMatches,
+    /// More than five: ask for more details, show nobody.
+    TooMany,
+    NoMatch,
+    /// The cache cannot be opened (lease expired, not signed in, wiped).
+    Locked,
+}
+
+/// One person a search found, as a card: who, and what matched and differed. No plans, no LA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateView {
+    /// 1-based: the number the clinician confirms.
+    pub candidate: usize,
+    pub family_name: String,
+    pub given_names: String,
+    pub date_of_birth: NaiveDate,
+    /// In words, e.g. "Family name: sounds alike, spelt differently".
+    pub matched: Vec<String>,
+    pub differed: Vec<String>,
+    /// The same, field by field.
+    pub how: cpis_core::search::CandidateMatch,
+}
+
+/// The answer to a search by name and date of birth. A `match` serialises as the check answer of
+/// the person found (the same fields, `outcome: "match"`), plus `search_id`, `found_by` and
+/// `matched`; the other outcomes as `search_id`, `outcome`, `message`, `candidates`, `caveats` and
+/// the data's source and age.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchView {
+    pub search_id: Uuid,
+    pub outcome: SearchOutcome,
+    pub message: String,
+    pub reason: Option<String>,
+    pub source: Source,
+    pub data_as_of: Option<DateTime<Utc>>,
+    pub data_age_seconds: Option<i64>,
+    pub stale: bool,
+    /// For `possible_matches`: the cards, at most five.
+    pub candidates: Vec<CandidateView>,
+    /// For `match`: the person found, as a card (what matched).
+    pub matched: Option<CandidateView>,
+    /// For `match`: the check answer of the person found; opening it is `open_alert(check_id)`.
+    pub answer: Option<CheckView>,
+    pub caveats: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct SearchFields<'a> {
+    search_id: Uuid,
+    outcome: SearchOutcome,
+    message: &'a str,
+    reason: &'a Option<String>,
+    source: Source,
+    data_as_of: Option<DateTime<Utc>>,
+    data_age_seconds: Option<i64>,
+    stale: bool,
+    candidates: &'a [CandidateView],
+    caveats: &'a [String],
+}
+
+impl Serialize for SearchView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let value = match &self.answer {
+            Some(answer) => {
+                let mut v = serde_json::to_value(answer).map_err(S::Error::custom)?;
+                let obj = v.as_object_mut().expect("a check answer is an object");
+                obj.insert("outcome".into(), serde_json::json!("match"));
+                obj.insert("search_id".into(), serde_json::json!(self.search_id));
+                obj.insert(
+                    "found_by".into(),
+                    serde_json::json!("name_and_date_of_birth"),
+                );
+                obj.insert(
+                    "matched".into(),
+                    serde_json::to_value(&self.matched).map_err(S::Error::custom)?,
+                );
+                obj.insert("candidates".into(), serde_json::json!([]));
+                v
+            }
+            None => serde_json::to_value(SearchFields {
+                search_id: self.search_id,
+                outcome: self.outcome,
+                message: &self.message,
+                reason: &self.reason,
+                source: self.source,
+                data_as_of: self.data_as_of,
+                data_age_seconds: self.data_age_seconds,
+                stale: self.stale,
+                candidates: &self.candidates,
+                caveats: &self.caveats,
+            })
+            .map_err(S::Error::custom)?,
+        };
+        value.serialize(serializer)
+    }
+}

@@ -14,8 +14,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use cpis_core::wire::{
-    CentralStatus, ChallengeRequest, EnrolRequest, EventBatch, LiveCheckRequest, LoginRequest,
-    TokenRequest,
+    CentralStatus, ChallengeRequest, EnrolRequest, EventBatch, LiveCheckRequest, LiveSearchRequest,
+    LoginRequest, TokenRequest,
 };
 use cpis_core::OdsCode;
 use serde::de::DeserializeOwned;
@@ -51,6 +51,7 @@ pub fn router(central: Central) -> Router {
             post(events).layer(DefaultBodyLimit::max(EVENTS_BODY_LIMIT)),
         )
         .route("/v1/check", post(live_check))
+        .route("/v1/search", post(live_search))
         .route("/v1/la/{ods}/notifications", get(la_notifications))
         .route(
             "/v1/la/{ods}/upload",
@@ -314,6 +315,14 @@ async fn live_check(
     ApiJson(req): ApiJson<LiveCheckRequest>,
 ) -> Result<Response, ApiFailure> {
     Ok(Json(c.live_check(&device, req).await?).into_response())
+}
+
+async fn live_search(
+    State(c): State<Central>,
+    DeviceAuth(device): DeviceAuth,
+    ApiJson(req): ApiJson<LiveSearchRequest>,
+) -> Result<Response, ApiFailure> {
+    Ok(Json(c.live_search(&device, req).await?).into_response())
 }
 
 #[derive(Deserialize)]

@@ -27,6 +27,10 @@ pub const SQLITE: &[Migration] = &[
         name: "0003_la_last_upload.sql",
         sql: include_str!("../../../../migrations/central/sqlite/0003_la_last_upload.sql"),
     },
+    Migration {
+        name: "0005_name_search.sql",
+        sql: include_str!("../../../../migrations/central/sqlite/0005_name_search.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -41,6 +45,10 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         name: "0003_la_last_upload.sql",
         sql: include_str!("../../../../migrations/central/postgres/0003_la_last_upload.sql"),
+    },
+    Migration {
+        name: "0005_name_search.sql",
+        sql: include_str!("../../../../migrations/central/postgres/0005_name_search.sql"),
     },
 ];
 
@@ -80,6 +88,16 @@ mod tests {
             "postgres",
             "0003_la_last_upload.sql",
             "aced1d82047b0b4230bfe9121d5c6ad39017bd9dd5bc5ea529d1a8c6b25b0aa6",
+        ),
+        (
+            "sqlite",
+            "0005_name_search.sql",
+            "2504543e43fe5091a7a8942a14bd1c623bdb54d8c8572deef9e0493b5afeb652",
+        ),
+        (
+            "postgres",
+            "0005_name_search.sql",
+            "4a172357a94b94542f94af43fec0292bb3b7af70483ce285135d7a08ca843021",
         ),
     ];
 

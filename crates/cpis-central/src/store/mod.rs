@@ -12,6 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use cpis_core::plan::VisibilityRules;
+use cpis_core::search::{SearchQuery, TierKind};
 use cpis_core::wire::{FeedOp, Notification};
 use cpis_core::{
     AccessEvent, Activity, CareSetting, FlagRecord, LocalAuthority, NhsNumber, OdsCode, Region,
@@ -185,6 +186,23 @@ pub struct LiveLookup {
     pub device_id: Uuid,
     pub user_id: String,
     pub found: bool,
+    /// Set when the person was returned by a search by name and date of birth (the search's id
+    /// in `searches`), not looked up by NHS number.
+    pub search_id: Option<i64>,
+}
+
+/// One search by name and date of birth as the central answered it (migration 0005_name_search).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveSearch {
+    /// Set once stored.
+    pub id: Option<i64>,
+    pub at: DateTime<Utc>,
+    pub device_id: Uuid,
+    pub user_id: String,
+    pub query: SearchQuery,
+    pub outcome: TierKind,
+    /// How many people matched at all.
+    pub candidates: usize,
 }
 
 /// A device as the admin's `devices` listing shows it.
@@ -405,6 +423,12 @@ pub trait Store: Send + Sync + 'static {
     async fn event_count(&self) -> StoreResult<u64>;
     /// Records one live check (found or not) against the person asked about.
     async fn record_lookup(&self, nhs: &NhsNumber, lookup: &LiveLookup) -> StoreResult<()>;
+    /// The register's people born on one of `dates`: a search's candidates.
+    async fn flags_born_on(&self, dates: &[NaiveDate]) -> StoreResult<Vec<FlagRecord>>;
+    /// Records one search and, against each person it returned, a lookup marked with the search.
+    async fn record_search(&self, search: &LiveSearch, returned: &[NhsNumber]) -> StoreResult<()>;
+    /// The latest searches, newest first, at most `limit`.
+    async fn searches(&self, limit: u32) -> StoreResult<Vec<LiveSearch>>;
     /// Who asked the central about this person, newest first, at most `limit`.
     async fn lookups_of(&self, nhs: &NhsNumber, limit: u32) -> StoreResult<Vec<LiveLookup>>;
     /// An LA's notifications with `seq > after`, in order, at most `limit`.

@@ -23,8 +23,9 @@ use super::migrations::POSTGRES;
 use super::sqlite::feed_op_name;
 use super::{
     flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, FeedSlice, ImportApplied,
-    Ingested, LaRecord, LiveLookup, NewDevice, NewEnrolment, PendingDelivery, PeopleUpload,
-    RegionRecord, Store, StoreError, StoreResult, StoredKeys, UserRecord, WebhookChange,
+    Ingested, LaRecord, LiveLookup, LiveSearch, NewDevice, NewEnrolment, PendingDelivery,
+    PeopleUpload, RegionRecord, Store, StoreError, StoreResult, StoredKeys, UserRecord,
+    WebhookChange,
 };
 
 const POOL_SIZE: usize = 16;
@@ -1118,7 +1119,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT at, device_id, user_id, found FROM live_lookups WHERE nhs_number = $1
+                "SELECT at, device_id, user_id, found, search_id FROM live_lookups WHERE nhs_number = $1
                  ORDER BY at DESC, id DESC LIMIT $2",
                 &[&nhs.as_digits(), &i64::from(limit)],
             )
@@ -1130,8 +1131,92 @@ impl Store for PostgresStore {
                 device_id: r.get(1),
                 user_id: r.get(2),
                 found: r.get(3),
+                search_id: r.get(4),
             })
             .collect())
+    }
+
+    async fn flags_born_on(&self, dates: &[NaiveDate]) -> StoreResult<Vec<FlagRecord>> {
+        let client = self.client().await?;
+        let dates: Vec<String> = dates
+            .iter()
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .collect();
+        // The same expression as the index (migration 0005), so the index answers.
+        let rows = client
+            .query(
+                "SELECT record_json FROM flags WHERE ((record_json::jsonb) ->> 'date_of_birth') = ANY($1)",
+                &[&dates],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn record_search(&self, search: &LiveSearch, returned: &[NhsNumber]) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let query = serde_json::to_string(&search.query)?;
+        let outcome = serde_json::to_value(search.outcome)?;
+        let outcome = outcome.as_str().unwrap_or_default();
+        let row = tx
+            .query_one(
+                "INSERT INTO live_searches (at, device_id, user_id, query_json, outcome, candidates)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                &[
+                    &search.at,
+                    &search.device_id,
+                    &search.user_id,
+                    &query,
+                    &outcome,
+                    &(search.candidates as i64),
+                ],
+            )
+            .await?;
+        let id: i64 = row.get(0);
+        for nhs in returned {
+            tx.execute(
+                "INSERT INTO live_lookups (nhs_number, at, device_id, user_id, found, search_id)
+                 VALUES ($1, $2, $3, $4, TRUE, $5)",
+                &[
+                    &nhs.as_digits(),
+                    &search.at,
+                    &search.device_id,
+                    &search.user_id,
+                    &id,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn searches(&self, limit: u32) -> StoreResult<Vec<LiveSearch>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, at, device_id, user_id, query_json, outcome, candidates FROM live_searches
+                 ORDER BY at DESC, id DESC LIMIT $1",
+                &[&i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LiveSearch {
+                    id: Some(r.get(0)),
+                    at: r.get(1),
+                    device_id: r.get(2),
+                    user_id: r.get(3),
+                    query: serde_json::from_str(r.get::<_, &str>(4))?,
+                    outcome: serde_json::from_value(serde_json::Value::String(
+                        r.get::<_, String>(5),
+                    ))?,
+                    candidates: r.get::<_, i64>(6) as usize,
+                })
+            })
+            .collect()
     }
 
     async fn event_count(&self) -> StoreResult<u64> {

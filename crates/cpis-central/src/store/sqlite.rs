@@ -18,8 +18,9 @@ use zeroize::Zeroizing;
 use super::migrations::{Migration, SQLITE};
 use super::{
     flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, FeedSlice, ImportApplied,
-    Ingested, LaRecord, LiveLookup, NewDevice, NewEnrolment, PendingDelivery, PeopleUpload,
-    RegionRecord, Store, StoreError, StoreResult, StoredKeys, UserRecord, WebhookChange,
+    Ingested, LaRecord, LiveLookup, LiveSearch, NewDevice, NewEnrolment, PendingDelivery,
+    PeopleUpload, RegionRecord, Store, StoreError, StoreResult, StoredKeys, UserRecord,
+    WebhookChange,
 };
 
 const READERS: usize = 4;
@@ -1163,7 +1164,7 @@ impl Store for SqliteStore {
         let digits = nhs.as_digits();
         self.read(move |tx| {
             let mut stmt = tx.prepare_cached(
-                "SELECT at, device_id, user_id, found FROM live_lookups WHERE nhs_number = ?1
+                "SELECT at, device_id, user_id, found, search_id FROM live_lookups WHERE nhs_number = ?1
                  ORDER BY at DESC, id DESC LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![digits, limit], |r| {
@@ -1172,11 +1173,12 @@ impl Store for SqliteStore {
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, bool>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (at, device_id, user_id, found) = row?;
+                let (at, device_id, user_id, found, search_id) = row?;
                 out.push(LiveLookup {
                     at: parse_ts(&at)?,
                     device_id: Uuid::parse_str(&device_id).map_err(|_| {
@@ -1184,6 +1186,101 @@ impl Store for SqliteStore {
                     })?,
                     user_id,
                     found,
+                    search_id,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn flags_born_on(&self, dates: &[NaiveDate]) -> StoreResult<Vec<FlagRecord>> {
+        let dates: Vec<String> = dates
+            .iter()
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .collect();
+        self.read(move |tx| {
+            // The same expression as the index (migration 0005), so the index answers.
+            let mut stmt = tx.prepare_cached(
+                "SELECT record_json FROM flags WHERE json_extract(record_json, '$.date_of_birth') = ?1",
+            )?;
+            let mut out = Vec::new();
+            for d in &dates {
+                let rows = stmt.query_map([d], |r| r.get::<_, String>(0))?;
+                for json in rows {
+                    out.push(serde_json::from_str(&json?)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record_search(&self, search: &LiveSearch, returned: &[NhsNumber]) -> StoreResult<()> {
+        let search = search.clone();
+        let returned: Vec<String> = returned.iter().map(|n| n.as_digits()).collect();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO live_searches (at, device_id, user_id, query_json, outcome, candidates)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                ts(search.at),
+                search.device_id.to_string(),
+                search.user_id,
+                serde_json::to_string(&search.query)?,
+                serde_json::to_value(search.outcome)?.as_str().unwrap_or_default(),
+                search.candidates as i64
+            ])?;
+            let id = tx.last_insert_rowid();
+            for digits in returned {
+                tx.prepare_cached(
+                    "INSERT INTO live_lookups (nhs_number, at, device_id, user_id, found, search_id)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+                )?
+                .execute(params![
+                    digits,
+                    ts(search.at),
+                    search.device_id.to_string(),
+                    search.user_id,
+                    id
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn searches(&self, limit: u32) -> StoreResult<Vec<LiveSearch>> {
+        self.read(move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, at, device_id, user_id, query_json, outcome, candidates FROM live_searches
+                 ORDER BY at DESC, id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, at, device_id, user_id, query, outcome, candidates) = row?;
+                out.push(LiveSearch {
+                    id: Some(id),
+                    at: parse_ts(&at)?,
+                    device_id: Uuid::parse_str(&device_id).map_err(|_| {
+                        StoreError::Corrupt("a searching device id does not parse".into())
+                    })?,
+                    user_id,
+                    query: serde_json::from_str(&query)?,
+                    outcome: serde_json::from_value(serde_json::Value::String(outcome))?,
+                    candidates: candidates as usize,
                 });
             }
             Ok(out)
