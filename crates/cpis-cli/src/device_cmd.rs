@@ -8,8 +8,10 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde::Serialize;
 
-use cpis_device::views::{CheckOutcome, CheckView, StatusView, SyncPhase};
-use cpis_device::{CheckRequest, Device, DeviceConfig};
+use cpis_device::views::{
+    CheckOutcome, CheckView, SearchOutcome, SearchView, StatusView, SyncPhase,
+};
+use cpis_device::{CheckRequest, Device, DeviceConfig, SearchInput};
 
 #[derive(clap::Args)]
 pub struct DeviceArgs {
@@ -63,6 +65,39 @@ enum DeviceCommand {
         /// Checking a pregnant woman on her own number (unborn child plan).
         #[arg(long)]
         pregnant: bool,
+        /// Incident or case reference.
+        #[arg(long)]
+        case_reference: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search by family name and date of birth, when there is no NHS number. Answers in tiers:
+    /// match, possible_matches, too_many or no_match.
+    Search {
+        #[arg(long)]
+        family: String,
+        /// Date of birth, YYYY-MM-DD.
+        #[arg(long)]
+        dob: String,
+        #[arg(long)]
+        given: Option<String>,
+        /// female, male or unknown (recorded; CP-IS does not hold it, so it is not compared).
+        #[arg(long)]
+        sex: Option<String>,
+        /// First half of the postcode, e.g. LS6 (recorded; not compared, as for sex).
+        #[arg(long)]
+        postcode: Option<String>,
+        #[arg(long, env = "CPIS_USER")]
+        user: String,
+        /// Confirm possible match N (1-based) as the patient: the answer is then that person's check.
+        #[arg(long, conflicts_with = "none_of_these")]
+        choose: Option<usize>,
+        /// Say that none of the possible matches is the patient (recorded in the audit).
+        #[arg(long)]
+        none_of_these: bool,
+        /// Open the alert of the person matched or chosen (the LA is told where the user and setting notify).
+        #[arg(long)]
+        open: bool,
         /// Incident or case reference.
         #[arg(long)]
         case_reference: Option<String>,
@@ -245,6 +280,45 @@ fn print_check(v: &CheckView) {
     }
 }
 
+fn print_search(v: &SearchView) {
+    if let Some(answer) = &v.answer {
+        println!("{}", v.message);
+        if let Some(m) = &v.matched {
+            for w in &m.matched {
+                println!("  matched: {w}");
+            }
+            for w in &m.differed {
+                println!("  differed: {w}");
+            }
+        }
+        print_check(answer);
+        return;
+    }
+    println!("{}", v.message);
+    if let Some(reason) = &v.reason {
+        println!("  {reason}");
+    }
+    for c in &v.candidates {
+        // Possible matches: who, and how they compare; no plans until one is confirmed.
+        println!(
+            "{}. {} {} (born {})",
+            c.candidate, c.given_names, c.family_name, c.date_of_birth
+        );
+        for w in &c.matched {
+            println!("     matched: {w}");
+        }
+        for w in &c.differed {
+            println!("     differed: {w}");
+        }
+    }
+    if v.outcome == SearchOutcome::PossibleMatches {
+        println!("Confirm one with --choose N, or say none is your patient with --none-of-these.");
+    }
+    for c in &v.caveats {
+        println!("  - {c}");
+    }
+}
+
 pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -323,6 +397,81 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
                     CheckOutcome::RecordFound | CheckOutcome::NoRecord => ExitCode::SUCCESS,
                     CheckOutcome::InvalidNhsNumber => ExitCode::from(4),
                     CheckOutcome::Locked => ExitCode::from(5),
+                })
+            }
+            DeviceCommand::Search { family, dob, given, sex, postcode, user, choose, none_of_these, open, case_reference, json } => {
+                let input = SearchInput {
+                    family_name: family,
+                    date_of_birth: dob,
+                    given_name: given,
+                    sex,
+                    postcode_district: postcode,
+                    case_reference,
+                    cache_only: false,
+                };
+                // Validate before anything else: bad input never reaches a lookup or a PIN prompt.
+                if let Err(e) = cpis_core::search::SearchQuery::parse(
+                    &input.family_name, &input.date_of_birth, input.given_name.as_deref(),
+                    input.sex.as_deref(), input.postcode_district.as_deref(), chrono::Utc::now().date_naive(),
+                ) {
+                    let view = cpis_device::DeviceError::InvalidInput(e.to_string()).view();
+                    if json { print_json(&view)? } else { eprintln!("error: {}", view.message) }
+                    return Ok(ExitCode::from(4));
+                }
+                let pin = read_pin()?;
+                if let Err(e) = device.sign_in(&user, &pin).await {
+                    if json { print_json(&e.view())? } else { eprintln!("error: {e}") }
+                    return Ok(ExitCode::from(5));
+                }
+                let fail = |e: cpis_device::DeviceError| -> anyhow::Result<ExitCode> {
+                    if json { print_json(&e.view())? } else { eprintln!("error: {e}") }
+                    Ok(ExitCode::from(4))
+                };
+                let view = match device.search(&input).await {
+                    Ok(v) => v,
+                    Err(e) => return fail(e),
+                };
+                // A confirmed or single match is that person's check; opening it is the same path.
+                let chosen = match (choose, none_of_these, &view.answer) {
+                    (Some(n), _, _) if view.outcome == SearchOutcome::PossibleMatches => match device.choose_candidate(view.search_id, n) {
+                        Ok(check) => Some(check),
+                        Err(e) => return fail(e),
+                    },
+                    (Some(_), _, _) => return fail(cpis_device::DeviceError::InvalidInput("choose: there are no possible matches to choose from".into())),
+                    (None, true, _) if view.outcome == SearchOutcome::PossibleMatches => {
+                        let none = match device.none_of_these(view.search_id) {
+                            Ok(v) => v,
+                            Err(e) => return fail(e),
+                        };
+                        if json { print_json(&none)? } else { print_search(&none) }
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    (None, _, Some(answer)) => Some(answer.clone()),
+                    _ => None,
+                };
+                match chosen {
+                    Some(check) if open => {
+                        let opened = match device.open_alert(check.check_id).await {
+                            Ok(v) => v,
+                            Err(e) => return fail(e),
+                        };
+                        let mut shown = view.clone();
+                        shown.outcome = SearchOutcome::Match;
+                        shown.answer = Some(opened);
+                        if json { print_json(&shown)? } else { print_search(&shown) }
+                    }
+                    Some(check) if choose.is_some() => {
+                        let mut shown = view.clone();
+                        shown.outcome = SearchOutcome::Match;
+                        shown.matched = choose.and_then(|n| view.candidates.get(n.wrapping_sub(1)).cloned());
+                        shown.answer = Some(check);
+                        if json { print_json(&shown)? } else { print_search(&shown) }
+                    }
+                    _ => { if json { print_json(&view)? } else { print_search(&view) } }
+                }
+                Ok(match view.outcome {
+                    SearchOutcome::Locked => ExitCode::from(5),
+                    _ => ExitCode::SUCCESS,
                 })
             }
             DeviceCommand::Digest { user } => {
