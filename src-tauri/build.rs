@@ -11,6 +11,9 @@ const COMMANDS: &[&str] = &[
     "sign_out",
     "check_patient",
     "open_alert",
+    "search_patient",
+    "choose_candidate",
+    "none_of_these",
     "sync_now",
 ];
 

@@ -3,8 +3,10 @@
 //! own state so a check never waits behind a sync, a sign-in or another command.
 use std::sync::Arc;
 
-use cpis_device::views::{CheckView, ErrorView, StatusView, SyncProgress, SyncSummary};
-use cpis_device::{CheckRequest, Device};
+use cpis_device::views::{
+    CheckView, ErrorView, SearchView, StatusView, SyncProgress, SyncSummary,
+};
+use cpis_device::{CheckRequest, Device, SearchInput};
 use tauri::{AppHandle, Emitter, State};
 use uuid::Uuid;
 use zeroize::Zeroize;
@@ -85,6 +87,51 @@ pub async fn open_alert(state: State<'_, AppState>, check_id: Uuid) -> CmdResult
         .open_alert(check_id)
         .await
         .map_err(|e| e.view())
+}
+
+/// Search by name and date of birth: the fields as typed, validated by the engine (an error
+/// names the field). Optional fields arrive empty or absent.
+#[tauri::command]
+#[allow(clippy::too_many_arguments)]
+pub async fn search_patient(
+    state: State<'_, AppState>,
+    family_name: String,
+    date_of_birth: String,
+    given_name: Option<String>,
+    sex: Option<String>,
+    postcode_district: Option<String>,
+    case_reference: Option<String>,
+) -> CmdResult<SearchView> {
+    let present = |s: Option<String>| s.filter(|v| !v.trim().is_empty());
+    let input = SearchInput {
+        family_name,
+        date_of_birth,
+        given_name: present(given_name),
+        sex: present(sex),
+        postcode_district: present(postcode_district),
+        case_reference: present(case_reference),
+        cache_only: false,
+    };
+    state.device.search(&input).await.map_err(|e| e.view())
+}
+
+/// The clinician confirms possible match `candidate` (1-based): that person's check.
+#[tauri::command]
+pub async fn choose_candidate(
+    state: State<'_, AppState>,
+    search_id: Uuid,
+    candidate: usize,
+) -> CmdResult<CheckView> {
+    state
+        .device
+        .choose_candidate(search_id, candidate)
+        .map_err(|e| e.view())
+}
+
+/// "None of these": the no-match answer, recorded in the audit.
+#[tauri::command]
+pub async fn none_of_these(state: State<'_, AppState>, search_id: Uuid) -> CmdResult<SearchView> {
+    state.device.none_of_these(search_id).map_err(|e| e.view())
 }
 
 #[tauri::command]

@@ -55,6 +55,9 @@ pub fn run() {
             commands::sign_out,
             commands::check_patient,
             commands::open_alert,
+            commands::search_patient,
+            commands::choose_candidate,
+            commands::none_of_these,
             commands::sync_now,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"))

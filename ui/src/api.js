@@ -27,6 +27,13 @@ export const api = {
   checkPatient: (nhsNumber, pregnant, caseReference) =>
     call('check_patient', { nhsNumber, pregnant, caseReference: caseReference || null }),
   openAlert: (checkId) => call('open_alert', { checkId }),
+  searchPatient: ({ familyName, dateOfBirth, givenName, sex, postcodeDistrict, caseReference }) =>
+    call('search_patient', {
+      familyName, dateOfBirth, givenName: givenName || null, sex: sex || null,
+      postcodeDistrict: postcodeDistrict || null, caseReference: caseReference || null,
+    }),
+  chooseCandidate: (searchId, candidate) => call('choose_candidate', { searchId, candidate }),
+  noneOfThese: (searchId) => call('none_of_these', { searchId }),
   syncNow: () => call('sync_now'),
 };
 

@@ -5,7 +5,9 @@
 import { api, onSyncProgress } from './api.js';
 import {
   APPEARANCES, APPEARANCE_KEY, DEFAULT_IDLE_TIMEOUT_MS, FOUND_HEADLINE, INVALID_HEADLINE, LOCKED_ACTION,
-  LOCKED_HEADLINE, MISS_HEADLINE, REFERRAL_REMINDER, agoWording, appearanceChoice, caveatsFor, createIdleTimer,
+  LOCKED_HEADLINE, MISS_HEADLINE, REFERRAL_REMINDER, SEARCH_CAVEATS, SEARCH_CONFIRM_HINT, SEARCH_FOUND_NOTE,
+  SEARCH_HEADLINE, SEARCH_MISS_HEADLINE, SEARCH_POSSIBLE_HEADLINE, SEARCH_TOO_MANY_HEADLINE, agoWording, composeDob,
+  searchErrorField, appearanceChoice, caveatsFor, createIdleTimer,
   dataAgeWording, errorWording, formatDate, formatDateTime, formatNhs, humanDuration, initialState, nhsDigits,
   nhsFieldMessage, notificationWording, openAlertWording, planEndWording, planKindWording, planStatusWording,
   settingWording, staleWarning, stripSourceAndAge, syncAnnouncement, syncFraction, syncProgressWording,
@@ -152,7 +154,10 @@ function dispatch(event) {
  * same screen with fresh data (`keepFocus`) leaves focus where the clinician had it.
  */
 function render({ keepFocus = false } = {}) {
-  const screens = { loading: renderLoading, enrol: renderEnrol, sign_in: renderSignIn, check: renderCheck, result: renderResult, status: renderStatus };
+  const screens = {
+    loading: renderLoading, enrol: renderEnrol, sign_in: renderSignIn, check: renderCheck, result: renderResult, status: renderStatus,
+    search: renderSearch, search_result: renderSearchResult,
+  };
   const draw = screens[state.screen] || renderLoading;
   const focusedId = keepFocus ? document.activeElement?.id : null;
   main.replaceChildren(...[].concat(draw()));
@@ -166,6 +171,7 @@ function focusAfterRender() {
   const target = document.getElementById('error-summary')
     || (state.screen === 'result' ? document.getElementById('result-heading') : null)
     || (state.screen === 'check' ? document.getElementById('nhs-number') : null)
+    || (state.screen === 'search_result' ? document.getElementById('result-heading') : null)
     || document.getElementById('screen-heading')
     || main;
   target.focus();
@@ -187,8 +193,12 @@ function renderChrome() {
   first.dataset.screen = signedIn ? 'check' : 'sign_in';
   first.textContent = signedIn ? 'Check' : 'Sign in';
   document.getElementById('nav-sign-out').hidden = !signedIn;
+  document.getElementById('nav-search').hidden = !signedIn;
   for (const b of nav.querySelectorAll('[data-screen]')) {
-    if (b.dataset.screen === state.screen || (b.dataset.screen === 'check' && state.screen === 'result')) b.setAttribute('aria-current', 'page');
+    const here = b.dataset.screen === state.screen
+      || (b.dataset.screen === 'check' && state.screen === 'result' && !state.check?.found)
+      || (b.dataset.screen === 'search' && (state.screen === 'search_result' || (state.screen === 'result' && state.check?.found)));
+    if (here) b.setAttribute('aria-current', 'page');
     else b.removeAttribute('aria-current');
   }
   const strip = document.getElementById('strip');
@@ -311,6 +321,8 @@ function renderCheck() {
     heading('Check an NHS number'),
     stale ? warningCard('This device’s copy is out of date', 'stale-warning', h('p', { class: 'nhsuk-card__description' }, stale)) : null,
     form,
+    h('p', { class: 'nhsuk-body' }, 'No NHS number? ',
+      h('a', { href: '#', id: 'to-search', onclick: (e) => { e.preventDefault(); dispatch({ type: 'navigate', screen: 'search' }); } }, 'Search by name and date of birth')),
   ];
   queueMicrotask(() => {
     const input = document.getElementById('nhs-number');
@@ -397,7 +409,12 @@ function staleBlock(view) {
 }
 
 function againButton() {
+  if (state.check?.found) return searchAgainButton();
   return button('Check another NHS number', { id: 'check-again', onclick: () => dispatch({ type: 'navigate', screen: 'check' }) }, 'nhsuk-button--secondary');
+}
+
+function searchAgainButton() {
+  return button('Search again', { id: 'search-again', onclick: () => dispatch({ type: 'navigate', screen: 'search' }) }, 'nhsuk-button--secondary');
 }
 
 function renderResult() {
@@ -440,6 +457,7 @@ function renderFound(view, nhs, err) {
             h('span', { role: 'text' }, h('span', { class: 'nhsuk-u-visually-hidden' }, 'Important: '), FOUND_HEADLINE)),
           h('p', { class: 'nhsuk-card__description' }, view.message && view.message !== FOUND_HEADLINE ? view.message : 'Open the alert to see the plans and the local authority’s emergency duty number.'))),
       staleBlock(view),
+      view.found ? foundBySearchBlock(view.found) : null,
       button(wording.text, { id: 'open-alert', 'aria-describedby': 'open-alert-hint', 'data-check-id': view.check_id, onclick: onOpenAlert }, 'cpis-open-alert'),
       h('p', { class: `nhsuk-hint ${view.notifies ? 'cpis-notifies' : ''}`, id: 'open-alert-hint' }, wording.hint),
       laBlock(view.local_authority, false),
@@ -511,6 +529,210 @@ function renderOpened(view, nhs, err) {
       history,
       dataAgeLine(view)),
     againButton()].filter(Boolean);
+}
+
+// --- Search by name and date of birth ---------------------------------------------------------
+
+let searchDraft = {};
+
+function dateInput(draft) {
+  const part = (id, label, width, value) => h('div', { class: 'nhsuk-date-input__item' },
+    h('div', { class: 'nhsuk-form-group' },
+      h('label', { class: 'nhsuk-label nhsuk-date-input__label', for: id }, label),
+      h('input', { class: `nhsuk-input nhsuk-date-input__input ${width}`, id, name: id, type: 'text', inputmode: 'numeric', autocomplete: 'off', value: value ?? '' })));
+  return h('div', { class: 'nhsuk-form-group', id: 'dob-group' },
+    h('fieldset', { class: 'nhsuk-fieldset', role: 'group', 'aria-describedby': 'dob-hint dob-feedback' },
+      h('legend', { class: 'nhsuk-fieldset__legend nhsuk-fieldset__legend--s' }, 'Date of birth'),
+      h('div', { class: 'nhsuk-hint', id: 'dob-hint' }, 'For example, 7 3 2019. A date with day and month swapped is found too.'),
+      h('div', { id: 'dob-feedback', 'aria-live': 'polite', class: 'cpis-feedback' }),
+      h('div', { class: 'nhsuk-date-input', id: 'dob' },
+        part('dob-day', 'Day', 'nhsuk-input--width-2', draft.day),
+        part('dob-month', 'Month', 'nhsuk-input--width-2', draft.month),
+        part('dob-year', 'Year', 'nhsuk-input--width-4', draft.year))));
+}
+
+function setDobError(message) {
+  const group = document.getElementById('dob-group');
+  const feedback = document.getElementById('dob-feedback');
+  if (!group || !feedback) return;
+  feedback.replaceChildren();
+  group.classList.toggle('nhsuk-form-group--error', Boolean(message));
+  for (const id of ['dob-day', 'dob-month', 'dob-year']) {
+    const input = document.getElementById(id);
+    input.classList.toggle('nhsuk-input--error', Boolean(message));
+    if (message) input.setAttribute('aria-invalid', 'true');
+    else input.removeAttribute('aria-invalid');
+  }
+  if (message) {
+    feedback.append(h('span', { class: 'nhsuk-error-message', id: 'dob-error' }, h('span', { class: 'nhsuk-u-visually-hidden' }, 'Error: '), message));
+  }
+}
+
+function sexRadios(value) {
+  const item = (v, label) => h('div', { class: 'nhsuk-radios__item' },
+    h('input', { class: 'nhsuk-radios__input', id: `sex-${v}`, name: 'sex', type: 'radio', value: v, checked: value === v }),
+    h('label', { class: 'nhsuk-label nhsuk-radios__label', for: `sex-${v}` }, label));
+  return h('div', { class: 'nhsuk-form-group', id: 'sex-group' },
+    h('fieldset', { class: 'nhsuk-fieldset', 'aria-describedby': 'sex-hint' },
+      h('legend', { class: 'nhsuk-fieldset__legend nhsuk-fieldset__legend--s' }, 'Sex (optional)'),
+      h('div', { class: 'nhsuk-hint', id: 'sex-hint' }, 'Kept with the search. CP-IS does not hold it, so it does not narrow the search.'),
+      h('div', { class: 'nhsuk-radios nhsuk-radios--inline', 'data-module': 'nhsuk-radios' },
+        item('female', 'Female'), item('male', 'Male'), item('unknown', 'Not known'))));
+}
+
+function renderSearch() {
+  const d = searchDraft;
+  const err = state.error;
+  const tooMany = state.search?.outcome === 'too_many' ? state.search : null;
+  const form = h('form', { id: 'search-form', novalidate: true, onsubmit: onSearch },
+    field({ id: 'family-name', label: 'Family name', hint: 'Accents, hyphens, apostrophes and spellings that sound alike are matched too', width: 'nhsuk-input--width-20', value: d.familyName ?? '' }),
+    field({ id: 'given-name', label: 'Given name (optional, but needed for a single match)', width: 'nhsuk-input--width-20', value: d.givenName ?? '', required: false }),
+    dateInput(d),
+    sexRadios(d.sex),
+    field({ id: 'postcode', label: 'Postcode district (optional)', hint: 'The first half of the postcode, for example LS6. Kept with the search; CP-IS does not hold it.', width: 'nhsuk-input--width-5', value: d.postcode ?? '', required: false }),
+    field({ id: 'search-case-ref', label: 'Incident or case reference (optional)', width: 'nhsuk-input--width-20', value: d.caseRef ?? '', required: false }),
+    button('Search', { type: 'submit', id: 'search-submit' }));
+  return [
+    err ? errorSummary(errorWording(err), searchErrorField(err.message)) : null,
+    heading(SEARCH_HEADLINE),
+    tooMany
+      ? warningCard(SEARCH_TOO_MANY_HEADLINE, 'too-many',
+        h('p', { class: 'nhsuk-card__description' }, tooMany.caveats?.[0] ?? 'Add the given name, check the spelling and the date of birth, or check by NHS number when you have it.'),
+        h('p', { class: 'nhsuk-card__description' }, 'Nobody is shown until fewer people match.'))
+      : h('p', { class: 'nhsuk-body' }, 'When you do not have the NHS number. A single answer is given only when exactly one person matches the family name, given name and date of birth; otherwise you confirm from possible matches.'),
+    form,
+    h('p', { class: 'nhsuk-body' },
+      h('a', { href: '#', id: 'to-check', onclick: (e) => { e.preventDefault(); dispatch({ type: 'navigate', screen: 'check' }); } }, 'Check by NHS number instead')),
+  ].filter(Boolean);
+}
+
+async function onSearch(e) {
+  e.preventDefault();
+  const value = (id) => document.getElementById(id)?.value.trim() ?? '';
+  searchDraft = {
+    familyName: value('family-name'), givenName: value('given-name'),
+    day: value('dob-day'), month: value('dob-month'), year: value('dob-year'),
+    sex: document.querySelector('input[name="sex"]:checked')?.value ?? null,
+    postcode: value('postcode'), caseRef: value('search-case-ref'),
+  };
+  const d = searchDraft;
+  const dob = composeDob(d.day, d.month, d.year);
+  setFieldError('family-name', d.familyName ? null : 'Enter the family name');
+  setDobError(dob.error ?? null);
+  if (!d.familyName) return document.getElementById('family-name').focus();
+  if (dob.error) return document.getElementById('dob-day').focus();
+  const submit = document.getElementById('search-submit');
+  submit.disabled = true;
+  submit.textContent = 'Searching…';
+  idle.touch();
+  try {
+    const view = await api.searchPatient({
+      familyName: d.familyName, dateOfBirth: dob.value, givenName: d.givenName, sex: d.sex,
+      postcodeDistrict: d.postcode, caseReference: d.caseRef,
+    });
+    announce(searchAnnouncement(view));
+    dispatch({ type: 'searched', view });
+    refreshStatus();
+  } catch (err) {
+    dispatch({ type: 'error', error: err });
+  }
+}
+
+function searchAnnouncement(view) {
+  switch (view.outcome) {
+    case 'match': return FOUND_HEADLINE;
+    case 'possible_matches': return `${view.candidates.length} possible ${view.candidates.length === 1 ? 'match' : 'matches'}`;
+    case 'too_many': return SEARCH_TOO_MANY_HEADLINE;
+    case 'locked': return LOCKED_HEADLINE;
+    default: return SEARCH_MISS_HEADLINE;
+  }
+}
+
+function matchList(title, items, id, level = 3) {
+  if (!items?.length) return null;
+  return h('div', {},
+    h(`h${level}`, { class: 'nhsuk-heading-xs cpis-match-title' }, title),
+    h('ul', { class: 'nhsuk-list nhsuk-list--bullet', id }, items.map((t) => h('li', {}, t))));
+}
+
+/** Who the search found and how they compare, shown before the alert is opened. */
+function foundBySearchBlock(found) {
+  const m = found.matched;
+  return h('div', { class: 'nhsuk-inset-text', id: 'found-by-search' },
+    h('span', { class: 'nhsuk-u-visually-hidden' }, 'Information: '),
+    h('p', {}, SEARCH_FOUND_NOTE),
+    m ? summaryList([
+      ['Name', `${m.given_names} ${m.family_name}`, 'found-name'],
+      ['Date of birth', formatDate(m.date_of_birth), 'found-dob'],
+    ], 'found-person') : null,
+    m ? matchList('What matched', m.matched, 'found-matched', 2) : null,
+    m ? matchList('What differed', m.differed, 'found-differed', 2) : null);
+}
+
+function renderSearchResult() {
+  const v = state.search;
+  if (!v) return renderSearch();
+  const err = state.error ? errorSummary(errorWording(state.error), null) : null;
+  if (v.outcome === 'locked') {
+    return [err,
+      emergencyCard(LOCKED_HEADLINE, 'locked-card',
+        v.reason ? h('p', { id: 'locked-reason' }, v.reason) : null,
+        h('p', { class: 'cpis-strong', id: 'locked-action' }, LOCKED_ACTION)),
+      dataAgeLine(v), searchAgainButton()].filter(Boolean);
+  }
+  if (v.outcome === 'possible_matches') {
+    return [err,
+      h('div', { id: 'result', class: 'cpis-result cpis-result--possible' },
+        heading(SEARCH_POSSIBLE_HEADLINE, { id: 'result-heading' }),
+        h('p', { class: 'nhsuk-body', id: 'possible-hint' }, SEARCH_CONFIRM_HINT),
+        h('ul', { class: 'nhsuk-list cpis-cards', id: 'candidates' }, v.candidates.map((c) => h('li', {},
+          h('div', { class: 'nhsuk-card', id: `candidate-${c.candidate}` },
+            h('div', { class: 'nhsuk-card__content' },
+              h('h2', { class: 'nhsuk-card__heading nhsuk-heading-m' }, `${c.given_names} ${c.family_name}`),
+              h('p', { class: 'nhsuk-card__description' }, `Born ${formatDate(c.date_of_birth)}`),
+              matchList('What matched', c.matched, `candidate-${c.candidate}-matched`),
+              matchList('What differed', c.differed, `candidate-${c.candidate}-differed`),
+              button('This is my patient', {
+                id: `choose-${c.candidate}`, 'aria-label': `This is my patient: ${c.given_names} ${c.family_name}, born ${formatDate(c.date_of_birth)}`,
+                onclick: (e) => onChoose(e, c),
+              })))))),
+        button('None of these', { id: 'none-of-these', onclick: onNoneOfThese }, 'nhsuk-button--secondary'),
+        dataAgeLine(v)),
+      searchAgainButton()].filter(Boolean);
+  }
+  return [err,
+    h('div', { id: 'result', class: 'cpis-result cpis-result--miss' },
+      heading(SEARCH_MISS_HEADLINE, { id: 'result-heading' }),
+      staleBlock(v),
+      h('p', { class: 'nhsuk-body' }, 'This search could not see:'),
+      h('ul', { class: 'nhsuk-list nhsuk-list--bullet', id: 'caveats' }, (v.caveats?.length ? v.caveats : SEARCH_CAVEATS).map((c) => h('li', {}, c))),
+      h('div', { class: 'nhsuk-inset-text' }, h('span', { class: 'nhsuk-u-visually-hidden' }, 'Information: '), h('p', {}, REFERRAL_REMINDER)),
+      dataAgeLine(v)),
+    searchAgainButton()].filter(Boolean);
+}
+
+async function onChoose(e, card) {
+  e.currentTarget.disabled = true;
+  idle.touch();
+  try {
+    const view = await api.chooseCandidate(state.search.search_id, card.candidate);
+    announce(FOUND_HEADLINE);
+    dispatch({ type: 'chosen', view, card });
+  } catch (err) {
+    dispatch({ type: 'error', error: err });
+  }
+}
+
+async function onNoneOfThese(e) {
+  e.currentTarget.disabled = true;
+  idle.touch();
+  try {
+    const view = await api.noneOfThese(state.search.search_id);
+    announce(SEARCH_MISS_HEADLINE);
+    dispatch({ type: 'searched', view });
+  } catch (err) {
+    dispatch({ type: 'error', error: err });
+  }
 }
 
 // --- Sync and status --------------------------------------------------------------------------
@@ -653,6 +875,7 @@ async function refreshStatus(redrawStatusScreen = false) {
 const idleTimeoutMs = Number(window.__CPIS_CONFIG__?.idleTimeoutMs) || DEFAULT_IDLE_TIMEOUT_MS;
 const idle = createIdleTimer(idleTimeoutMs, async () => {
   await api.signOut().catch(() => {});
+  searchDraft = {};
   announce('Signed out because the app was not used for a while');
   dispatch({ type: 'idle_lock' });
 });
@@ -662,6 +885,7 @@ for (const type of ['pointerdown', 'keydown', 'input', 'wheel', 'touchstart']) {
 
 async function signOut() {
   idle.stop();
+  searchDraft = {};
   await api.signOut().catch(() => {});
   announce('Signed out');
   dispatch({ type: 'signed_out' });
@@ -669,6 +893,7 @@ async function signOut() {
 
 function wireChrome() {
   document.getElementById('nav-check').addEventListener('click', (e) => dispatch({ type: 'navigate', screen: e.currentTarget.dataset.screen }));
+  document.getElementById('nav-search').addEventListener('click', () => dispatch({ type: 'navigate', screen: 'search' }));
   document.getElementById('nav-status').addEventListener('click', async () => {
     dispatch({ type: 'navigate', screen: 'status' });
     updateProgress();

@@ -191,6 +191,55 @@ export function caveatsFor(view) {
 export const REFERRAL_REMINDER =
   'If you are worried about this person, follow your safeguarding procedures and make a referral as you would without this check.';
 
+// ---------------------------------------------------------------------------------------------
+// Search by name and date of birth
+// ---------------------------------------------------------------------------------------------
+
+export const SEARCH_HEADLINE = 'Search by name and date of birth';
+export const SEARCH_MISS_HEADLINE = 'No CP-IS record found for these details';
+export const SEARCH_POSSIBLE_HEADLINE = 'Possible matches';
+export const SEARCH_TOO_MANY_HEADLINE = 'Too many people match these details';
+export const SEARCH_FOUND_NOTE = 'Found by name and date of birth, not by a verified NHS number: make sure this is your patient before opening the alert.';
+export const SEARCH_CONFIRM_HINT = 'No plan details are shown until you confirm which person is your patient. If none of them is, choose none of these.';
+
+/** What a name search could not see, beside the NHS-number miss caveats; used if the engine sent none. */
+export const SEARCH_CAVEATS = [
+  ...DEFAULT_CAVEATS,
+  'Names change: a child may be held under another name',
+  'Names are spelt in different ways: try other spellings, or check by NHS number when you have it',
+  'The local authority may not have matched the child to an NHS number',
+];
+
+/**
+ * The date of birth from the three fields of the NHS date input, as YYYY-MM-DD, or the message to
+ * show. Only completeness and the calendar are checked here; the engine checks the rest.
+ */
+export function composeDob(day, month, year) {
+  const d = String(day ?? '').trim();
+  const m = String(month ?? '').trim();
+  const y = String(year ?? '').trim();
+  if (!d && !m && !y) return { error: 'Enter the date of birth' };
+  if (!/^\d{1,2}$/.test(d) || !/^\d{1,2}$/.test(m) || !/^\d{4}$/.test(y)) {
+    return { error: 'Enter the date of birth as day, month and year, for example 7 3 2019' };
+  }
+  const date = new Date(Date.UTC(Number(y), Number(m) - 1, Number(d)));
+  if (date.getUTCFullYear() !== Number(y) || date.getUTCMonth() !== Number(m) - 1 || date.getUTCDate() !== Number(d)) {
+    return { error: 'Enter a real date of birth' };
+  }
+  return { value: `${y}-${m.padStart(2, '0')}-${d.padStart(2, '0')}` };
+}
+
+/** Which field an engine error names (its message starts with the field), for the error summary link. */
+export function searchErrorField(message) {
+  const m = String(message ?? '').toLowerCase();
+  if (m.startsWith('family name')) return 'family-name';
+  if (m.startsWith('given name')) return 'given-name';
+  if (m.startsWith('date of birth')) return 'dob-day';
+  if (m.startsWith('sex')) return 'sex-female';
+  if (m.startsWith('postcode')) return 'postcode';
+  return null;
+}
+
 /** The button to open a found record, and the hint that says who will be told. */
 export function openAlertWording(notifies) {
   return {
@@ -414,14 +463,26 @@ export function transition(state, event) {
       }
       return { ...s, screen: 'result', check: event.view, error: null };
     case 'opened':
-      return { ...s, screen: 'result', check: event.view, error: null };
+      // A person found by search stays marked as such once opened.
+      return { ...s, screen: 'result', check: { ...event.view, found: s.check?.found ?? null }, error: null };
+    case 'searched': {
+      const v = event.view;
+      if (v.outcome === 'match') {
+        const { matched, search_id: searchId, found_by: foundBy, candidates, outcome, ...answer } = v;
+        return { ...s, screen: 'result', check: { ...answer, outcome: 'record_found', found: { matched, searchId, foundBy } }, search: null, error: null };
+      }
+      if (v.outcome === 'too_many') return { ...s, screen: 'search', search: v, error: null };
+      return { ...s, screen: 'search_result', search: v, error: null };
+    }
+    case 'chosen':
+      return { ...s, screen: 'result', check: { ...event.view, found: { matched: event.card, searchId: s.search?.search_id } }, search: null, error: null };
     case 'error': {
       const screen = ERROR_SCREENS[event.error?.code] ?? s.screen;
       return { ...s, error: event.error, screen: screen === 'loading' ? 'enrol' : screen };
     }
     case 'navigate':
       if (!screenAllowed(event.screen, s.status)) return s;
-      return { ...s, screen: event.screen, error: null, check: event.screen === 'result' ? s.check : null, notice: null };
+      return { ...s, screen: event.screen, error: null, check: event.screen === 'result' ? s.check : null, search: null, notice: null };
     case 'sync_started':
       return { ...s, syncing: true, progress: { phase: 'pull', pages: 0, records: 0, bytes: 0, cursor: 0, head: 0, events_sent: 0 } };
     case 'sync_progress':

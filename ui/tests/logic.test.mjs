@@ -247,3 +247,35 @@ test('the appearance follows the device unless Light or Dark was chosen', () => 
   assert.equal(L.appearanceChoice('light'), 'light');
   assert.equal(L.appearanceChoice('sepia'), 'device');
 });
+
+test('the date of birth is composed from day, month and year, and only real dates pass', () => {
+  assert.deepEqual(L.composeDob('7', '3', '2019'), { value: '2019-03-07' });
+  assert.deepEqual(L.composeDob(' 07 ', '03', '2019'), { value: '2019-03-07' });
+  assert.match(L.composeDob('', '', '').error, /Enter the date of birth/);
+  assert.match(L.composeDob('7', '3', '19').error, /day, month and year/);
+  assert.match(L.composeDob('31', '2', '2019').error, /real date/);
+  assert.match(L.composeDob('29', '2', '2019').error, /real date/);
+  assert.deepEqual(L.composeDob('29', '2', '2020'), { value: '2020-02-29' });
+});
+
+test('an engine error about a search field links to that field', () => {
+  assert.equal(L.searchErrorField('family name: enter the family name (surname)'), 'family-name');
+  assert.equal(L.searchErrorField('date of birth: it is in the future'), 'dob-day');
+  assert.equal(L.searchErrorField('postcode district: enter the first half'), 'postcode');
+  assert.equal(L.searchErrorField('something else'), null);
+});
+
+test('a search answer moves to the right screen: a match is the check result, marked as found by search', () => {
+  const signedIn = { ...L.initialState(), screen: 'search', status: { enrolled: true, signed_in_user: { id: 'u' } } };
+  const match = L.transition(signedIn, { type: 'searched', view: { outcome: 'match', search_id: 's', found_by: 'name_and_date_of_birth', matched: { family_name: 'X' }, candidates: [], check_id: 'c', nhs_number: '999 000 0018' } });
+  assert.equal(match.screen, 'result');
+  assert.equal(match.check.outcome, 'record_found');
+  assert.equal(match.check.check_id, 'c');
+  assert.equal(match.check.found.matched.family_name, 'X');
+  const opened = L.transition(match, { type: 'opened', view: { outcome: 'record_found', opened: true } });
+  assert.ok(opened.check.found, 'still marked as found by search once opened');
+  assert.equal(L.transition(signedIn, { type: 'searched', view: { outcome: 'too_many' } }).screen, 'search');
+  assert.equal(L.transition(signedIn, { type: 'searched', view: { outcome: 'possible_matches', candidates: [] } }).screen, 'search_result');
+  assert.equal(L.transition(signedIn, { type: 'searched', view: { outcome: 'no_match' } }).screen, 'search_result');
+  assert.equal(L.screenAllowed('search', { enrolled: true, signed_in_user: null }), false, 'searching needs a signed-in person');
+});

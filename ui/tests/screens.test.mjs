@@ -597,6 +597,121 @@ test('only the shell commands and the sync-progress listener are used', async ()
   await page.click('#open-alert');
   await page.waitForSelector('#plans');
   const used = new Set((await calls(page)).map((c) => c.cmd));
-  const allowed = new Set(['app_status', 'enrol', 'sign_in', 'sign_out', 'check_patient', 'open_alert', 'sync_now', 'plugin:event|listen']);
+  const allowed = new Set(['app_status', 'enrol', 'sign_in', 'sign_out', 'check_patient', 'open_alert', 'search_patient', 'choose_candidate', 'none_of_these', 'sync_now', 'plugin:event|listen']);
   for (const c of used) assert.ok(allowed.has(c), `unexpected command ${c}`);
+});
+
+// --- Search by name and date of birth -----------------------------------------------------------
+
+async function searchFor(page, { family, given = '', day, month, year }) {
+  await page.fill('#family-name', family);
+  await page.fill('#given-name', given);
+  await page.fill('#dob-day', day);
+  await page.fill('#dob-month', month);
+  await page.fill('#dob-year', year);
+  await page.click('#search-submit');
+}
+
+test('search by name: the form checks what is missing, a single match shows who was found before the alert opens, and opening is the check\'s open', async () => {
+  const page = await signedIn();
+  await page.click('#to-search');
+  await page.waitForSelector('#search-form');
+  assert.equal(await text(page, '#screen-heading'), 'Search by name and date of birth');
+  assert.equal(await page.getAttribute('#nav-search', 'aria-current'), 'page');
+  await shot(page, '20-search');
+  await sweep(page, 'search form');
+  await page.click('#search-submit');
+  assert.match(await text(page, '#family-name-feedback'), /Enter the family name/);
+  assert.match(await text(page, '#dob-feedback'), /Enter the date of birth/);
+  assert.equal(await focusedId(page), 'family-name');
+  await sweep(page, 'search form, fields missing');
+  await searchFor(page, { family: 'Smith', day: '31', month: '2', year: '2019' });
+  assert.match(await text(page, '#dob-feedback'), /Enter a real date of birth/);
+  assert.equal((await calls(page, 'search_patient')).length, 0, 'nothing is sent until the form is complete');
+
+  await searchFor(page, { family: "O'Neill", given: 'Siân', day: '7', month: '3', year: '2019' });
+  await page.waitForSelector('#found-by-search');
+  const [sent] = await calls(page, 'search_patient');
+  assert.deepEqual(sent.args, {
+    familyName: "O'Neill", dateOfBirth: '2019-03-07', givenName: 'Siân', sex: null, postcodeDistrict: null, caseReference: null,
+  });
+  assert.match(await text(page, '#result-heading'), /A CP-IS record exists/);
+  assert.match(await text(page, '#found-by-search'), /Found by name and date of birth, not by a verified NHS number/);
+  assert.match(await text(page, '#found-name'), /Siân O'Neill/);
+  assert.match(await text(page, '#found-matched'), /Family name: the same apart from accents/);
+  assert.equal(await page.locator('#plans').count(), 0, 'no plan details before the alert is opened');
+  await shot(page, '21-search-match');
+  await sweep(page, 'search: one match');
+  await page.click('#open-alert');
+  await page.waitForSelector('#plans');
+  const [opened] = await calls(page, 'open_alert');
+  assert.deepEqual(opened.args, { checkId: fx.CHECK_IDS.found }, 'opening is the same command as after a check');
+  assert.match(await text(page, '#notification'), /./);
+  await sweep(page, 'search: match opened');
+  await page.click('#search-again');
+  await page.waitForSelector('#search-form');
+});
+
+test('search by name: possible matches show who and what differed, no plans until confirmed; none of these gives the caveats', async () => {
+  const page = await signedIn();
+  await page.click('#nav-search');
+  await searchFor(page, { family: 'Smith', given: 'John', day: '20', month: '5', year: '2018' });
+  await page.waitForSelector('#candidates');
+  assert.equal(await text(page, '#result-heading'), 'Possible matches');
+  assert.equal(await page.locator('#candidates > li').count(), 3);
+  assert.match(await text(page, '#candidate-2'), /Jon Smyth.*Born 20 May 2018.*sounds alike/);
+  assert.match(await text(page, '#candidate-3-differed'), /Given name: different/);
+  assert.equal(await page.locator('#plans, #local-authority').count(), 0, 'no plan or LA details on the cards');
+  assert.equal(await focusedId(page), 'result-heading');
+  await shot(page, '22-search-possible');
+  await sweep(page, 'search: possible matches');
+  await page.click('#none-of-these');
+  await page.waitForSelector('#caveats');
+  assert.equal(await text(page, '#result-heading'), 'No CP-IS record found for these details');
+  const caveats = await text(page, '#caveats');
+  for (const c of [/Names change/, /spelt/, /may not have matched/, /sensitive/]) assert.match(caveats, c);
+  assert.equal((await calls(page, 'none_of_these')).length, 1);
+  await sweep(page, 'search: none of these');
+
+  await page.click('#search-again');
+  await searchFor(page, { family: 'Smith', given: 'John', day: '20', month: '5', year: '2018' });
+  await page.waitForSelector('#candidates');
+  await page.click('#choose-1');
+  await page.waitForSelector('#open-alert');
+  const [chosen] = await calls(page, 'choose_candidate');
+  assert.deepEqual(chosen.args, { searchId: fx.SEARCH_ID, candidate: 1 });
+  assert.match(await text(page, '#found-name'), /John Smith/);
+  await sweep(page, 'search: possible match confirmed');
+});
+
+test('search by name: too many asks for more and shows nobody; no match and a locked copy say so; engine errors name the field', async () => {
+  const page = await signedIn();
+  await page.click('#nav-search');
+  await searchFor(page, { family: 'Testwood', day: '10', month: '10', year: '2017' });
+  await page.waitForSelector('#too-many');
+  assert.match(await text(page, '#too-many'), /Too many people match.*Add the given name/);
+  assert.equal(await page.locator('#candidates').count(), 0);
+  assert.equal(await page.inputValue('#family-name'), 'Testwood', 'what was entered is kept to add to');
+  await shot(page, '23-search-too-many');
+  await sweep(page, 'search: too many');
+
+  await searchFor(page, { family: 'Brown', given: 'Grace', day: '7', month: '3', year: '2019' });
+  await page.waitForSelector('#caveats');
+  assert.equal(await text(page, '#result-heading'), 'No CP-IS record found for these details');
+  assert.doesNotMatch((await text(page, '#result')).toLowerCase(), /not at risk|no concerns/);
+  await shot(page, '24-search-no-match');
+  await sweep(page, 'search: no match');
+
+  await page.click('#search-again');
+  await searchFor(page, { family: 'Locked', day: '7', month: '3', year: '2019' });
+  await page.waitForSelector('#locked-card');
+  assert.match(await text(page, '#locked-action'), /emergency duty team/);
+  await sweep(page, 'search: locked');
+
+  await page.click('#search-again');
+  await searchFor(page, { family: 'Future', day: '7', month: '3', year: '2019' });
+  await page.waitForSelector('#error-summary');
+  assert.match(await text(page, '#error-summary'), /date of birth: it is in the future/);
+  assert.equal(await page.getAttribute('#error-summary a', 'href'), '#dob-day');
+  await sweep(page, 'search: error from the engine');
 });

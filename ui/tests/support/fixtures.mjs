@@ -138,3 +138,64 @@ export const CHECKS = {
   9990000034: VIEWS.silent,
   9990000042: VIEWS.locked,
 };
+
+// Search by name and date of birth: the engine's SearchView as serialised (a match carries the
+// check answer's fields). Names are synthetic.
+export const SEARCH_ID = '0192f0a0-0000-7000-8000-00000000a001';
+
+function card(candidate, familyName, givenNames, dob, matched, differed) {
+  return {
+    candidate, family_name: familyName, given_names: givenNames, date_of_birth: dob, matched, differed,
+    how: { date_of_birth: 'same', family_name: 'same', given_name: 'same', sex: 'not_entered', postcode_district: 'not_entered' },
+  };
+}
+
+function searchBase(overrides) {
+  return {
+    search_id: SEARCH_ID, outcome: 'no_match', message: '', reason: null, source: 'cache',
+    data_as_of: '2026-11-24T16:30:00Z', data_age_seconds: 3 * 3600, stale: false, candidates: [], caveats: [],
+    ...overrides,
+  };
+}
+
+const SEARCH_CAVEATS = [
+  ...CAVEATS,
+  'Names change (adoption, a new family name, a parent’s choice): a child may be held under another name.',
+  'Names are spelt and transliterated in different ways: try other spellings, or search by NHS number when you have it.',
+  'The local authority may not have matched the child to an NHS number; such children cannot be found by any search here.',
+];
+
+export const SEARCHES = {
+  oneill: {
+    ...VIEWS.found,
+    caveats: ['Found by name and date of birth, not by a verified NHS number: make sure this is your patient.'],
+    outcome: 'match', search_id: SEARCH_ID, found_by: 'name_and_date_of_birth', candidates: [],
+    matched: card(1, "O'Neill", 'Siân', '2019-03-07', ['Date of birth: the same', 'Family name: the same apart from accents, spaces or punctuation', 'Given name: the same apart from accents, spaces or punctuation'], []),
+  },
+  smith: searchBase({
+    outcome: 'possible_matches', message: 'Possible matches: confirm which one is your patient, or choose none of these',
+    caveats: ['No plan details are shown until you confirm the person is your patient. If none of them is, choose none of these.'],
+    candidates: [
+      card(1, 'Smith', 'John', '2018-05-20', ['Date of birth: the same', 'Family name: the same', 'Given name: the same'], []),
+      card(2, 'Smyth', 'Jon', '2018-05-20', ['Date of birth: the same', 'Family name: sounds alike, spelt differently', 'Given name: sounds alike, spelt differently'], []),
+      card(3, 'Smith', 'Grace', '2018-05-20', ['Date of birth: the same', 'Family name: the same'], ['Given name: different']),
+    ],
+  }),
+  testwood: searchBase({
+    outcome: 'too_many', message: 'Too many people match these details to show any of them',
+    caveats: ['Add the given name, check the spelling and the date of birth, or check by NHS number when you have it.'],
+  }),
+  brown: searchBase({ outcome: 'no_match', message: 'No CP-IS record found for these details', caveats: SEARCH_CAVEATS }),
+  locked: searchBase({
+    outcome: 'locked', message: "This device's copy cannot be opened", stale: true,
+    reason: 'Offline access ended on 20 November 2026: this device must reconnect before its copy can be opened',
+    caveats: ["Phone the local authority emergency duty team or use your trust's safeguarding pathway"],
+  }),
+};
+
+/** candidate number -> the check answer choose_candidate gives. */
+export const CHOSEN = {
+  1: { ...VIEWS.found, caveats: ['Found by name and date of birth, not by a verified NHS number: make sure this is your patient.'] },
+};
+
+export const NONE_OF_THESE = SEARCHES.brown;

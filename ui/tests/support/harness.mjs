@@ -59,6 +59,9 @@ export function scenario(overrides = {}) {
     deviceId: '0192f0a0-1111-7000-8000-00000000d001',
     checks: fx.CHECKS,
     opened: fx.OPENED,
+    searches: fx.SEARCHES,
+    chosen: fx.CHOSEN,
+    noneOfThese: fx.NONE_OF_THESE,
     idleTimeoutMs: 10 * 60 * 1000,
     ...overrides,
   };

@@ -38,6 +38,13 @@ export function installMock(scenario) {
       if (view) return view;
       return { ...scenario.checks['9990000026'], nhs_number: nhsNumber.replace(/^(\d{3})(\d{3})(\d{4})$/, '$1 $2 $3') };
     },
+    search_patient: ({ familyName }) => {
+      const key = familyName.toLowerCase().replace(/[^a-z]/g, '');
+      if (key === 'future') return fail('invalid_input', { message: 'date of birth: it is in the future' });
+      return scenario.searches[key] ?? scenario.searches.brown;
+    },
+    choose_candidate: ({ candidate }) => scenario.chosen[candidate] ?? fail('invalid_input', { message: 'candidate: choose a number from 1 to 3' }),
+    none_of_these: () => scenario.noneOfThese,
     open_alert: ({ checkId }) => scenario.opened[checkId] ?? fail('invalid_input', { message: 'unknown check' }),
     sync_now: () => new Promise((resolve, reject) => { pendingSync = { resolve, reject }; }),
     'plugin:event|listen': ({ event, handler }) => {
