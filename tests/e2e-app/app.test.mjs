@@ -1,6 +1,7 @@
 // Drives the real CP-IS Field window (tauri-driver + WebKitWebDriver under Xvfb) against a real central:
 // enrol, sign in, an invalid number, a miss, a flagged child and its alert, offline from this
-// device's copy, and the queued notification delivered after reconnecting. Started by scripts/e2e-app.sh.
+// device's copy, the queued notification delivered after reconnecting, checks over a weak link, and a
+// search by name and date of birth. Started by scripts/e2e-app.sh.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
@@ -310,4 +311,31 @@ test('a weak link: checks answer while a sync crawls over a paced link and while
   await wd.waitFor('return window.__weakLink.syncDone === true;', { timeout: 90000, what: 'the sync to end' });
   const events = await wd.exec('return window.__weakLink.events;');
   assert.deepEqual(events, ['crawl check answered', 'held check answered', 'sync finished']);
+});
+
+test('search by name and date of birth: one match opens as a check does; too many shows nobody', async () => {
+  await wd.click('#nav-search');
+  await wd.waitForSelector('#search-form', { timeout: 30000 });
+  await wd.type('#family-name', 'marshwood');
+  await wd.type('#given-name', 'ROWAN');
+  await wd.type('#dob-day', '23');
+  await wd.type('#dob-month', '11');
+  await wd.type('#dob-year', '2020');
+  await wd.click('#search-submit');
+  await wd.waitForSelector('#found-by-search', { timeout: 30000 });
+  assert.match(await wd.text('#found-by-search'), /Found by name and date of birth/);
+  assert.match(await wd.text('#found-name'), /Rowan Marshwood/);
+  await shot('13-search-match');
+  await wd.click('#open-alert');
+  await wd.waitForSelector('#plans', { timeout: 30000 });
+  await shot('14-search-match-opened');
+  await wd.click('#search-again');
+  await wd.waitForSelector('#search-form');
+  await wd.type('#family-name', 'Slowbrook');
+  await wd.type('#dob-day', '3');
+  await wd.type('#dob-month', '2');
+  await wd.type('#dob-year', '2016');
+  await wd.click('#search-submit');
+  await wd.waitForSelector('#too-many', { timeout: 30000 });
+  assert.equal(await wd.exec('return document.querySelectorAll("#candidates").length;'), 0);
 });
