@@ -3,9 +3,7 @@
 //! own state so a check never waits behind a sync, a sign-in or another command.
 use std::sync::Arc;
 
-use cpis_device::views::{
-    CheckView, ErrorView, SearchView, StatusView, SyncProgress, SyncSummary,
-};
+use cpis_device::views::{CheckView, ErrorView, SearchView, StatusView, SyncProgress, SyncSummary};
 use cpis_device::{CheckRequest, Device, SearchInput};
 use tauri::{AppHandle, Emitter, State};
 use uuid::Uuid;

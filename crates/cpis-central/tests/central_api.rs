@@ -1524,5 +1524,28 @@ async fn a_name_search_runs_over_the_whole_register_in_tiers_and_is_kept_in_the_
         .collect();
     assert_eq!(found_by[&nhs(1)], FoundBy::NameAndDateOfBirth);
     assert_eq!(found_by[&nhs(2)], FoundBy::NhsNumber);
+    // The LA's inbox page says so too, for that notification only.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = http
+        .post(format!("{}/la/L001/inbox/sign-in", c.url))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let html = http
+        .get(format!("{}/la/L001/inbox", c.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(html.matches("Found by name and date of birth").count(), 1);
     c.shutdown().await;
 }

@@ -138,6 +138,14 @@ enum CentralCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Searches by name and date of birth the central answered, newest first: who searched, when,
+    /// what was entered, the tier and how many matched. People returned are in each one's `lookups`.
+    Searches {
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// List enrolled devices.
     Devices {
         #[arg(long)]
@@ -406,7 +414,34 @@ async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
                         l.at.format("%Y-%m-%d %H:%M:%S UTC"),
                         l.user_id,
                         l.device_id,
-                        if l.found { "record found" } else { "no record" }
+                        match (l.found, l.search_id) {
+                            (_, Some(id)) => format!("returned by name search {id}"),
+                            (true, None) => "record found".into(),
+                            (false, None) => "no record".into(),
+                        }
+                    );
+                }
+            }
+        }
+        CentralCommand::Searches { limit, json } => {
+            let searches = store.searches(limit).await?;
+            if json {
+                print_json(&serde_json::json!({ "searches": searches }))?;
+            } else if searches.is_empty() {
+                println!("no searches by name at the central");
+            } else {
+                // What was entered is personal data: only the JSON form, for the IG officer, shows it.
+                for s in &searches {
+                    println!(
+                        "{} search {} by user {} on device {}: {} ({} matched)",
+                        s.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        s.id.unwrap_or_default(),
+                        s.user_id,
+                        s.device_id,
+                        serde_json::to_value(s.outcome)?
+                            .as_str()
+                            .unwrap_or_default(),
+                        s.candidates
                     );
                 }
             }

@@ -126,7 +126,7 @@ fn inbox_html(la: &OdsCode, la_name: &str, notes: &[Notification]) -> String {
         rows.push_str(&format!(
             "<tr><td><strong>{family}, {given}</strong><br><span class=\"nowrap\">{nhs}</span><br>Born {dob}</td>\
              <td class=\"nowrap\">{seen}</td>\
-             <td>{org} ({ods})<br>{setting}<br>{role}{case}</td>\
+             <td>{org} ({ods})<br>{setting}<br>{role}{case}{found_by}</td>\
              <td class=\"nowrap\">{received}</td></tr>",
             family = escape(&n.family_name.to_uppercase()),
             given = escape(&n.given_names),
@@ -142,6 +142,13 @@ fn inbox_html(la: &OdsCode, la_name: &str, notes: &[Notification]) -> String {
                 .as_deref()
                 .map(|c| format!("<br><span class=\"nhsuk-body-s\">Reference: {}</span>", escape(c)))
                 .unwrap_or_default(),
+            found_by = match n.found_by {
+                cpis_core::FoundBy::NhsNumber => "",
+                // The clinician had no verified NHS number: the LA may want to confirm who it was.
+                cpis_core::FoundBy::NameAndDateOfBirth => {
+                    "<br><strong class=\"nhsuk-body-s\">Found by name and date of birth</strong>"
+                }
+            },
             received = when(n.received_at),
         ));
     }
