@@ -625,8 +625,8 @@ impl Device {
         let Some(enrolment) = enrolment else {
             return check::locked(check_id, DeviceError::NotEnrolled.to_string(), None, now);
         };
-        let accessor = self.accessor(&enrolment, &session);
-        let notifies = accessor.notifies();
+        // Whether opening would notify, without building the accessor the check does not need.
+        let notifies = cpis_core::setting::opening_notifies(enrolment.setting, session.user.activity);
         let today = now.date_naive();
         let rules = self.config.visibility;
 
@@ -657,7 +657,7 @@ impl Device {
         } else {
             let req = LiveCheckRequest {
                 nhs_number: nhs,
-                user_id: accessor.user_id.clone(),
+                user_id: session.user.id.clone(),
                 unscheduled: false,
                 access_event: None,
             };
@@ -684,7 +684,7 @@ impl Device {
             &session,
             AuditEntry {
                 at: now,
-                user_id: accessor.user_id.clone(),
+                user_id: session.user.id.clone(),
                 nhs_number: nhs,
                 outcome: if decision.record.is_some() {
                     "record_found"
