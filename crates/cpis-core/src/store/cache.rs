@@ -261,6 +261,10 @@ pub fn region_digest<'a>(
     hex::encode(hazmat::sha256(&text))
 }
 
+/// A person's newest staged row during a first download (a seek on its index, migration 0003).
+pub(super) const STAGED_LOOKUP: &str =
+    "SELECT sealed FROM flags_staged WHERE blind_index = ?1 ORDER BY seq DESC LIMIT 1";
+
 impl DeviceStore {
     /// Applies a verified page in ONE transaction with its cursor: fails with
     /// `CursorMismatch { expected, got }` (nothing written) unless `page.after` equals the cursor;
@@ -303,9 +307,7 @@ impl DeviceStore {
             // place: a slow scan, but only then (the table is empty otherwise).
             None => self
                 .conn
-                .prepare_cached(
-                    "SELECT sealed FROM flags_staged WHERE blind_index = ?1 ORDER BY seq DESC LIMIT 1",
-                )
+                .prepare_cached(STAGED_LOOKUP)
                 .ctx("preparing a staged lookup")?
                 .query_row([&blind[..]], |r| r.get::<_, Option<Vec<u8>>>(0))
                 .optional()

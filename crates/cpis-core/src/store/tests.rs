@@ -809,6 +809,34 @@ fn the_cache_digest_matches_the_region_digest_of_the_same_records() {
     assert_eq!(store.cache_digest(keys).unwrap().len(), 64);
 }
 
+/// A check during a first download finds its person among the staged rows with one seek on their
+/// index, not by reading every row staged so far (a cost that grew with the download).
+#[test]
+fn a_check_during_a_first_download_seeks_the_staged_rows_rather_than_scanning_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _c, _unlocked) = ready(dir.path());
+    let plan: Vec<String> = store
+        .conn()
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::cache::STAGED_LOOKUP
+        ))
+        .unwrap()
+        .query_map([&[0u8; 32][..]], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("USING INDEX flags_staged_by_blind_index")),
+        "{plan:?}"
+    );
+    assert!(
+        !plan.iter().any(|step| step.starts_with("SCAN")),
+        "{plan:?}"
+    );
+}
+
 /// A first download of many pages is staged in feed order and moved into place when it reaches
 /// the head; halfway, the staged records already answer, removals included, and the result is the
 /// same copy as applying every page directly.
@@ -1556,6 +1584,10 @@ fn shipped_migrations_never_change() {
         (
             "0002_staged_download.sql",
             "0f9f35f9d1e3908716e4ebe531dfe3852c80f7773bb6236a2d197502adbe6559",
+        ),
+        (
+            "0003_staged_lookup_index.sql",
+            "53eef6fbc2df60e4d6ec5889da1a5382b1e7413e1aa4d6d0303d6be90418307f",
         ),
     ];
     assert_eq!(
