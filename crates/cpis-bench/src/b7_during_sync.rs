@@ -101,8 +101,17 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
     admin(
         &db,
         &[
-            "user", "--id", USER, "--name", "Bench Clinician", "--org", ORG, "--activity",
-            "B0107", "--role", "Paramedic",
+            "user",
+            "--id",
+            USER,
+            "--name",
+            "Bench Clinician",
+            "--org",
+            ORG,
+            "--activity",
+            "B0107",
+            "--role",
+            "Paramedic",
         ],
         &[("CPIS_PIN", &pin)],
     )?;
@@ -168,9 +177,11 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
         }),
     );
     eprintln!("B7: first download paced to {PACE_BYTES_PER_SEC} B/s; waiting for two pages");
-    wait_until("two pages of the first download", Duration::from_secs(180), || {
-        pages.load(Ordering::SeqCst) >= 2
-    })
+    wait_until(
+        "two pages of the first download",
+        Duration::from_secs(180),
+        || pages.load(Ordering::SeqCst) >= 2,
+    )
     .await?;
 
     let n_full = (opts.checks / 4).max(1);
@@ -191,10 +202,14 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
     proxy.clear();
     eprintln!("B7: released; waiting for the download to finish");
     let wake = device.wake_handle();
-    wait_until("the end of the first download", Duration::from_secs(600), || {
-        wake.notify_one();
-        device.status().last_sync_at.is_some()
-    })
+    wait_until(
+        "the end of the first download",
+        Duration::from_secs(600),
+        || {
+            wake.notify_one();
+            device.status().last_sync_at.is_some()
+        },
+    )
     .await?;
     worker.abort();
     let idle = time_checks(&device, &keys, true, opts.checks).await?;
@@ -240,8 +255,11 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
         eprintln!("B7: {label} max {}", fmt_ns(s.summary().max_ns));
     }
     rows.push(
-        Row::new("B7·b", "idle cache answer (the floor above), region copy complete")
-            .latency(idle, "checks"),
+        Row::new(
+            "B7·b",
+            "idle cache answer (the floor above), region copy complete",
+        )
+        .latency(idle, "checks"),
     );
     Ok(rows)
 }
