@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use cpis_core::access::Accessor;
 use cpis_core::plan::VisibilityRules;
-use cpis_core::store::{AuditEntry, CacheKeys, DeviceStore, Enrolment, StoreError, VaultError};
+use cpis_core::store::{
+    AuditEntry, CacheKeys, DeviceStore, Enrolment, StagedIndex, StoreError, VaultError,
+};
 use cpis_core::wire::{LiveCheckRequest, LiveCheckResponse, UserProfile};
 use cpis_core::{NhsNumber, Region};
 
@@ -224,6 +226,8 @@ pub struct Device {
     state: RwLock<State>,
     wake: Arc<Notify>,
     round_stop: RoundStop,
+    /// Where a first download's staged people sit: the sync keeps it, checks seek with it.
+    staged: StagedIndex,
     audit: Arc<AuditQueue>,
     audit_thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -317,6 +321,8 @@ impl Device {
         let writer = Arc::new(StdMutex::new(DeviceStore::open(&config.data_dir)?));
         let syncer = DeviceStore::open(&config.data_dir)?;
         let enrolment = reader.enrolment()?;
+        let staged = StagedIndex::default();
+        reader.load_staged_index(&staged)?;
         let state = State {
             client: enrolment.as_ref().map(|e| {
                 Arc::new(CentralClient::with_timeout(
@@ -338,6 +344,7 @@ impl Device {
             state: RwLock::new(state),
             wake: Arc::new(Notify::new()),
             round_stop: RoundStop::default(),
+            staged,
             audit,
             audit_thread: Some(audit_thread),
         })
@@ -505,6 +512,7 @@ impl Device {
             }
         }
         let _ = store.wipe(true);
+        let _ = store.load_staged_index(&self.staged);
         self.write_state().last_sync = None;
         let _ = store.set_meta("wiped_reason", &reason);
         tracing::warn!("device revoked by the central; local copy wiped");
@@ -557,6 +565,8 @@ impl Device {
                     login.lease.expires_at,
                     &mac,
                 )?;
+                // New keys start an empty cache: nothing staged any more.
+                store.load_staged_index(&self.staged)?;
                 self.write_state().last_sync = store.last_sync_at()?;
                 unlocked
             }
@@ -660,7 +670,7 @@ impl Device {
         let rules = self.config.visibility;
 
         // The cache first: it always answers, on its own connection, whatever the sync is doing.
-        let cached = match lock(&self.reader).lookup(&session.keys, &nhs) {
+        let cached = match lock(&self.reader).lookup_indexed(&session.keys, &nhs, &self.staged) {
             Ok(found) => found.filter(|(record, _)| !record.is_expired(today, &rules)),
             Err(e) => {
                 tracing::error!(error = %e, "cache lookup failed");
@@ -995,6 +1005,7 @@ impl Device {
                     self.config.page_limit,
                     progress,
                     ticket,
+                    &self.staged,
                 )
                 .await,
             ),

@@ -17,10 +17,6 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_staged_download.sql",
         include_str!("../../../../migrations/device/0002_staged_download.sql"),
     ),
-    (
-        "0003_staged_lookup_index.sql",
-        include_str!("../../../../migrations/device/0003_staged_lookup_index.sql"),
-    ),
 ];
 
 /// The checksum recorded for a migration: SHA-256 hex of its text with line endings normalised, so a
