@@ -15,8 +15,9 @@ use uuid::Uuid;
 use cpis_core::access::{Accessor, FoundBy};
 use cpis_core::plan::VisibilityRules;
 use cpis_core::search::{self, SearchQuery, Tiered};
-use cpis_core::store::SearchAudit;
-use cpis_core::store::{AuditEntry, CacheKeys, DeviceStore, Enrolment, StoreError, VaultError};
+use cpis_core::store::{
+    AuditEntry, CacheKeys, DeviceStore, Enrolment, SearchAudit, StagedIndex, StoreError, VaultError,
+};
 use cpis_core::wire::{LiveCheckRequest, LiveCheckResponse, UserProfile};
 use cpis_core::wire::{LiveSearchCandidate, LiveSearchRequest, LiveSearchResponse};
 use cpis_core::{NhsNumber, Region};
@@ -217,10 +218,26 @@ struct State {
     search_order: std::collections::VecDeque<Uuid>,
 }
 
-/// An audit record waiting for the audit writer, or a request to say when all before it are written.
-enum AuditJob {
-    Record(Arc<Session>, AuditEntry),
-    Flush(std::sync::mpsc::SyncSender<()>),
+/// How long an answered check's audit record may wait before the writer takes it: the check only
+/// appends to a list (no wake-up, no system call on the answer's path), and the writer writes what has
+/// gathered. A crash (power cut, SIGKILL) can lose the audit records of checks answered in about the
+/// last this-long; queued access events are unaffected (written durably before an alert opens).
+const AUDIT_GATHER: Duration = Duration::from_millis(20);
+
+#[derive(Default)]
+struct AuditPending {
+    records: Vec<(Arc<Session>, AuditEntry)>,
+    queued: u64,
+    written: u64,
+    closing: bool,
+}
+
+/// Audit records of answered checks on their way to the sealed audit log.
+#[derive(Default)]
+struct AuditQueue {
+    pending: StdMutex<AuditPending>,
+    /// Wakes the writer early (flush, close) and tells flushers what has been written.
+    changed: std::sync::Condvar,
 }
 
 /// The engine behind the app and the CLI. Every method takes `&self`: the app shares one `Device`
@@ -236,14 +253,17 @@ pub struct Device {
     state: RwLock<State>,
     wake: Arc<Notify>,
     round_stop: RoundStop,
-    audit_tx: Option<std::sync::mpsc::Sender<AuditJob>>,
+    /// Where a first download's staged people sit: the sync keeps it, checks seek with it.
+    staged: StagedIndex,
+    audit: Arc<AuditQueue>,
     audit_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Device {
     fn drop(&mut self) {
         // Every check answered before this point has its audit record written before the store closes.
-        drop(self.audit_tx.take());
+        lock(&self.audit.pending).closing = true;
+        self.audit.changed.notify_all();
         if let Some(t) = self.audit_thread.take() {
             let _ = t.join();
         }
@@ -257,29 +277,40 @@ fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Writes the sealed audit records of checks off the answer's path, in order, on its own thread.
 fn spawn_audit_writer(
     writer: Arc<StdMutex<DeviceStore>>,
-) -> (
-    std::sync::mpsc::Sender<AuditJob>,
-    std::thread::JoinHandle<()>,
-) {
-    let (tx, rx) = std::sync::mpsc::channel::<AuditJob>();
-    let thread = std::thread::Builder::new()
+    queue: Arc<AuditQueue>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
         .name("cpis-audit".into())
         .spawn(move || {
-            for job in rx {
-                match job {
-                    AuditJob::Record(session, entry) => {
-                        if let Err(e) = lock(&writer).record_check(&session.keys, &entry) {
+            let mut pending = lock(&queue.pending);
+            loop {
+                if pending.records.is_empty() {
+                    if pending.closing {
+                        break;
+                    }
+                    pending = queue
+                        .changed
+                        .wait_timeout(pending, AUDIT_GATHER)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    continue;
+                }
+                let batch = std::mem::take(&mut pending.records);
+                drop(pending);
+                {
+                    let mut store = lock(&writer);
+                    for (session, entry) in &batch {
+                        if let Err(e) = store.record_check(&session.keys, entry) {
                             tracing::error!(error = %e, "could not write the local audit record");
                         }
                     }
-                    AuditJob::Flush(done) => {
-                        let _ = done.send(());
-                    }
                 }
+                pending = lock(&queue.pending);
+                pending.written += batch.len() as u64;
+                queue.changed.notify_all();
             }
         })
-        .expect("the audit writer thread starts");
-    (tx, thread)
+        .expect("the audit writer thread starts")
 }
 
 /// A search's card for one person: names and date of birth, what matched and what differed.
@@ -356,6 +387,8 @@ impl Device {
         let writer = Arc::new(StdMutex::new(DeviceStore::open(&config.data_dir)?));
         let syncer = DeviceStore::open(&config.data_dir)?;
         let enrolment = reader.enrolment()?;
+        let staged = StagedIndex::default();
+        reader.load_staged_index(&staged)?;
         let state = State {
             client: enrolment.as_ref().map(|e| {
                 Arc::new(CentralClient::with_timeout(
@@ -367,7 +400,8 @@ impl Device {
             last_sync: reader.last_sync_at()?,
             ..State::default()
         };
-        let (audit_tx, audit_thread) = spawn_audit_writer(writer.clone());
+        let audit = Arc::new(AuditQueue::default());
+        let audit_thread = spawn_audit_writer(writer.clone(), audit.clone());
         Ok(Self {
             config,
             reader: StdMutex::new(reader),
@@ -376,7 +410,8 @@ impl Device {
             state: RwLock::new(state),
             wake: Arc::new(Notify::new()),
             round_stop: RoundStop::default(),
-            audit_tx: Some(audit_tx),
+            staged,
+            audit,
             audit_thread: Some(audit_thread),
         })
     }
@@ -396,11 +431,15 @@ impl Device {
 
     /// Waits until every audit record of a check answered so far is written.
     pub fn flush_audit(&self) {
-        let (done, wait) = std::sync::mpsc::sync_channel(1);
-        if let Some(tx) = &self.audit_tx {
-            if tx.send(AuditJob::Flush(done)).is_ok() {
-                let _ = wait.recv();
-            }
+        let mut pending = lock(&self.audit.pending);
+        let target = pending.queued;
+        self.audit.changed.notify_all();
+        while pending.written < target {
+            pending = self
+                .audit
+                .changed
+                .wait(pending)
+                .unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -539,6 +578,7 @@ impl Device {
             }
         }
         let _ = store.wipe(true);
+        let _ = store.load_staged_index(&self.staged);
         self.write_state().last_sync = None;
         let _ = store.set_meta("wiped_reason", &reason);
         tracing::warn!("device revoked by the central; local copy wiped");
@@ -593,6 +633,8 @@ impl Device {
                     login.lease.expires_at,
                     &mac,
                 )?;
+                // New keys start an empty cache: nothing staged any more.
+                store.load_staged_index(&self.staged)?;
                 self.write_state().last_sync = store.last_sync_at()?;
                 unlocked
             }
@@ -673,14 +715,9 @@ impl Device {
 
     /// Hands an audit record to the audit writer: the answer does not wait for the write.
     fn audit(&self, session: &Arc<Session>, entry: AuditEntry) {
-        let sent = self
-            .audit_tx
-            .as_ref()
-            .map(|tx| tx.send(AuditJob::Record(session.clone(), entry)).is_ok())
-            .unwrap_or(false);
-        if !sent {
-            tracing::error!("the audit writer has stopped: a check's audit record was not written");
-        }
+        let mut pending = lock(&self.audit.pending);
+        pending.records.push((session.clone(), entry));
+        pending.queued += 1;
     }
 
     /// Checks an NHS number: the cache answers at once; when the central answers within the
@@ -704,13 +741,14 @@ impl Device {
         let Some(enrolment) = enrolment else {
             return check::locked(check_id, DeviceError::NotEnrolled.to_string(), None, now);
         };
-        let accessor = self.accessor(&enrolment, &session);
-        let notifies = accessor.notifies();
+        // Whether opening would notify, without building the accessor the check does not need.
+        let notifies =
+            cpis_core::setting::opening_notifies(enrolment.setting, session.user.activity);
         let today = now.date_naive();
         let rules = self.config.visibility;
 
         // The cache first: it always answers, on its own connection, whatever the sync is doing.
-        let cached = match lock(&self.reader).lookup(&session.keys, &nhs) {
+        let cached = match lock(&self.reader).lookup_indexed(&session.keys, &nhs, &self.staged) {
             Ok(found) => found.filter(|(record, _)| !record.is_expired(today, &rules)),
             Err(e) => {
                 tracing::error!(error = %e, "cache lookup failed");
@@ -736,7 +774,7 @@ impl Device {
         } else {
             let req = LiveCheckRequest {
                 nhs_number: nhs,
-                user_id: accessor.user_id.clone(),
+                user_id: session.user.id.clone(),
                 unscheduled: false,
                 access_event: None,
             };
@@ -763,7 +801,7 @@ impl Device {
             &session,
             AuditEntry {
                 at: now,
-                user_id: accessor.user_id.clone(),
+                user_id: session.user.id.clone(),
                 nhs_number: Some(nhs),
                 outcome: if decision.record.is_some() {
                     "record_found"
@@ -1459,6 +1497,7 @@ impl Device {
                     self.config.page_limit,
                     progress,
                     ticket,
+                    &self.staged,
                 )
                 .await,
             ),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use cpis_core::store::{CacheKeys, DeviceStore, Enrolment, StoreError};
+use cpis_core::store::{CacheKeys, DeviceStore, Enrolment, StagedIndex, StoreError};
 use cpis_core::wire::{EventBatch, EventResult, EventStatus, FeedPage, MAX_EVENT_BATCH};
 
 use crate::client::{CentralClient, ClientError};
@@ -131,6 +131,7 @@ pub async fn pull(
     page_limit: u32,
     progress: &(dyn Fn(SyncProgress) + Send + Sync),
     ticket: Ticket<'_>,
+    staged: &StagedIndex,
 ) -> Result<PullTotals, SyncError> {
     let mut totals = PullTotals {
         cursor: store.cursor()?,
@@ -149,7 +150,7 @@ pub async fn pull(
         }
         // The data is as fresh as the central's page, not as the moment it arrived: a replayed old page
         // (even an empty one at the current cursor) must not make stale data look fresh.
-        let applied = store.apply_page(keys, &page, page.generated_at.min(now))?;
+        let applied = store.apply_page_indexed(keys, &page, page.generated_at.min(now), staged)?;
         totals.pages += 1;
         totals.records += applied.ops as u64;
         totals.bytes += bytes;
