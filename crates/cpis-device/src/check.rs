@@ -411,18 +411,20 @@ mod tests {
         }
 
         /// (case, held, live) -> (source, shown person, caveat, audit source)
+        type DecideCase = (
+            &'static str,
+            Option<Shown>,
+            Option<LiveCheckResponse>,
+            Source,
+            Option<u32>,
+            Option<&'static str>,
+            &'static str,
+        );
+
         #[test]
         fn one_rule_set_for_live_and_held_answers() {
             use LiveOutcome::*;
-            let cases: Vec<(
-                &str,
-                Option<Shown>,
-                Option<LiveCheckResponse>,
-                Source,
-                Option<u32>,
-                Option<&str>,
-                &str,
-            )> = vec![
+            let cases: Vec<DecideCase> = vec![
                 (
                     "no live answer: the copy",
                     Some(held(1, Source::Cache)),

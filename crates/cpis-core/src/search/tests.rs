@@ -145,6 +145,14 @@ fn bad_input_is_refused_naming_the_field() {
 }
 
 /// (case, register, query, expected tier, NHS numbers shown in order)
+type TierCase = (
+    &'static str,
+    Vec<FlagRecord>,
+    SearchQuery,
+    TierKind,
+    Vec<u32>,
+);
+
 #[test]
 fn tiers() {
     let twins = vec![
@@ -160,7 +168,7 @@ fn tiers() {
         .zip(1..)
         .map(|(given, i)| person(i, "Testwood", given, "2017-10-10"))
         .collect();
-    let cases: Vec<(&str, Vec<FlagRecord>, SearchQuery, TierKind, Vec<u32>)> = vec![
+    let cases: Vec<TierCase> = vec![
         (
             "one exact",
             vec![person(1, "Testwood", "Amy", "2019-03-07")],
