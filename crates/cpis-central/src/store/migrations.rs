@@ -23,6 +23,10 @@ pub const SQLITE: &[Migration] = &[
         name: "0002_live_lookups.sql",
         sql: include_str!("../../../../migrations/central/sqlite/0002_live_lookups.sql"),
     },
+    Migration {
+        name: "0003_fhir_clients.sql",
+        sql: include_str!("../../../../migrations/central/sqlite/0003_fhir_clients.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -33,6 +37,10 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         name: "0002_live_lookups.sql",
         sql: include_str!("../../../../migrations/central/postgres/0002_live_lookups.sql"),
+    },
+    Migration {
+        name: "0003_fhir_clients.sql",
+        sql: include_str!("../../../../migrations/central/postgres/0003_fhir_clients.sql"),
     },
 ];
 
@@ -62,6 +70,16 @@ mod tests {
             "postgres",
             "0002_live_lookups.sql",
             "1dd64813ccc3b0e8de02bc97ece510af1f4090517d4189992195677be2423158",
+        ),
+        (
+            "sqlite",
+            "0003_fhir_clients.sql",
+            "5bb1c0058712a3f6cc55d0063379a9c24357c47d7cfa7359cc1e7cada49b5d1a",
+        ),
+        (
+            "postgres",
+            "0003_fhir_clients.sql",
+            "df4cbda316f6769024c9fd081afc985c78dbb575d9192571c21fd1365e283434",
         ),
     ];
 
