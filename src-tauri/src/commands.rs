@@ -73,6 +73,7 @@ pub async fn check_patient(
         open: false,
         pregnant,
         case_reference: case_reference.filter(|r| !r.trim().is_empty()),
+        ..Default::default()
     };
     Ok(state.device.lock().await.check(&nhs_number, request).await)
 }

@@ -60,6 +60,9 @@ pub struct CheckRequest {
     /// Checking a pregnant woman on her own number (unborn child plan).
     pub pregnant: bool,
     pub case_reference: Option<String>,
+    /// The caller declares a scheduled access (the national API's `IsUnscheduledAccessEvent:
+    /// false`): opening shows the details without notifying.
+    pub scheduled: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +162,7 @@ struct RecentCheck {
     found: bool,
     pregnant: bool,
     case_reference: Option<String>,
+    scheduled: bool,
 }
 
 pub struct Device {
@@ -441,7 +445,7 @@ impl Device {
             Err(e) => return check::locked(check_id, e.to_string(), None, now),
         };
         let accessor = self.accessor(&enrolment).expect("signed in");
-        let notifies = accessor.notifies();
+        let notifies = accessor.notifies() && !request.scheduled;
         let today = now.date_naive();
         let rules = self.config.visibility;
 
@@ -530,6 +534,7 @@ impl Device {
                 found: record.is_some(),
                 pregnant: request.pregnant,
                 case_reference: request.case_reference.clone(),
+                scheduled: request.scheduled,
             },
         );
         let mut view = match &record {
@@ -607,13 +612,17 @@ impl Device {
                 "there is no record to open for that check".into(),
             ));
         }
-        let (nhs, pregnant, case_reference) =
-            (recent.nhs, recent.pregnant, recent.case_reference.clone());
+        let (nhs, pregnant, case_reference, scheduled) = (
+            recent.nhs,
+            recent.pregnant,
+            recent.case_reference.clone(),
+            recent.scheduled,
+        );
         self.session_valid(now)
             .map_err(|_| DeviceError::NotSignedIn)?;
         let enrolment = self.enrolment()?;
         let accessor = self.accessor(&enrolment).ok_or(DeviceError::NotSignedIn)?;
-        let notifies = accessor.notifies();
+        let notifies = accessor.notifies() && !scheduled;
         let rules = self.config.visibility;
         let today = now.date_naive();
 
