@@ -33,7 +33,47 @@ fn obj(required: &[&str], props: Value) -> Value {
     json!({ "type": "object", "required": required, "properties": props })
 }
 
+fn fhir_ok(resource: &str) -> Value {
+    json!({ "description": format!("A FHIR R4 {resource}"),
+        "headers": { "TraceID": { "schema": { "type": "string" }, "description": "Echoed from the request" },
+                     "X-Request-ID": { "schema": { "type": "string" }, "description": "Echoed from the request" } },
+        "content": { "application/fhir+json": { "schema": { "$ref": "#/components/schemas/FhirResource" } } } })
+}
+
+/// The FHIR searches' refusals: OperationOutcomes with England Spine error codes.
+fn fhir_responses(resource: &str) -> Value {
+    let outcome = |d: &str| json!({ "description": d, "content": { "application/fhir+json": { "schema": { "$ref": "#/components/schemas/FhirResource" } } } });
+    json!({
+        "200": fhir_ok(resource),
+        "400": outcome("OperationOutcome: INVALID_SEARCH_DATA (invalid NHS number or search parameter) or PRECONDITION_FAILED (a header missing or invalid)"),
+        "401": outcome("OperationOutcome: ACCESS_DENIED (no bearer token, or not a registered client's)"),
+        "403": outcome("OperationOutcome: ACCESS_DENIED (the client system was revoked)")
+    })
+}
+
+fn fhir_params(audit: bool) -> Value {
+    let header = |name: &str, required: bool, d: &str| json!({ "name": name, "in": "header", "required": required, "schema": { "type": "string" }, "description": d });
+    let mut p = vec![
+        json!({ "name": "patient:identifier", "in": "query", "schema": { "type": "string" }, "example": "https://fhir.nhs.uk/Id/nhs-number|9990000018",
+            "description": "https://fhir.nhs.uk/Id/nhs-number|{NHS number}; or give `patient` instead" }),
+        json!({ "name": "patient", "in": "query", "schema": { "type": "string" }, "description": "The NHS number alone" }),
+        header("TraceID", false, "The consumer's trace id (required unless X-Request-ID is sent); echoed back. A retry with the same TraceID is the same access"),
+        header("X-Request-ID", false, "Accepted in place of TraceID; echoed back"),
+        json!({ "name": "IsUnscheduledAccessEvent", "in": "header", "schema": { "type": "string", "enum": ["true", "false"] },
+            "description": "Absent means true: the access is recorded and notifies the LA; false records neither" }),
+        header("X-CPIS-User-Id", false, "The acting clinician's user id (with X-CPIS-User-Role); without them the access is recorded against the client system"),
+        header("X-CPIS-User-Role", false, "The acting clinician's role code"),
+        header("X-CPIS-User-Name", false, "The acting clinician's name (recorded with the user id in the LA's notification)"),
+    ];
+    if audit {
+        p.push(json!({ "name": "_include", "in": "query", "schema": { "type": "string", "enum": [cpis_core::fhir::AUDIT_INCLUDE] },
+            "description": "Include each access's PractitionerRole" }));
+    }
+    Value::Array(p)
+}
+
 pub fn spec() -> Value {
+    let fhir_client = json!([{ "fhirClientToken": [] }]);
     let device = json!([{ "deviceToken": [] }]);
     let la = json!([{ "laToken": [] }]);
     let ods =
@@ -43,7 +83,7 @@ pub fn spec() -> Value {
         "info": {
             "title": "CP-IS Field central",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Region feeds, device enrolment and authentication, access-event intake, live checks, LA uploads and notifications. Every refusal is an ApiError with a 4xx/5xx status."
+            "description": "Region feeds, device enrolment and authentication, access-event intake, live checks, LA uploads and notifications: every refusal is an ApiError with a 4xx/5xx status. Under /fhir/R4, a FHIR R4 facade in the national CP-IS API's shape (CareTeam and AuditEvent searches, metadata): its answers and refusals are application/fhir+json, refusals OperationOutcomes with England Spine error codes."
         },
         "paths": {
             "/v1/status": { "get": { "summary": "Connectivity probe", "responses": responses("CentralStatus", &[]) } },
@@ -74,15 +114,24 @@ pub fn spec() -> Value {
                 "parameters": [ods[0], { "name": "allow_large_removal", "in": "query", "schema": { "type": "boolean", "default": false } }],
                 "requestBody": { "required": true, "content": { "text/csv": { "schema": { "type": "string" } } } },
                 "responses": responses("UploadReport", &["400", "401", "403", "404", "413", "422"]) } },
+            "/fhir/R4/metadata": { "get": { "summary": "FHIR R4 CapabilityStatement: exactly the CareTeam and AuditEvent searches below",
+                "responses": { "200": fhir_ok("CapabilityStatement") } } },
+            "/fhir/R4/CareTeam": { "get": { "summary": "FHIR R4 search, as the national CP-IS API: one CareTeam per plan shown for the patient (SNOMED CT category 342191000000101 child protection plan, 764841000000100 looked after child, 818901000000100 unborn child protection plan; name the LA; telecom mobile = emergency duty team, work = office hours; period the plan's dates). No record is a searchset with total 0. This search is the access: unless IsUnscheduledAccessEvent is false it is recorded once per client, TraceID and patient, enters the access history and notifies the responsible LA (a client registered in a scheduled setting, or a user the central holds as B0170, reads silently). Every search is kept in the lookup trail",
+                "security": fhir_client.clone(), "parameters": fhir_params(false), "responses": fhir_responses("Bundle") } },
+            "/fhir/R4/AuditEvent": { "get": { "summary": "FHIR R4 search: the patient's access history from unscheduled care (at most 25, newest first; the same user again within 24 hours listed once). Each AuditEvent is ISO 21089 Access/View with agents PAT (the NHS number) and ASSIGNED (a PractitionerRole: practitioner.display and code the role, organization.display \"NAME (ODS)\"), included with search.mode include when _include asks. Reading the history records no access",
+                "security": fhir_client, "parameters": fhir_params(true), "responses": fhir_responses("Bundle") } },
             "/la/{ods}/inbox": { "get": { "summary": "The LA inbox page (HTML; cookie sign-in)", "parameters": ods,
                 "responses": { "200": { "description": "HTML page", "content": { "text/html": {} } } } } }
         },
         "components": {
             "securitySchemes": {
                 "deviceToken": { "type": "http", "scheme": "bearer", "description": "From /v1/auth/token" },
-                "laToken": { "type": "http", "scheme": "bearer", "description": "From `cpis central la-token`" }
+                "laToken": { "type": "http", "scheme": "bearer", "description": "From `cpis central la-token`" },
+                "fhirClientToken": { "type": "http", "scheme": "bearer", "description": "From `cpis central fhir-client add`" }
             },
             "schemas": {
+                "FhirResource": { "type": "object", "required": ["resourceType"], "description": "A FHIR R4 resource (Bundle, CapabilityStatement or OperationOutcome) in JSON; see hl7.org/fhir/R4",
+                    "properties": { "resourceType": { "type": "string" } } },
                 "ApiError": obj(&["error", "message"], json!({ "error": { "type": "string" }, "message": { "type": "string" } })),
                 "CentralStatus": obj(&["service", "version", "time"], json!({ "service": { "type": "string" }, "version": { "type": "string" }, "time": { "type": "string", "format": "date-time" } })),
                 "EnrolRequest": obj(&["code", "device_public_key"], json!({ "code": { "type": "string" }, "device_public_key": { "type": "string", "description": "base64 raw Ed25519 public key" } })),
