@@ -127,8 +127,8 @@ enum CentralCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Who asked the central about this person in a live check (device, user, when, found or not),
-    /// newest first: the information-governance officer's view. The NHS number is read from the
+    /// Who asked the central about this person in a live check or a FHIR search (device or FHIR
+    /// client, user, when, found or not), newest first: the information-governance officer's view. The NHS number is read from the
     /// argument and never printed.
     Lookups {
         #[arg(long)]
@@ -437,11 +437,23 @@ async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
             } else if lookups.is_empty() {
                 println!("no live checks of this person at the central");
             } else {
+                // FHIR searches are kept under the client system's id where a device's would be.
+                let clients: std::collections::HashSet<Uuid> = central
+                    .fhir_clients()
+                    .await?
+                    .iter()
+                    .map(|c| c.client_id)
+                    .collect();
                 for l in &lookups {
                     println!(
-                        "{} user {} on device {}: {}",
+                        "{} user {} on {} {}: {}",
                         l.at.format("%Y-%m-%d %H:%M:%S UTC"),
                         l.user_id,
+                        if clients.contains(&l.device_id) {
+                            "FHIR client"
+                        } else {
+                            "device"
+                        },
                         l.device_id,
                         if l.found { "record found" } else { "no record" }
                     );

@@ -6,6 +6,7 @@
 //! own check and open-alert use case, so the visibility rules, the local audit record and the queued
 //! access event are the app's: an unscheduled CareTeam read is the opening of the alert.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -124,11 +125,39 @@ pub fn door_token(data_dir: &Path) -> Result<String, DoorError> {
     }
 }
 
+/// How long a TraceID is remembered: a client retrying within it is not a second look.
+const RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 #[derive(Clone)]
 struct DoorState {
     device: Arc<Mutex<Device>>,
     /// SHA-256 of the token: compared by hash so the comparison's timing says nothing of the token.
     token_hash: [u8; 32],
+    /// Unscheduled reads already taken as accesses, by hash of TraceID and NHS number, with when:
+    /// a retried request (same TraceID) opens the record again without queueing a second access.
+    accesses: Arc<std::sync::Mutex<HashMap<[u8; 32], std::time::Instant>>>,
+}
+
+fn access_key(trace_id: &str, nhs: &cpis_core::NhsNumber) -> [u8; 32] {
+    hazmat::sha256(format!("{trace_id}\n{}", nhs.as_digits()).as_bytes())
+}
+
+impl DoorState {
+    /// Whether this TraceID's read of this person was already taken as an access (within the
+    /// retry window).
+    fn already_accessed(&self, key: &[u8; 32]) -> bool {
+        let now = std::time::Instant::now();
+        let mut seen = self.accesses.lock().expect("not poisoned");
+        seen.retain(|_, at| now.duration_since(*at) < RETRY_WINDOW);
+        seen.contains_key(key)
+    }
+
+    /// Remembered only once an access was actually recorded, so a read that failed (a locked copy)
+    /// and is retried still records its access.
+    fn remember_access(&self, key: [u8; 32]) {
+        let mut seen = self.accesses.lock().expect("not poisoned");
+        seen.insert(key, std::time::Instant::now());
+    }
 }
 
 /// A door serving in this process.
@@ -170,6 +199,7 @@ pub async fn serve(
     let app = router(DoorState {
         device,
         token_hash: hazmat::sha256(token.as_bytes()),
+        accesses: Arc::default(),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -313,20 +343,24 @@ async fn search(
         let q = fhir::parse_search(resource, &params)?;
         // Both searches open the record to read its details; only an unscheduled CareTeam read is
         // the access that notifies (the AuditEvent search reads the history, it is not a new look).
-        let scheduled = resource == SearchResource::AuditEvent || !checked.unscheduled;
-        let view = s
-            .device
-            .lock()
-            .await
-            .check(
-                &q.nhs.as_digits(),
-                CheckRequest {
-                    open: true,
-                    scheduled,
-                    ..Default::default()
-                },
-            )
-            .await;
+        // Under the engine's lock, so two copies of one retried request cannot both be first.
+        let key = access_key(&checked.trace_id, &q.nhs);
+        let view = {
+            let mut device = s.device.lock().await;
+            let scheduled = resource == SearchResource::AuditEvent
+                || !checked.unscheduled
+                || s.already_accessed(&key);
+            let request = CheckRequest {
+                open: true,
+                scheduled,
+                ..Default::default()
+            };
+            let view = device.check(&q.nhs.as_digits(), request).await;
+            if view.event_id.is_some() {
+                s.remember_access(key);
+            }
+            view
+        };
         let base = base_url(&headers);
         let mut frame = BundleFrame {
             self_url: format!(
