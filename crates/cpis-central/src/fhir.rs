@@ -333,13 +333,15 @@ mod tests {
         let named = Some(("u7", "R8000", Some("Sam Example")));
         let silent_user = Some(("Safeguarding lead".to_string(), Activity::B0170));
         // (client, unscheduled header, named user, central's record of the user, expected (user id, role) or none)
-        let cases: Vec<(
-            &FhirClientRecord,
+        type NamedUser<'a> = Option<(&'a str, &'a str, Option<&'a str>)>;
+        type Case<'a> = (
+            &'a FhirClientRecord,
             bool,
-            Option<(&str, &str, Option<&str>)>,
+            NamedUser<'a>,
             Option<(String, Activity)>,
-            Option<(String, &str)>,
-        )> = vec![
+            Option<(String, &'a str)>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 &ed,
                 true,

@@ -402,14 +402,16 @@ async fn refusals_are_spine_coded_operation_outcomes_and_change_nothing(c: TestC
     bad_digit[9] = (bad_digit[9] + 1) % 10;
     let bad_number: String = bad_digit.iter().map(|d| char::from(b'0' + d)).collect();
     let bad_ident = format!("{NHS_NUMBER_SYSTEM}|{bad_number}");
-    let cases: Vec<(
-        &str,
-        Vec<(&str, String)>,
-        Vec<(&str, &str)>,
+    // (path, query, headers, status, Spine code, words in the diagnostics)
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, String)>,
+        Vec<(&'a str, &'a str)>,
         u16,
-        &str,
-        &str,
-    )> = vec![
+        &'a str,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "CareTeam",
             vec![("patient:identifier", bad_ident.clone())],

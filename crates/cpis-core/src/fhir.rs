@@ -646,8 +646,13 @@ mod tests {
             d.iter().map(|x| char::from(b'0' + x)).collect::<String>()
         };
         use SearchResource::*;
-        // (resource, params, expected: Ok(include) or Err(spine code, words in the message))
-        let cases: Vec<(SearchResource, Vec<(String, String)>, Result<bool, &str>)> = vec![
+        // (resource, params, expected: Ok(include) or Err(words in the message))
+        type Case = (
+            SearchResource,
+            Vec<(String, String)>,
+            Result<bool, &'static str>,
+        );
+        let cases: Vec<Case> = vec![
             (CareTeam, p(&[("patient:identifier", &ident)]), Ok(false)),
             (CareTeam, p(&[("patient", &nhs.as_digits())]), Ok(false)),
             (
