@@ -7,7 +7,7 @@ import json
 import stat
 
 import requests
-from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.careteam import CareTeam
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
@@ -27,6 +27,9 @@ def test_offline_door_answers_both_searches_from_the_devices_copy(world):
         token_file = world.device_dir / "fhir-door.token"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         assert world.door_base.startswith("http://127.0.0.1:")
+        cs = CapabilityStatement.model_validate(requests.get(f"{world.door_base}/metadata", timeout=10).json())
+        assert {r.type for r in cs.rest[0].resource} == {"CareTeam", "AuditEvent"}
+        assert "signed in on this device" in cs.rest[0].documentation
 
         # A scheduled read shows the plans and queues nothing.
         scheduled = care_teams(client(world, unscheduled=False, base=world.door_base, token=world.door_token),

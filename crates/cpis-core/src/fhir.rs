@@ -578,7 +578,15 @@ pub struct ServerDescription {
     pub software: &'static str,
     pub version: &'static str,
     pub description: String,
+    /// Who an access is recorded against: the named clinician or the client system (the central),
+    /// or the signed-in user (a device's door).
+    pub who_looked: &'static str,
 }
+
+/// `ServerDescription::who_looked` for the central.
+pub const WHO_LOOKED_CENTRAL: &str = "X-CPIS-User-Id, X-CPIS-User-Role (role code) and optionally X-CPIS-User-Name name the acting clinician; without them the access is recorded against the client system.";
+/// `ServerDescription::who_looked` for a device's door.
+pub const WHO_LOOKED_DEVICE: &str = "The access is recorded against the user signed in on this device; X-CPIS-User-* headers are not used.";
 
 /// The CapabilityStatement: exactly the two searches, their parameters and the one include.
 pub fn capability_statement(server: &ServerDescription, now: DateTime<Utc>) -> Value {
@@ -586,7 +594,7 @@ pub fn capability_statement(server: &ServerDescription, now: DateTime<Utc>) -> V
         { "name": "patient:identifier", "type": "token", "documentation": format!("{NHS_NUMBER_SYSTEM}|<NHS number>") },
         { "name": "patient", "type": "reference", "documentation": "The NHS number alone" }
     ]);
-    let headers = "Headers: Authorization: Bearer <token> (required); TraceID or X-Request-ID (required, echoed back); IsUnscheduledAccessEvent: true|false (absent means true: the access is recorded in the access history and notifies the responsible local authority; false records neither); X-CPIS-User-Id, X-CPIS-User-Role (role code) and optionally X-CPIS-User-Name name the acting clinician (otherwise the access is recorded against the client system).";
+    let headers = format!("Headers: Authorization: Bearer <token> (required); TraceID or X-Request-ID (required, echoed back; a retry with the same TraceID is the same access); IsUnscheduledAccessEvent: true|false (absent means true: a CareTeam search is then the access, recorded in the access history and notifying the responsible local authority; false records neither). {}", server.who_looked);
     json!({
         "resourceType": "CapabilityStatement",
         "id": "cpis-field",

@@ -289,7 +289,8 @@ async fn metadata(headers: HeaderMap) -> Response {
         base_url: base_url(&headers),
         software: "CP-IS Field device",
         version: env!("CARGO_PKG_VERSION"),
-        description: "CP-IS Field device: this device's copy of its region's flags, answered offline; plans as CareTeam, access history (online only) as AuditEvent. The signed-in user is who looked: X-CPIS-User-* headers are not used here.".into(),
+        description: "CP-IS Field device: this device's copy of its region's flags, answered offline; plans as CareTeam, access history (online only) as AuditEvent.".into(),
+        who_looked: fhir::WHO_LOOKED_DEVICE,
     };
     respond(
         StatusCode::OK,

@@ -105,6 +105,7 @@ async fn metadata(State(s): State<FhirState>, headers: HeaderMap) -> Response {
         software: "CP-IS Field central",
         version: env!("CARGO_PKG_VERSION"),
         description: "CP-IS Field central: the national register's child protection plans as CareTeam, access history as AuditEvent".into(),
+        who_looked: fhir::WHO_LOOKED_CENTRAL,
     };
     fhir_response(
         StatusCode::OK,
