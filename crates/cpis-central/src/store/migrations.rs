@@ -24,8 +24,8 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../../../../migrations/central/sqlite/0002_live_lookups.sql"),
     },
     Migration {
-        name: "0003_fhir_clients.sql",
-        sql: include_str!("../../../../migrations/central/sqlite/0003_fhir_clients.sql"),
+        name: "0004_fhir_clients.sql",
+        sql: include_str!("../../../../migrations/central/sqlite/0004_fhir_clients.sql"),
     },
 ];
 
@@ -39,8 +39,8 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../../../../migrations/central/postgres/0002_live_lookups.sql"),
     },
     Migration {
-        name: "0003_fhir_clients.sql",
-        sql: include_str!("../../../../migrations/central/postgres/0003_fhir_clients.sql"),
+        name: "0004_fhir_clients.sql",
+        sql: include_str!("../../../../migrations/central/postgres/0004_fhir_clients.sql"),
     },
 ];
 
@@ -73,12 +73,12 @@ mod tests {
         ),
         (
             "sqlite",
-            "0003_fhir_clients.sql",
+            "0004_fhir_clients.sql",
             "5bb1c0058712a3f6cc55d0063379a9c24357c47d7cfa7359cc1e7cada49b5d1a",
         ),
         (
             "postgres",
-            "0003_fhir_clients.sql",
+            "0004_fhir_clients.sql",
             "df4cbda316f6769024c9fd081afc985c78dbb575d9192571c21fd1365e283434",
         ),
     ];
