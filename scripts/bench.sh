@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs CP-IS Field's benchmarks (B1-B6, see BENCHMARKS.md): builds in release, then measures every
+# Runs CP-IS Field's benchmarks (B1-B7, see BENCHMARKS.md): builds in release, then measures every
 # figure beside its floor in the same run and prints the table. Extra arguments go to
 # `cpis-bench run` (e.g. `--only b1,b2`, `--flags 50000`; `target/release/cpis-bench run --help`).
 #
@@ -15,6 +15,18 @@ export PATH="$HOME/.cargo/bin:$PATH"
 echo "==> release build: cpis-bench and cpis"
 cargo build --release -p cpis-bench -p cpis-cli
 
+# The app's release build is long: only when B6 (the app window) is among those asked for.
+only=""
+prev=""
+for a in "$@"; do
+  [ "$prev" = "--only" ] && only="$a"
+  case "$a" in --only=*) only="${a#--only=}" ;; esac
+  prev="$a"
+done
+wants_b6=1
+if [ -n "$only" ] && [[ "$only" != *b6* ]]; then wants_b6=0; fi
+
+if [ "$wants_b6" = 1 ]; then
 echo "==> release build: the app (for B6)"
 if command -v npm >/dev/null 2>&1; then
   { [ -d ui/node_modules ] || npm --prefix ui ci --no-audit --no-fund --loglevel=error; } \
@@ -23,6 +35,7 @@ if command -v npm >/dev/null 2>&1; then
 fi
 cargo build --release -p cpis-field-app \
   || echo "!!! the app did not build: B6 will be reported as not measured"
+fi
 
 if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   # The test scripts know how to start the local server; the benchmark only needs it running.

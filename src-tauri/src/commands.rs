@@ -1,11 +1,11 @@
 //! The window's commands: each unpacks its arguments, calls the device engine once, and returns the
-//! engine's view or its `ErrorView`. No decisions are made here.
+//! engine's view or its `ErrorView`. No decisions are made here, and no lock: the engine keeps its
+//! own state so a check never waits behind a sync, a sign-in or another command.
 use std::sync::Arc;
 
 use cpis_device::views::{CheckView, ErrorView, StatusView, SyncProgress, SyncSummary};
 use cpis_device::{CheckRequest, Device};
 use tauri::{AppHandle, Emitter, State};
-use tokio::sync::Mutex;
 use uuid::Uuid;
 use zeroize::Zeroize;
 
@@ -14,7 +14,7 @@ pub const SYNC_PROGRESS_EVENT: &str = "sync-progress";
 
 /// The engine, shared by the commands and the background sync.
 pub struct AppState {
-    pub device: Arc<Mutex<Device>>,
+    pub device: Arc<Device>,
 }
 
 type CmdResult<T> = Result<T, ErrorView>;
@@ -28,7 +28,7 @@ pub fn emit_progress(app: &AppHandle, progress: SyncProgress) {
 
 #[tauri::command]
 pub async fn app_status(state: State<'_, AppState>) -> CmdResult<StatusView> {
-    Ok(state.device.lock().await.status().await)
+    Ok(state.device.status())
 }
 
 #[tauri::command]
@@ -37,8 +37,8 @@ pub async fn enrol(
     central_url: String,
     code: String,
 ) -> CmdResult<StatusView> {
-    let mut device = state.device.lock().await;
-    device
+    state
+        .device
         .enrol(&central_url, &code)
         .await
         .map_err(|e| e.view())
@@ -50,7 +50,7 @@ pub async fn sign_in(
     user_id: String,
     mut pin: String,
 ) -> CmdResult<StatusView> {
-    let result = state.device.lock().await.sign_in(&user_id, &pin).await;
+    let result = state.device.sign_in(&user_id, &pin).await;
     // The PIN is wiped from this copy as soon as the engine has it.
     pin.zeroize();
     result.map_err(|e| e.view())
@@ -58,7 +58,7 @@ pub async fn sign_in(
 
 #[tauri::command]
 pub async fn sign_out(state: State<'_, AppState>) -> CmdResult<()> {
-    state.device.lock().await.sign_out();
+    state.device.sign_out();
     Ok(())
 }
 
@@ -75,18 +75,20 @@ pub async fn check_patient(
         case_reference: case_reference.filter(|r| !r.trim().is_empty()),
         ..Default::default()
     };
-    Ok(state.device.lock().await.check(&nhs_number, request).await)
+    Ok(state.device.check(&nhs_number, request).await)
 }
 
 #[tauri::command]
 pub async fn open_alert(state: State<'_, AppState>, check_id: Uuid) -> CmdResult<CheckView> {
-    let mut device = state.device.lock().await;
-    device.open_alert(check_id).await.map_err(|e| e.view())
+    state
+        .device
+        .open_alert(check_id)
+        .await
+        .map_err(|e| e.view())
 }
 
 #[tauri::command]
 pub async fn sync_now(app: AppHandle, state: State<'_, AppState>) -> CmdResult<SyncSummary> {
     let progress = move |p: SyncProgress| emit_progress(&app, p);
-    let mut device = state.device.lock().await;
-    device.sync(&progress).await.map_err(|e| e.view())
+    state.device.sync(&progress).await.map_err(|e| e.view())
 }

@@ -33,9 +33,7 @@ pub fn run() {
             let dir = data_dir(app)?;
             std::fs::create_dir_all(&dir)?;
             tracing::info!(dir = %dir.display(), "opening the device store");
-            let device = Arc::new(tokio::sync::Mutex::new(Device::open(DeviceConfig::new(
-                dir,
-            ))?));
+            let device = Arc::new(Device::open(DeviceConfig::new(dir))?);
             app.manage(AppState {
                 device: device.clone(),
             });

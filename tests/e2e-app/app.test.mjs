@@ -13,6 +13,7 @@ import { nhsCheckDigit, formatNhs } from '../../ui/src/logic.js';
 const ROOT = new URL('../..', import.meta.url).pathname;
 const CPIS = process.env.CPIS_BIN || join(ROOT, 'target/debug/cpis');
 const APP = process.env.CPIS_APP_BIN || join(ROOT, 'target/debug/cpis-field');
+const PROXY = process.env.CPIS_PROXY_BIN || join(ROOT, 'target/debug/fault-proxy');
 const WORK = process.env.E2E_WORK || join(ROOT, 'artifacts/e2e-app');
 const SHOTS = join(ROOT, 'artifacts/screenshots');
 const DRIVER = process.env.TAURI_DRIVER_URL || 'http://127.0.0.1:4444';
@@ -60,6 +61,10 @@ function freePort() {
 let central = null;
 let centralUrl;
 let port;
+// The device reaches the central through a loopback proxy that can pace replies like a weak mobile
+// signal or hold them like a tunnel (the last test uses it; until then it passes everything on).
+let proxy = null;
+let proxyUrl;
 const wd = new WebDriver(DRIVER);
 
 async function startCentral() {
@@ -82,6 +87,24 @@ async function stopCentral() {
   central.kill('SIGTERM');
   await done;
   central = null;
+}
+
+async function startProxy() {
+  proxy = spawn(PROXY, ['--upstream', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proxyPort = await new Promise((ok, fail) => {
+    proxy.stdout.on('data', (d) => {
+      const m = String(d).match(/listening on (\d+)/);
+      if (m) ok(Number(m[1]));
+    });
+    proxy.once('exit', () => fail(new Error('the fault proxy exited')));
+  });
+  proxyUrl = `http://127.0.0.1:${proxyPort}`;
+}
+
+/** Sets the proxy's faults: `pace/20000/`, `hold/`, `clear`. */
+async function proxyFault(path) {
+  const r = await fetch(`${proxyUrl}/__proxy/${path}`, { method: 'POST' });
+  assert.equal(r.status, 200, `proxy fault ${path}`);
 }
 
 async function shot(name) {
@@ -107,12 +130,14 @@ before(async () => {
   process.env.E2E_ENROL_CODE = enrolOut.trim().split('\n').at(-1).trim();
   cpis('user', '--id', 'e2e.para', '--name', 'Robin Paramedic', '--org', 'RX6', '--activity', 'B0107', '--role', 'Paramedic');
   await startCentral();
+  await startProxy();
   await wd.start(APP);
 });
 
 after(async () => {
   await wd.quit();
   await stopCentral();
+  proxy?.kill();
 });
 
 test('the window is the product', async () => {
@@ -137,7 +162,7 @@ test('a command outside the allowed list is refused by the capability', async ()
 
 test('enrol this device', async () => {
   await shot('01-enrol');
-  await wd.type('#central-url', centralUrl);
+  await wd.type('#central-url', proxyUrl);
   await wd.type('#enrol-code', process.env.E2E_ENROL_CODE);
   await wd.click('#enrol-submit');
   await wd.waitForSelector('#sign-in-form', { timeout: 60000 });
@@ -238,4 +263,51 @@ test('back online: sync now delivers the queued notification to the LA', async (
   const looked = new Date(process.env.E2E_LOOKED_AT).getTime();
   assert.ok(Math.abs(seen - looked) < 60000, `seen_at ${offline[0].seen_at} is when the clinician looked (${process.env.E2E_LOOKED_AT})`);
   assert.ok(out.notifications.some((n) => digits(n) === FLAGGED_ONLINE), 'the online opening was notified too');
+});
+
+test('a weak link: checks answer while a sync crawls over a paced link and while replies are held', async () => {
+  // A large upload for the device's region, so the next sync has a long page to bring down.
+  const rows = numbersFrom('999960', 1500).map((n, i) => `${n},Slowbrook,Person${i},2016-02-03,LACI,${isoDaysAgo(90)},,,,`);
+  const csv = ['nhs_number,family_name,given_names,date_of_birth,plan_kind,start_date,end_date,due_date,local_id,delete_date',
+    `${FLAGGED_ONLINE},Brookfield,Casey,2018-04-09,CPPI,${isoDaysAgo(120)},,,TV-0001,`,
+    `${FLAGGED_OFFLINE},Marshwood,Rowan,2020-11-23,LACI,${isoDaysAgo(30)},,,TV-0002,`,
+    ...rows].join('\n');
+  writeFileSync(join(WORK, 'upload-large.csv'), `${csv}\n`);
+  cpis('import', '--la', LA, join(WORK, 'upload-large.csv'));
+  await proxyFault('pace/20000/');
+  // Sync now, started from the window's own command and not awaited: the page crawls in.
+  await wd.exec(`
+    window.__weakLink = { syncDone: false, events: [] };
+    window.__TAURI_INTERNALS__.invoke('sync_now').finally(() => {
+      window.__weakLink.syncDone = true;
+      window.__weakLink.events.push('sync finished');
+    });
+    return true;`);
+  await wd.click('#nav-check').catch(() => {});
+  await wd.waitForSelector('#check-form', { timeout: 30000 });
+  await wd.type('#nhs-number', FLAGGED_OFFLINE);
+  await wd.click('#check-submit');
+  await wd.waitForSelector('#open-alert', { timeout: 30000 });
+  await wd.exec('window.__weakLink.events.push("crawl check answered"); return true;');
+  assert.match(await wd.text('#found-callout'), /A CP-IS record exists for this NHS number/);
+  await shot('11-weak-link-crawl-result');
+  await wd.click('#check-again');
+
+  // A tunnel: nothing comes back at all. The check still answers, from this device's copy.
+  await proxyFault('clear');
+  await proxyFault('hold/');
+  await wd.waitForSelector('#check-form');
+  await wd.type('#nhs-number', FLAGGED_ONLINE);
+  await wd.click('#check-submit');
+  await wd.waitForSelector('#open-alert', { timeout: 30000 });
+  await wd.exec('window.__weakLink.events.push("held check answered"); return true;');
+  assert.match(await wd.text('#data-age'), /^Data from this device's copy/);
+  await shot('12-weak-link-held-result');
+  await wd.click('#check-again');
+
+  // Released: the sync ends (the held request times out, or the page arrives); the checks came first.
+  await proxyFault('clear');
+  await wd.waitFor('return window.__weakLink.syncDone === true;', { timeout: 90000, what: 'the sync to end' });
+  const events = await wd.exec('return window.__weakLink.events;');
+  assert.deepEqual(events, ['crawl check answered', 'held check answered', 'sync finished']);
 });

@@ -1,6 +1,8 @@
 //! A fault-injecting HTTP/1.1 proxy for loopback tests. One request per connection (it answers with
 //! `Connection: close`), so each request can be given its own fault: an error status, a delay, a cut
-//! connection, a truncated or tampered body, a replayed old feed page, or a request delivered twice.
+//! connection, a truncated or tampered body, a replayed old feed page, a request delivered twice, a
+//! reply paced like a weak mobile signal, a reply held like a tunnel, or a rewritten reply. A process
+//! that is not a Rust test (the app's window test) sets faults with `POST /__proxy/...` requests.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -31,6 +33,12 @@ pub enum Fault {
     Duplicate,
     /// Answer a feed request with the latest feed reply this proxy forwarded before it.
     ReplayLatestPage,
+    /// Forward, then send the reply at this many bytes a second (a weak mobile signal).
+    Pace(u32),
+    /// Forward, then never answer until the client gives up (a tunnel).
+    Hold,
+    /// Forward, then replace every `from` in the reply with `to` (same length).
+    Rewrite { from: String, to: String },
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +120,27 @@ impl FaultProxy {
         Some(rule.fault.clone())
     }
 
+    /// `POST /__proxy/pace/{bytes_per_sec}/{path_prefix...}`, `/__proxy/hold/{path_prefix...}`,
+    /// `/__proxy/clear`: the same faults for processes outside the Rust tests, on every matching
+    /// request until cleared.
+    fn control(&self, path: &str) -> bool {
+        let parts: Vec<&str> = path
+            .trim_start_matches("/__proxy/")
+            .splitn(3, '/')
+            .collect();
+        let prefix = |rest: &[&str]| format!("/{}", rest.join("/"));
+        match parts.as_slice() {
+            ["clear", ..] => self.clear(),
+            ["pace", rate, rest @ ..] => match rate.parse() {
+                Ok(rate) => self.inject(&prefix(rest), Fault::Pace(rate), u32::MAX),
+                Err(_) => return false,
+            },
+            ["hold", rest @ ..] => self.inject(&prefix(rest), Fault::Hold, u32::MAX),
+            _ => return false,
+        }
+        true
+    }
+
     async fn handle(&self, mut socket: TcpStream) -> std::io::Result<()> {
         let request = match read_request(&mut socket).await? {
             Some(r) => r,
@@ -126,6 +155,20 @@ impl FaultProxy {
             .nth(1)
             .unwrap_or("")
             .to_string();
+        if path.starts_with("/__proxy/") {
+            // Newer rules first: a later control request overrides an earlier one.
+            let ok = {
+                let before = self.state.lock().unwrap().rules.len();
+                let ok = self.control(&path);
+                let mut state = self.state.lock().unwrap();
+                if state.rules.len() > before {
+                    let newest = state.rules.pop().expect("just pushed");
+                    state.rules.insert(0, newest);
+                }
+                ok
+            };
+            return write_status(&mut socket, if ok { 200 } else { 400 }).await;
+        }
         self.state
             .lock()
             .unwrap()
@@ -178,6 +221,30 @@ impl FaultProxy {
             Some(Fault::CutAfterForward) => Ok(()),
             Some(Fault::Truncate) => socket.write_all(&reply[..reply.len() / 2]).await,
             Some(Fault::TamperPage) => socket.write_all(&tamper(reply)).await,
+            Some(Fault::Pace(rate)) => {
+                // Tenths of a second, each carrying a tenth of the rate.
+                let chunk = (rate as usize / 10).max(1);
+                for part in reply.chunks(chunk) {
+                    socket.write_all(part).await?;
+                    socket.flush().await?;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(())
+            }
+            Some(Fault::Hold) => {
+                // Answers nothing; the connection ends when the client gives up or the test ends.
+                let mut sink = [0u8; 1024];
+                while socket.read(&mut sink).await? > 0 {}
+                Ok(())
+            }
+            Some(Fault::Rewrite { from, to }) => {
+                assert_eq!(from.len(), to.len(), "a rewrite keeps the length");
+                let mut out = reply;
+                while let Some(at) = find(&out, from.as_bytes()) {
+                    out[at..at + from.len()].copy_from_slice(to.as_bytes());
+                }
+                socket.write_all(&out).await
+            }
             _ => socket.write_all(&reply).await,
         }
     }

@@ -50,7 +50,7 @@ async fn outbox_drains_after_reconnect_without_a_new_local_write() {
 
     let mut config = DeviceConfig::new(tmp.path().join("device"));
     config.request_timeout = Duration::from_secs(2);
-    let mut device = Device::open(config).unwrap();
+    let device = Device::open(config).unwrap();
     device.enrol(&central.url(), &code).await.unwrap();
     device.sign_in("bg.user", "9876").await.unwrap();
     device.sync(&|_| {}).await.unwrap();
@@ -70,7 +70,7 @@ async fn outbox_drains_after_reconnect_without_a_new_local_write() {
     let id = view.event_id.unwrap().to_string();
 
     // The background worker runs; the central comes back; nobody touches the device again.
-    let device = Arc::new(tokio::sync::Mutex::new(device));
+    let device = Arc::new(device);
     let worker = spawn_background_sync(device.clone(), Arc::new(|_| {}));
     tokio::time::sleep(Duration::from_secs(2)).await;
     central.start();
@@ -87,6 +87,6 @@ async fn outbox_drains_after_reconnect_without_a_new_local_write() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(device.lock().await.status().await.queued_events, 0);
+    assert_eq!(device.status().queued_events, 0);
     worker.abort();
 }

@@ -46,7 +46,7 @@ async fn past_the_lease_the_cache_is_locked_offline_and_queued_events_still_send
     central.admin(&["region", "--name", "region-l", "--lease-hours", "2"], &[]);
     central.start();
     let dir = tmp.path().join("device");
-    let mut device = device_at(&dir, chrono::Duration::zero());
+    let device = device_at(&dir, chrono::Duration::zero());
     device.enrol(&central.url(), &code).await.unwrap();
     device.sign_in("lease.user", "3141").await.unwrap();
     device.sync(&|_| {}).await.unwrap();
@@ -68,7 +68,7 @@ async fn past_the_lease_the_cache_is_locked_offline_and_queued_events_still_send
     drop(device);
 
     // Three hours later, still offline: the cache does not open, even with the right PIN.
-    let mut later = device_at(&dir, chrono::Duration::hours(3));
+    let later = device_at(&dir, chrono::Duration::hours(3));
     let err = later
         .sign_in("lease.user", "3141")
         .await
@@ -90,7 +90,7 @@ async fn past_the_lease_the_cache_is_locked_offline_and_queued_events_still_send
     // An online sign-in restores the cache. (The offset stood for time passing: the central's clock
     // does not move with it, so the device returns to real time for the new lease.)
     drop(later);
-    let mut restored = device_at(&dir, chrono::Duration::zero());
+    let restored = device_at(&dir, chrono::Duration::zero());
     restored.sign_in("lease.user", "3141").await.unwrap();
     restored.sync(&|_| {}).await.unwrap();
     let view = restored.check(&person, CheckRequest::default()).await;

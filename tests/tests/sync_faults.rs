@@ -88,7 +88,7 @@ impl Fixture {
     }
 
     /// Opens alerts while live checks fail, so the events wait in the outbox for the next push.
-    async fn queue_events(&mut self, device: &mut Device, n: u32) {
+    async fn queue_events(&mut self, device: &Device, n: u32) {
         self.proxy.inject("/v1/check", Fault::Status(503), n * 2);
         for k in 0..n {
             let who = nhs((self.version * 13 + k * 31) % self.people);
@@ -111,7 +111,7 @@ impl Fixture {
 
     /// The invariant after every fault: a clean sync makes the cache equal the central's region and
     /// every event reach the LA exactly once.
-    async fn assert_converges(&self, device: &mut Device, scenario: &str) {
+    async fn assert_converges(&self, device: &Device, scenario: &str) {
         self.proxy.clear();
         let summary = device
             .sync(&|_| {})
@@ -165,12 +165,10 @@ async fn setup(dir: &Path) -> (Fixture, Device) {
         events: vec![],
     };
     fixture.upload(400);
-    let mut device = Device::open(device_config(&fixture.tmp.path().join("device"))).unwrap();
+    let device = Device::open(device_config(&fixture.tmp.path().join("device"))).unwrap();
     device.enrol(&fixture.proxy.url(), &code).await.unwrap();
     device.sign_in("fault.user", PIN).await.unwrap();
-    fixture
-        .assert_converges(&mut device, "first download")
-        .await;
+    fixture.assert_converges(&device, "first download").await;
     (fixture, device)
 }
 
@@ -181,7 +179,7 @@ async fn every_fault_ends_with_the_cache_equal_to_the_region_and_events_exactly_
 
     // The central killed mid-page: the page request is held, the central dies, then comes back.
     f.upload(200);
-    f.queue_events(&mut device, 3).await;
+    f.queue_events(&device, 3).await;
     f.proxy
         .inject("/v1/feed", Fault::Delay(Duration::from_millis(600)), 1);
     let pid = f.central.pid().unwrap().to_string();
@@ -196,30 +194,29 @@ async fn every_fault_ends_with_the_cache_equal_to_the_region_and_events_exactly_
     f.central.kill();
     assert!(mid.is_err() || device.store().cursor().unwrap() > 0);
     f.central.start();
-    f.assert_converges(&mut device, "central killed mid-page")
-        .await;
+    f.assert_converges(&device, "central killed mid-page").await;
 
     // The central killed mid-batch: the batch reaches the central, which dies before answering.
     f.upload(20);
-    f.queue_events(&mut device, 4).await;
+    f.queue_events(&device, 4).await;
     f.proxy.inject("/v1/events", Fault::CutAfterForward, 1);
     let _ = device.sync(&|_| {}).await;
     f.central.kill();
     f.central.start();
-    f.assert_converges(&mut device, "central killed mid-batch")
+    f.assert_converges(&device, "central killed mid-batch")
         .await;
 
     // Connections cut before the central sees the request.
     f.upload(20);
-    f.queue_events(&mut device, 2).await;
+    f.queue_events(&device, 2).await;
     f.proxy.inject("/v1/feed", Fault::CutBeforeForward, 2);
     f.proxy.inject("/v1/events", Fault::CutBeforeForward, 2);
     assert!(device.sync(&|_| {}).await.is_err());
-    f.assert_converges(&mut device, "connections cut").await;
+    f.assert_converges(&device, "connections cut").await;
 
     // Replies delayed past the device's timeout (the central acted on them).
     f.upload(20);
-    f.queue_events(&mut device, 2).await;
+    f.queue_events(&device, 2).await;
     f.proxy
         .inject("/v1/events", Fault::Delay(Duration::from_millis(2500)), 1);
     assert!(
@@ -229,27 +226,27 @@ async fn every_fault_ends_with_the_cache_equal_to_the_region_and_events_exactly_
     f.proxy
         .inject("/v1/feed", Fault::Delay(Duration::from_millis(2500)), 1);
     assert!(device.sync(&|_| {}).await.is_err());
-    f.assert_converges(&mut device, "replies delayed past the timeout")
+    f.assert_converges(&device, "replies delayed past the timeout")
         .await;
 
     // HTTP 500 after the central stored the batch, and 503 on the feed.
     f.upload(20);
-    f.queue_events(&mut device, 3).await;
+    f.queue_events(&device, 3).await;
     f.proxy
         .inject("/v1/events", Fault::StatusAfterForward(500), 1);
     f.proxy.inject("/v1/feed", Fault::Status(503), 1);
     assert!(device.sync(&|_| {}).await.is_err());
     assert!(
-        device.status().await.queued_events > 0,
+        device.status().queued_events > 0,
         "a 500 must not count as delivered"
     );
-    f.assert_converges(&mut device, "HTTP 500 and 503").await;
+    f.assert_converges(&device, "HTTP 500 and 503").await;
 
     // A truncated body.
     f.upload(20);
     f.proxy.inject("/v1/feed", Fault::Truncate, 1);
     assert!(device.sync(&|_| {}).await.is_err());
-    f.assert_converges(&mut device, "truncated body").await;
+    f.assert_converges(&device, "truncated body").await;
 
     // A tampered page is rejected whole: nothing already cached is lost or changed.
     let before = device.cache_digest().unwrap();
@@ -263,7 +260,7 @@ async fn every_fault_ends_with_the_cache_equal_to_the_region_and_events_exactly_
     assert_eq!(err.view().code, "untrusted", "{err}");
     assert_eq!(device.cache_digest().unwrap(), before);
     assert_eq!(device.store().cursor().unwrap(), cursor);
-    f.assert_converges(&mut device, "tampered page").await;
+    f.assert_converges(&device, "tampered page").await;
 
     // A replayed old page (the very first page of the feed) is refused by cursor continuity.
     f.upload(20);
@@ -275,12 +272,12 @@ async fn every_fault_ends_with_the_cache_equal_to_the_region_and_events_exactly_
         .expect_err("a replayed page must be refused");
     assert_eq!(err.view().code, "untrusted", "{err}");
     assert_eq!(device.cache_digest().unwrap(), before);
-    f.assert_converges(&mut device, "replayed old page").await;
+    f.assert_converges(&device, "replayed old page").await;
 
     // A replayed empty page at the device's own cursor passes continuity, but it carries the
     // central's time of then, so it must not make the copy look fresher than it is.
     device.sync(&|_| {}).await.unwrap();
-    let as_of = device.status().await.last_sync_at.expect("synced");
+    let as_of = device.status().last_sync_at.expect("synced");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     f.upload(20);
     f.proxy.inject("/v1/feed", Fault::ReplayLatestPage, 1);
@@ -289,20 +286,20 @@ async fn every_fault_ends_with_the_cache_equal_to_the_region_and_events_exactly_
     // (The first stamp is the earlier of the page's time and the device's clock at the start of
     // that sync, so the two may differ by the few milliseconds the page took; never by the second
     // slept since.)
-    let after = device.status().await.last_sync_at.expect("synced");
+    let after = device.status().last_sync_at.expect("synced");
     assert!(
         after - as_of < chrono::Duration::milliseconds(500),
         "a replayed page must not freshen the data age: {as_of} then {after}"
     );
-    f.assert_converges(&mut device, "replayed empty page at the cursor")
+    f.assert_converges(&device, "replayed empty page at the cursor")
         .await;
-    assert!(device.status().await.last_sync_at.unwrap() > as_of);
+    assert!(device.status().last_sync_at.unwrap() > as_of);
 
     // A duplicated acknowledgement: the batch arrives twice; the second answer says duplicate.
-    f.queue_events(&mut device, 3).await;
+    f.queue_events(&device, 3).await;
     f.proxy.inject("/v1/events", Fault::Duplicate, 1);
     device.sync(&|_| {}).await.unwrap();
-    f.assert_converges(&mut device, "duplicated acknowledgement")
+    f.assert_converges(&device, "duplicated acknowledgement")
         .await;
 
     // The device clock two days fast, then two days slow: the LA is told the device's time of each check.
@@ -315,8 +312,8 @@ async fn every_fault_ends_with_the_cache_equal_to_the_region_and_events_exactly_
         device.sign_in("fault.user", PIN).await.unwrap();
         f.upload(20);
         let first = f.events.len();
-        f.queue_events(&mut device, 2).await;
-        f.assert_converges(&mut device, label).await;
+        f.queue_events(&device, 2).await;
+        f.assert_converges(&device, label).await;
         let list = f.central.notifications(LA);
         for id in &f.events[first..] {
             let n = list
@@ -341,19 +338,19 @@ async fn a_first_download_cut_off_halfway_leaves_a_miss_stale_and_saying_the_cop
     let base = tempfile::tempdir().unwrap();
     let (f, _first_device) = setup(base.path()).await;
     let code = f.central.enrolment_code(ENROL);
-    let mut device = Device::open(device_config(&f.tmp.path().join("second-device"))).unwrap();
+    let device = Device::open(device_config(&f.tmp.path().join("second-device"))).unwrap();
     device.enrol(&f.proxy.url(), &code).await.unwrap();
     device.sign_in("fault.user", PIN).await.unwrap();
     f.proxy.clear();
     f.proxy
         .inject("/v1/feed?after=50", Fault::CutBeforeForward, 100);
     assert!(device.sync(&|_| {}).await.is_err());
-    let status = device.status().await;
+    let status = device.status();
     assert_eq!(status.cursor, 50, "the first page was applied");
     assert_eq!(status.last_sync_at, None);
     assert!(status.stale);
 
-    let view = cached_miss(&f.proxy, &mut device).await;
+    let view = cached_miss(&f.proxy, &device).await;
     assert_eq!(view.outcome, CheckOutcome::NoRecord, "{view:?}");
     assert!(view.stale, "a miss on a half-downloaded copy is stale");
     assert!(
@@ -365,14 +362,14 @@ async fn a_first_download_cut_off_halfway_leaves_a_miss_stale_and_saying_the_cop
     f.proxy.clear();
     device.sync(&|_| {}).await.unwrap();
     assert_eq!(device.cache_digest().unwrap(), f.central_digest());
-    let view = cached_miss(&f.proxy, &mut device).await;
+    let view = cached_miss(&f.proxy, &device).await;
     assert_eq!(view.outcome, CheckOutcome::NoRecord);
     assert!(!view.stale);
     assert!(!view.caveats.iter().any(|c| c.contains("incomplete")));
 }
 
 /// A check of someone on no register, answered by the cache (the live check is refused).
-async fn cached_miss(proxy: &FaultProxy, device: &mut Device) -> cpis_device::views::CheckView {
+async fn cached_miss(proxy: &FaultProxy, device: &Device) -> cpis_device::views::CheckView {
     proxy.inject("/v1/check", Fault::Status(503), 2);
     let unknown = NhsNumber::test_range(900_000 - 1).as_digits();
     let view = device.check(&unknown, CheckRequest::default()).await;

@@ -1,13 +1,15 @@
 // The clinician's screens: draws each state of logic.js into the page and wires the controls to the
-// shell's commands. Wording and decisions live in logic.js; this file only builds DOM and moves focus.
+// shell's commands. Wording and decisions live in logic.js; this file only builds DOM, moves focus and
+// applies the chosen appearance.
 
 import { api, onSyncProgress } from './api.js';
 import {
-  DEFAULT_IDLE_TIMEOUT_MS, FOUND_HEADLINE, INVALID_HEADLINE, LOCKED_ACTION, LOCKED_HEADLINE, MISS_HEADLINE,
-  REFERRAL_REMINDER, agoWording, caveatsFor, createIdleTimer, dataAgeWording, errorWording, formatDate,
-  formatDateTime, formatNhs, humanDuration, initialState, nhsDigits, nhsFieldMessage, notificationWording,
-  openAlertWording, planEndWording, planKindWording, planStatusWording, settingWording, staleWarning,
-  syncFraction, syncProgressWording, syncSummaryWording, telHref, transition, validateNhs,
+  APPEARANCES, APPEARANCE_KEY, DEFAULT_IDLE_TIMEOUT_MS, FOUND_HEADLINE, INVALID_HEADLINE, LOCKED_ACTION,
+  LOCKED_HEADLINE, MISS_HEADLINE, REFERRAL_REMINDER, agoWording, appearanceChoice, caveatsFor, createIdleTimer,
+  dataAgeWording, errorWording, formatDate, formatDateTime, formatNhs, humanDuration, initialState, nhsDigits,
+  nhsFieldMessage, notificationWording, openAlertWording, planEndWording, planKindWording, planStatusWording,
+  settingWording, staleWarning, stripSourceAndAge, syncAnnouncement, syncFraction, syncProgressWording,
+  syncSummaryWording, telHref, transition, validateNhs,
 } from './logic.js';
 
 let state = initialState();
@@ -47,13 +49,17 @@ function summaryList(rows, id) {
       h('dd', { class: 'nhsuk-summary-list__value' }, value))));
 }
 
+// The design system's responsive table: narrower than a tablet, each row stacks into label and value
+// pairs so nothing scrolls sideways (WCAG 1.4.10). The roles keep the table's semantics once its rows are
+// display:block, and the per-cell labels are hidden from screen readers, which read the column headers.
 function table(caption, headers, rows, id) {
-  return h('table', { class: 'nhsuk-table', id },
+  return h('table', { class: 'nhsuk-table-responsive', role: 'table', id },
     h('caption', { class: 'nhsuk-table__caption nhsuk-table__caption--s' }, caption),
-    h('thead', { class: 'nhsuk-table__head' },
-      h('tr', { class: 'nhsuk-table__row' }, headers.map((x) => h('th', { class: 'nhsuk-table__header', scope: 'col' }, x)))),
+    h('thead', { class: 'nhsuk-table__head', role: 'rowgroup' },
+      h('tr', { class: 'nhsuk-table__row', role: 'row' }, headers.map((x) => h('th', { class: 'nhsuk-table__header', scope: 'col', role: 'columnheader' }, x)))),
     h('tbody', { class: 'nhsuk-table__body' },
-      rows.map((r) => h('tr', { class: 'nhsuk-table__row' }, r.map((x) => h('td', { class: 'nhsuk-table__cell' }, x))))));
+      rows.map((r) => h('tr', { class: 'nhsuk-table__row', role: 'row' }, r.map((x, i) => h('td', { class: 'nhsuk-table__cell', role: 'cell' },
+        h('span', { class: 'nhsuk-table-responsive__heading', 'aria-hidden': 'true' }, `${headers[i]} `), x))))));
 }
 
 function field({ id, label, hint, type = 'text', inputmode, autocomplete = 'off', width = '', value = '', required = true, extra = {} }) {
@@ -118,10 +124,18 @@ function emergencyCard(title, id, ...body) {
     h('div', { class: 'nhsuk-card__content' }, ...body));
 }
 
+let spoken = [];
 function announce(text) {
-  // Clearing first makes screen readers repeat an identical message.
-  announcer.textContent = '';
-  setTimeout(() => { announcer.textContent = text; }, 30);
+  // Messages from one action are joined, so a later one (the new screen) does not replace an earlier
+  // one (signed in) unheard. Clearing first makes screen readers repeat an identical message.
+  if (!spoken.length) {
+    announcer.textContent = '';
+    setTimeout(() => {
+      announcer.textContent = spoken.map((t, i) => (i < spoken.length - 1 && !/[.!?]$/.test(t) ? `${t}.` : t)).join(' ');
+      spoken = [];
+    }, 30);
+  }
+  spoken.push(text);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -151,10 +165,16 @@ function render({ keepFocus = false } = {}) {
 function focusAfterRender() {
   const target = document.getElementById('error-summary')
     || (state.screen === 'result' ? document.getElementById('result-heading') : null)
-    || (state.screen === 'check' && state.check?.outcome === 'invalid_nhs_number' ? document.getElementById('nhs-number') : null)
+    || (state.screen === 'check' ? document.getElementById('nhs-number') : null)
     || document.getElementById('screen-heading')
     || main;
   target.focus();
+  // The caret goes straight to the NHS number; the heading it skips (and any warning above the
+  // field) is still spoken.
+  if (target.id === 'nhs-number' && state.check?.outcome !== 'invalid_nhs_number') {
+    const warning = document.querySelector('#main .cpis-warning .nhsuk-card__heading');
+    announce([document.getElementById('screen-heading')?.textContent, warning?.textContent].filter(Boolean).join('. '));
+  }
 }
 
 function renderChrome() {
@@ -175,10 +195,11 @@ function renderChrome() {
   const s = state.status;
   strip.hidden = !enrolled;
   if (!enrolled) return;
+  const shown = stripSourceAndAge(s, state.screen === 'result' ? state.check : null);
   strip.replaceChildren(h('div', { class: 'nhsuk-width-container cpis-strip__inner' },
     h('strong', { class: `nhsuk-tag ${s.online ? 'nhsuk-tag--green' : 'nhsuk-tag--grey'}`, id: 'strip-online' }, s.online ? 'Online' : 'Offline'),
-    h('span', { id: 'strip-age' }, dataAgeWording('cache', s.data_age_seconds)),
-    s.stale ? h('strong', { class: 'nhsuk-tag nhsuk-tag--orange' }, 'Out of date') : null,
+    h('span', { id: 'strip-age' }, shown.text),
+    shown.stale ? h('strong', { class: 'nhsuk-tag nhsuk-tag--orange' }, 'Out of date') : null,
     signedIn ? h('span', { class: 'cpis-strip__user' }, `Signed in: ${s.signed_in_user.name || s.signed_in_user.id}`) : null));
 }
 
@@ -523,9 +544,51 @@ function renderStatus() {
       h('p', { class: 'nhsuk-label nhsuk-label--s', id: 'sync-label' }, 'Sync progress'),
       h('div', { class: 'cpis-progress', id: 'sync-progress', role: 'progressbar', 'aria-labelledby': 'sync-label', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': '0', 'aria-describedby': 'sync-text' },
         h('div', { class: 'cpis-progress__bar', id: 'sync-bar' })),
-      h('p', { class: 'nhsuk-body', id: 'sync-text', 'aria-live': 'polite' }, state.progress ? syncProgressWording(state.progress) : 'Not started'),
-      button(state.syncing ? 'Syncing…' : 'Sync now', { id: 'sync-now', onclick: onSyncNow, disabled: state.syncing })),
+      // Progress is spoken through the page's announcer at milestones, not on every page downloaded.
+      h('p', { class: 'nhsuk-body', id: 'sync-text' }, state.progress ? syncProgressWording(state.progress) : 'Not started'),
+      // aria-disabled, not disabled: a disabled button drops keyboard focus to the page body.
+      button(state.syncing ? 'Syncing…' : 'Sync now', { id: 'sync-now', onclick: onSyncNow, 'aria-disabled': state.syncing ? 'true' : null })),
+    appearanceSwitch(),
   ].filter(Boolean);
+}
+
+// --- Appearance -------------------------------------------------------------------------------
+
+function storedAppearance() {
+  try {
+    return appearanceChoice(window.localStorage.getItem(APPEARANCE_KEY));
+  } catch {
+    return 'device';
+  }
+}
+
+/** Light, dark, or (no attribute) whatever the device is set to; the colours themselves are in app.css. */
+function applyAppearance(choice) {
+  if (choice === 'device') delete document.documentElement.dataset.appearance;
+  else document.documentElement.dataset.appearance = choice;
+}
+
+function onAppearanceChange(e) {
+  const choice = appearanceChoice(e.target.value);
+  applyAppearance(choice);
+  try {
+    window.localStorage.setItem(APPEARANCE_KEY, choice);
+  } catch {
+    // Not remembered without storage; the choice still holds until the app closes.
+  }
+}
+
+function appearanceSwitch() {
+  const current = storedAppearance();
+  return h('div', { class: 'nhsuk-form-group cpis-appearance' },
+    h('fieldset', { class: 'nhsuk-fieldset', 'aria-describedby': 'appearance-hint' },
+      h('legend', { class: 'nhsuk-fieldset__legend nhsuk-fieldset__legend--m' },
+        h('h2', { class: 'nhsuk-fieldset__heading' }, 'Appearance')),
+      h('div', { class: 'nhsuk-hint', id: 'appearance-hint' }, 'Dark is easier on the eyes at night. This device remembers the choice.'),
+      h('div', { class: 'nhsuk-radios nhsuk-radios--inline', 'data-module': 'nhsuk-radios' },
+        APPEARANCES.map(({ value, label }) => h('div', { class: 'nhsuk-radios__item' },
+          h('input', { class: 'nhsuk-radios__input', id: `appearance-${value}`, name: 'appearance', type: 'radio', value, checked: value === current, onchange: onAppearanceChange }),
+          h('label', { class: 'nhsuk-label nhsuk-radios__label', for: `appearance-${value}` }, label))))));
 }
 
 function updateProgress() {
@@ -540,14 +603,17 @@ function updateProgress() {
   text.textContent = syncProgressWording(state.progress);
   const btn = document.getElementById('sync-now');
   if (btn) {
-    btn.disabled = state.syncing;
+    if (state.syncing) btn.setAttribute('aria-disabled', 'true');
+    else btn.removeAttribute('aria-disabled');
     btn.textContent = state.syncing ? 'Syncing…' : 'Sync now';
   }
 }
 
 async function onSyncNow() {
+  if (state.syncing) return;
   state = transition(state, { type: 'sync_started' });
   updateProgress();
+  announce('Sync started');
   try {
     const summary = await api.syncNow();
     state = transition(state, { type: 'sync_done', summary });
@@ -615,8 +681,11 @@ async function start() {
   wireChrome();
   try {
     await onSyncProgress((progress) => {
+      // Only a sync the clinician asked for is spoken; background rounds stay quiet.
+      const said = state.syncing ? syncAnnouncement(state.progress, progress) : null;
       state = transition(state, { type: 'sync_progress', progress });
       updateProgress();
+      if (said) announce(said);
       if (progress.phase === 'done') refreshStatus(state.screen === 'status');
     });
   } catch {

@@ -150,6 +150,15 @@ export function dataAgeWording(source, ageSeconds) {
   return `Data from ${sourceWording(source)}, last updated ${agoWording(ageSeconds)}`;
 }
 
+/**
+ * What the status strip says about where data comes from and how old it is: with an answer on screen,
+ * that answer's source and age in the very words shown under it; otherwise this device's copy.
+ */
+export function stripSourceAndAge(status, view) {
+  if (view?.source) return { text: dataAgeWording(view.source, view.data_age_seconds), stale: Boolean(view.stale) };
+  return { text: dataAgeWording('cache', status?.data_age_seconds), stale: Boolean(status?.stale) };
+}
+
 /** The stale warning, or null when the data is fresh enough. */
 export function staleWarning(stale, ageSeconds) {
   if (!stale) return null;
@@ -327,6 +336,19 @@ export function syncProgressWording(p) {
   return `Downloading changes: ${n(p.records)} records`;
 }
 
+/**
+ * What to say aloud as a sync the clinician started moves on: each further quarter of the download and
+ * the start of sending, so a screen reader hears progress without a message for every page.
+ * Null when there is nothing new to say (the outcome is announced when "Sync now" returns).
+ */
+export function syncAnnouncement(prev, next) {
+  if (!next || next.phase === 'done') return null;
+  if (next.phase === 'push') return prev?.phase === 'push' ? null : 'Sending access records';
+  const quarter = (p) => (p?.phase === 'pull' && p.head > 0 ? Math.floor(Math.min(1, p.cursor / p.head) * 4) : 0);
+  const q = quarter(next);
+  return q > quarter(prev) && q < 4 ? `Downloading changes: ${q * 25}% done` : null;
+}
+
 /** What "Sync now" achieved, from the engine's SyncSummary. */
 export function syncSummaryWording(sum) {
   const n = (x) => Number(x || 0).toLocaleString('en-GB');
@@ -420,6 +442,24 @@ export function screenAllowed(screen, status) {
   if (screen === 'enrol') return false;
   if (screen === 'sign_in' || screen === 'status') return true;
   return Boolean(status.signed_in_user);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Appearance
+// ---------------------------------------------------------------------------------------------
+
+/** Where this device remembers the appearance chosen on the status screen (read early by appearance.js). */
+export const APPEARANCE_KEY = 'cpis-field.appearance';
+
+export const APPEARANCES = [
+  { value: 'device', label: 'Follow the device' },
+  { value: 'light', label: 'Light' },
+  { value: 'dark', label: 'Dark' },
+];
+
+/** The stored choice, or following the device when nothing (or something unknown) is stored. */
+export function appearanceChoice(stored) {
+  return APPEARANCES.some((a) => a.value === stored) ? stored : 'device';
 }
 
 // ---------------------------------------------------------------------------------------------

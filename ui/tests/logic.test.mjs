@@ -217,3 +217,33 @@ test('idle timer fires once after the timeout and restarts on touch', () => {
   assert.equal(t.armed, false);
   assert.equal(L.DEFAULT_IDLE_TIMEOUT_MS, 5 * 60 * 1000);
 });
+
+test('a sync the clinician started is announced at each quarter of the download and when sending starts', () => {
+  const started = { phase: 'pull', pages: 0, records: 0, bytes: 0, cursor: 0, head: 0, events_sent: 0 };
+  const pull = (cursor, head) => ({ ...started, cursor, head });
+  assert.equal(L.syncAnnouncement(started, pull(100, 1000)), null, 'under a quarter: nothing new');
+  assert.equal(L.syncAnnouncement(pull(100, 1000), pull(260, 1000)), 'Downloading changes: 25% done');
+  assert.equal(L.syncAnnouncement(pull(260, 1000), pull(400, 1000)), null, 'same quarter: quiet');
+  assert.equal(L.syncAnnouncement(started, pull(2500, 5000)), 'Downloading changes: 50% done');
+  assert.equal(L.syncAnnouncement(pull(700, 1000), pull(1000, 1000)), null, 'a full download is announced by the outcome');
+  assert.equal(L.syncAnnouncement(pull(1000, 1000), { ...started, phase: 'push', events_sent: 1 }), 'Sending access records');
+  assert.equal(L.syncAnnouncement({ ...started, phase: 'push' }, { ...started, phase: 'push', events_sent: 2 }), null);
+  assert.equal(L.syncAnnouncement(pull(1000, 1000), { ...started, phase: 'done' }), null);
+});
+
+test('the status strip words the source and age of the answer on screen as the answer does, else the device copy', () => {
+  const status = { data_age_seconds: 3 * 3600, stale: true };
+  assert.deepEqual(L.stripSourceAndAge(status, null), { text: "Data from this device's copy, last updated 3 hours ago", stale: true });
+  const central = { source: 'central', data_age_seconds: 5, stale: false };
+  assert.deepEqual(L.stripSourceAndAge(status, central), { text: L.dataAgeWording('central', 5), stale: false });
+  assert.equal(L.stripSourceAndAge(status, central).text, 'Data from the central service, last updated just now');
+  assert.equal(L.stripSourceAndAge({ data_age_seconds: null }, null).text, "Data from this device's copy, not yet updated from the central service");
+});
+
+test('the appearance follows the device unless Light or Dark was chosen', () => {
+  assert.deepEqual(L.APPEARANCES.map((a) => a.label), ['Follow the device', 'Light', 'Dark']);
+  assert.equal(L.appearanceChoice(null), 'device');
+  assert.equal(L.appearanceChoice('dark'), 'dark');
+  assert.equal(L.appearanceChoice('light'), 'light');
+  assert.equal(L.appearanceChoice('sepia'), 'device');
+});

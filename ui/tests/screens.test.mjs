@@ -1,7 +1,11 @@
 // The screens in headless Chromium with the shell's commands mocked: validation as typed, result
-// wording, opening an alert, locked and stale results, sign-in errors, sync progress, keyboard use.
+// wording, opening an alert, locked and stale results, sign-in errors, sync progress, keyboard and touch
+// use, the light and dark appearances. Every screen state reached is swept with axe at 320, 360 and
+// 1280 px in both appearances and checked for sideways scrolling (support/a11y.mjs).
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { contrast, settle, sweep } from './support/a11y.mjs';
+import { targetInfo } from './support/targets.mjs';
 import { calls, checkNumber, cspViolations, fx, launch, openApp, scenario, shot, signIn, startServer, typeNhs } from './support/harness.mjs';
 
 let browser;
@@ -48,16 +52,19 @@ test('first run shows enrolment and enrols with the central address and code', a
   const page = await app({ status: fx.status({ enrolled: false, device_id: null, central_url: null, region: null }) });
   await page.waitForSelector('#enrol-form');
   await shot(page, '01-enrol');
+  await sweep(page, 'enrol');
   assert.equal(await page.title(), 'CP-IS Field');
   assert.equal(await page.getAttribute('html', 'lang'), 'en-GB');
   await page.click('#enrol-submit');
   assert.match(await text(page, '#central-url-feedback'), /Enter the central service address/);
+  await sweep(page, 'enrol, fields missing');
   assert.equal((await calls(page, 'enrol')).length, 0);
   await page.fill('#central-url', 'http://127.0.0.1:7443');
   await page.fill('#enrol-code', 'USED-CODE');
   await page.click('#enrol-submit');
   await page.waitForSelector('#error-summary');
   assert.match(await text(page, '#error-summary'), /refused this enrolment code: code already used/);
+  await sweep(page, 'enrol refused (error summary focused)');
   assert.equal(await page.inputValue('#central-url'), 'http://127.0.0.1:7443', 'the address is kept after a refusal');
   await page.fill('#enrol-code', 'K7Q2-9XPM');
   await page.click('#enrol-submit');
@@ -70,6 +77,7 @@ test('a device wiped by the central says why on the enrolment screen', async () 
   const page = await app({ status: fx.status({ enrolled: false, device_id: null, wiped_reason: 'revoked by the central on 24 November 2026: device reported lost' }) });
   await page.waitForSelector('#enrol-form');
   assert.match(await text(page, '#wiped'), /device reported lost/);
+  await sweep(page, 'enrol after a wipe');
 });
 
 test('an enrolled device opens at sign-in, never at enrolment', async () => {
@@ -77,6 +85,7 @@ test('an enrolled device opens at sign-in, never at enrolment', async () => {
   await page.waitForSelector('#sign-in-form');
   assert.equal(await page.locator('#enrol-form').count(), 0);
   assert.match(await text(page, '#main'), /This device: North Eastern Ambulance \(synthetic\), Ambulance service/);
+  await sweep(page, 'sign in');
 });
 
 test('a wrong PIN says so with the attempts left, clears the PIN, and the right PIN signs in', async () => {
@@ -85,6 +94,7 @@ test('a wrong PIN says so with the attempts left, clears the PIN, and the right 
   await page.waitForSelector('#error-summary');
   assert.match(await text(page, '#error-summary'), /The user ID or PIN is not right\. 3 attempts left/);
   await shot(page, '02-sign-in-wrong-pin');
+  await sweep(page, 'sign in, wrong PIN (error summary focused)');
   assert.equal(await focusedId(page), 'error-summary', 'the error summary takes focus');
   assert.equal(await page.inputValue('#pin'), '', 'the PIN is not kept');
   assert.equal(await page.inputValue('#user-id'), 'para.one', 'the user ID is kept');
@@ -99,12 +109,14 @@ test('locked out and too-soon sign-in errors are explained', async () => {
   await signIn(page);
   await page.waitForSelector('#error-summary');
   assert.match(await text(page, '#error-summary'), /Too many wrong PINs: signing in offline is disabled/);
+  await sweep(page, 'sign in, locked out (error summary focused)');
   await open.context.close();
   open = null;
   page = await app({ signInError: { code: 'too_soon', message: 'slow down', retry_after_secs: 30 } });
   await signIn(page);
   await page.waitForSelector('#error-summary');
   assert.match(await text(page, '#error-summary'), /Wait 30 seconds before trying again/);
+  await sweep(page, 'sign in, too soon (error summary focused)');
 });
 
 test('the NHS number validates as it is typed', async () => {
@@ -112,21 +124,44 @@ test('the NHS number validates as it is typed', async () => {
   await typeNhs(page, '999000');
   assert.equal(await page.inputValue('#nhs-number'), '999 000', 'grouped 3-3-4 while typing');
   assert.match(await text(page, '#nhs-number-feedback'), /6 of 10 digits/);
+  await sweep(page, 'check, number being typed');
   await typeNhs(page, '9990000000');
   assert.match(await text(page, '#nhs-number-feedback'), /Error: This cannot be an NHS number: its first 9 digits give a check digit of 10/);
   assert.equal(await page.getAttribute('#nhs-number', 'aria-invalid'), 'true');
   await typeNhs(page, '9990000019');
   assert.match(await text(page, '#nhs-number-feedback'), /The check digit does not match/);
   await shot(page, '03-check-invalid');
+  await sweep(page, 'check, invalid number');
   await typeNhs(page, '99900A');
   assert.match(await text(page, '#nhs-number-feedback'), /only digits/);
   await typeNhs(page, '9990000018');
   assert.equal(await page.inputValue('#nhs-number'), '999 000 0018');
   assert.match(await text(page, '#nhs-number-feedback'), /Reads as 999 000 0018/);
+  await sweep(page, 'check, valid number typed');
   assert.equal(await page.getAttribute('#nhs-number', 'aria-invalid'), null);
   const describedBy = await page.getAttribute('#nhs-number', 'aria-describedby');
   assert.match(describedBy, /nhs-number-feedback/, 'the feedback is announced with the field');
   assert.equal(await page.getAttribute('#nhs-number-feedback', 'aria-live'), 'polite');
+});
+
+test('after sign-in and after "Check another NHS number" the caret is in the NHS number field, and the heading is spoken', async () => {
+  const page = await signedIn();
+  assert.equal(await focusedId(page), 'nhs-number');
+  await page.waitForFunction(() => document.getElementById('announcer').textContent === 'Signed in as Alex Paramedic. Check an NHS number');
+  await sweep(page, 'check, just signed in (caret in the NHS number)');
+  await page.keyboard.type('9990000026');
+  assert.equal(await page.inputValue('#nhs-number'), '999 000 0026', 'typing goes straight into the field');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('body[data-screen="result"]');
+  await page.click('#check-again');
+  await page.waitForSelector('#check-form');
+  assert.equal(await focusedId(page), 'nhs-number');
+  assert.equal(await page.inputValue('#nhs-number'), '', 'the last number is not carried over');
+  await page.waitForFunction(() => document.getElementById('announcer').textContent === 'Check an NHS number');
+  await page.keyboard.type('9990000018');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#open-alert');
+  assert.deepEqual((await calls(page, 'check_patient')).map((c) => c.args.nhsNumber), ['9990000026', '9990000018']);
 });
 
 test('an invalid or incomplete number is never sent to the engine', async () => {
@@ -136,6 +171,7 @@ test('an invalid or incomplete number is never sent to the engine', async () => 
   await typeNhs(page, '99900');
   await page.click('#check-submit');
   assert.match(await text(page, '#nhs-number-feedback'), /Enter all 10 digits of the NHS number \(you entered 5\)/);
+  await sweep(page, 'check, incomplete number submitted');
   assert.equal(await focusedId(page), 'nhs-number');
   assert.equal((await calls(page, 'check_patient')).length, 0);
 });
@@ -151,6 +187,7 @@ test('a miss says no record found, lists the caveats, the source and data age, a
   assert.equal(await text(page, '#result-heading'), 'No CP-IS record found for this NHS number');
   assert.equal(await focusedId(page), 'result-heading', 'focus moves to the result heading');
   await shot(page, '04-result-miss');
+  await sweep(page, 'result, no record (this device)');
   const caveats = await page.locator('#caveats li').allInnerTexts();
   assert.equal(caveats.length, fx.VIEWS.miss.caveats.length);
   assert.match(caveats.join('\n'), /marked sensitive/);
@@ -162,10 +199,14 @@ test('a miss says no record found, lists the caveats, the source and data age, a
   await page.waitForFunction(() => document.getElementById('announcer').textContent.includes('No CP-IS record found'));
 });
 
-test('an answer from the central service says so', async () => {
+test('an answer from the central service says so, in the same words in the status strip and under it', async () => {
   const page = await signedIn();
+  assert.equal(await text(page, '#strip-age'), "Data from this device's copy, last updated 3 hours ago");
   await checkNumber(page, '9990000069');
   assert.match(await text(page, '#data-age'), /^Data from the central service, last updated just now/);
+  assert.equal(await text(page, '#strip-age'), 'Data from the central service, last updated just now');
+  assert.ok((await text(page, '#data-age')).startsWith(await text(page, '#strip-age')));
+  await sweep(page, 'result, no record (central service)');
 });
 
 test('a stale copy shows a visible warning with the data age', async () => {
@@ -173,6 +214,7 @@ test('a stale copy shows a visible warning with the data age', async () => {
   await checkNumber(page, '9990000050');
   assert.ok(await page.locator('#stale-warning').isVisible());
   await shot(page, '05-result-stale');
+  await sweep(page, 'result, no record, stale copy');
   assert.match(await text(page, '#stale-warning'), /out of date: it was last updated 3 days ago/);
   assert.match(await text(page, '#data-age'), /last updated 3 days ago/);
 });
@@ -181,6 +223,9 @@ test('a stale device warns on the check screen too', async () => {
   const page = await signedIn({ status: fx.status({ stale: true, data_age_seconds: 2 * 86400 }) });
   assert.match(await text(page, '#stale-warning'), /last updated 2 days ago/);
   assert.match(await text(page, '#strip'), /Out of date/);
+  assert.equal(await focusedId(page), 'nhs-number');
+  await page.waitForFunction(() => document.getElementById('announcer').textContent.includes('Important: This device’s copy is out of date'));
+  await sweep(page, 'check, stale copy');
 });
 
 test('a record found: notifying button wording, open the alert, plans, LA phones, history, notification', async () => {
@@ -193,10 +238,12 @@ test('a record found: notifying button wording, open the alert, plans, LA phones
   assert.equal(await page.getAttribute('#open-alert', 'aria-describedby'), 'open-alert-hint');
   assert.equal(await page.locator('#person').count(), 0, 'nothing about the person before opening');
   await shot(page, '06-result-found');
+  await sweep(page, 'result, record found (notifying)');
   await page.click('#open-alert');
   await page.waitForSelector('#plans');
   assert.deepEqual((await calls(page, 'open_alert'))[0].args, { checkId: fx.CHECK_IDS.found });
   await shot(page, '07-alert-opened');
+  await sweep(page, 'alert opened (online)');
   assert.match(await text(page, '#result-heading'), /CP-IS record: Jamie Lee TESTER/);
   assert.equal(await text(page, '#person-dob dd'), '4 July 2019');
   assert.equal(await text(page, '#person-nhs dd'), '999 000 0018');
@@ -221,6 +268,7 @@ test('a silent reader is told opening does not notify, and the notification is n
   const page = await signedIn({ user: fx.SILENT_USER });
   await checkNumber(page, '9990000034');
   assert.equal(await text(page, '#open-alert-hint'), 'Opening this does not notify anyone (your role reads silently)');
+  await sweep(page, 'result, record found (silent reader)');
   assert.doesNotMatch(await text(page, '#main'), /will be told/);
   await page.click('#open-alert');
   await page.waitForSelector('#plans');
@@ -228,6 +276,17 @@ test('a silent reader is told opening does not notify, and the notification is n
   assert.match(await text(page, '#notification'), /^Not sent/);
   assert.equal(await page.locator('#call-office').count(), 0, 'no office number when the LA has none');
   assert.match(await text(page, '#access-history'), /No accesses from unscheduled care are recorded/);
+  await sweep(page, 'alert opened (silent reader, no history)');
+});
+
+test('offline: the strip says so and the opened alert queues its notification', async () => {
+  const page = await signedIn({ status: fx.status({ online: false }) });
+  assert.match(await text(page, '#strip-online'), /Offline/);
+  await checkNumber(page, '9990000018');
+  await page.click('#open-alert');
+  await page.waitForSelector('#plans');
+  assert.equal(await text(page, '#notification'), 'Queued: will be sent when this device reconnects');
+  await sweep(page, 'alert opened (offline)');
 });
 
 test('a locked copy says it cannot be opened and what to do instead', async () => {
@@ -236,6 +295,7 @@ test('a locked copy says it cannot be opened and what to do instead', async () =
   assert.match(await text(page, '#result-heading'), /This device's copy cannot be opened/);
   assert.match(await text(page, '#locked-reason'), /Offline access ended/);
   await shot(page, '08-result-locked');
+  await sweep(page, 'result, copy locked');
   assert.equal(await text(page, '#locked-action'), "Phone the local authority emergency duty team or use your trust's safeguarding pathway");
   assert.equal(await focusedId(page), 'result-heading');
 });
@@ -253,20 +313,31 @@ test('sync now drives the progress bar from sync-progress events', async () => {
   assert.equal(await text(page, '#st-lease dd'), '27 November 2026 at 16:30');
   assert.equal(await text(page, '#st-device dd'), '0192f0a0-1111-7000-8000-00000000d001');
   assert.match(await text(page, '#st-last-sync dd'), /24 November 2026 at 16:30 \(3 hours ago\)/);
+  await sweep(page, 'sync and status');
   await page.click('#sync-now');
-  assert.ok(await page.locator('#sync-now').isDisabled(), 'one sync at a time');
+  await settle(page);
+  assert.equal(await focusedId(page), 'sync-now', 'focus stays on Sync now while it works');
+  assert.equal(await page.getAttribute('#sync-now', 'aria-disabled'), 'true');
+  await page.waitForFunction(() => document.getElementById('announcer').textContent === 'Sync started');
+  await page.keyboard.press('Enter');
+  assert.equal((await calls(page, 'sync_now')).length, 1, 'one sync at a time');
   const width = () => page.evaluate(() => document.getElementById('sync-bar').getBoundingClientRect().width);
   const now = () => page.getAttribute('#sync-progress', 'aria-valuenow').then(Number);
   const emit = (p) => page.evaluate((payload) => window.__mock.emit('sync-progress', payload), p);
   await emit({ phase: 'pull', pages: 1, records: 500, bytes: 1000, cursor: 2500, head: 5000, events_sent: 0 });
   assert.equal(await now(), 45);
+  await page.waitForFunction(() => document.getElementById('announcer').textContent === 'Downloading changes: 50% done');
+  await settle(page);
+  assert.equal(await focusedId(page), 'sync-now');
   await shot(page, '09-sync-progress');
+  await sweep(page, 'sync and status, syncing');
   assert.match(await text(page, '#sync-text'), /Downloading changes: 2,500 of 5,000/);
   await page.waitForTimeout(300);
   const w1 = await width();
   await emit({ phase: 'pull', pages: 2, records: 1000, bytes: 2000, cursor: 5000, head: 5000, events_sent: 0 });
   await emit({ phase: 'push', pages: 2, records: 1000, bytes: 2000, cursor: 5000, head: 5000, events_sent: 2 });
   assert.equal(await now(), 95);
+  await page.waitForFunction(() => document.getElementById('announcer').textContent === 'Sending access records');
   await page.waitForTimeout(300);
   const w2 = await width();
   assert.ok(w2 > w1 && w1 > 0, `bar grows: ${w1} -> ${w2}`);
@@ -276,6 +347,26 @@ test('sync now drives the progress bar from sync-progress events', async () => {
   await page.waitForFunction(() => document.getElementById('sync-text')?.innerText.includes('changes received'));
   assert.equal(await text(page, '#sync-text'), 'Sync complete: 1,000 changes received, 2 access records delivered.');
   assert.equal((await text(page, '#sync-now')).trim(), 'Sync now');
+  await page.waitForFunction(() => document.getElementById('announcer').textContent.startsWith('Sync complete: 1,000 changes received'));
+  await settle(page);
+  assert.equal(await focusedId(page), 'sync-now', 'focus is still on Sync now after the sync');
+  assert.equal(await page.getAttribute('#sync-now', 'aria-disabled'), null);
+  await sweep(page, 'sync and status, synced');
+});
+
+test('a failed sync moves focus to the error summary, which says why', async () => {
+  const page = await signedIn();
+  await page.click('#nav-status');
+  await page.waitForSelector('#status-list');
+  await page.click('#sync-now');
+  await settle(page);
+  assert.equal(await focusedId(page), 'sync-now');
+  await page.evaluate(() => window.__mock.failSync('offline'));
+  await page.waitForSelector('#error-summary');
+  assert.equal(await focusedId(page), 'error-summary');
+  assert.match(await text(page, '#error-summary'), /The central service cannot be reached/);
+  assert.equal(await page.getAttribute('#sync-now', 'aria-disabled'), null, 'Sync now can be pressed again');
+  await sweep(page, 'sync and status, sync failed (error summary focused)');
 });
 
 test('background sync events reach the status screen without pressing Sync now', async () => {
@@ -302,8 +393,6 @@ test('a background sync refreshes the status screen without moving focus', async
 
 test('keyboard only: Tab and Enter through a check and opening the alert', async () => {
   const page = await signedIn();
-  assert.equal(await focusedId(page), 'screen-heading');
-  await page.keyboard.press('Tab');
   assert.equal(await focusedId(page), 'nhs-number');
   await page.keyboard.type('9990000018');
   await page.keyboard.press('Tab');
@@ -341,6 +430,142 @@ test('touch targets are at least 48px', async () => {
   assert.ok(tick >= 40, `checkbox box is ${tick}px`);
 });
 
+test('touch in a vehicle: each primary action is one tap on a target at least 44 x 44 px with clear space around it', async () => {
+  open = await openApp(browser, srv.url, scenario(), { hasTouch: true, isMobile: true, viewport: { width: 360, height: 640 } });
+  const { page } = open;
+  const checked = [];
+  // Measured at each width the app must work at, in the state where the action is offered.
+  const measure = async (sel) => {
+    for (const width of [320, 360, 1280]) {
+      await page.setViewportSize({ width, height: 640 });
+      const t = await targetInfo(page, sel);
+      assert.ok(t, `${sel} is on screen`);
+      assert.ok(t.width >= 44 && t.height >= 44, `${sel} at ${width}px is ${t.width.toFixed(0)} x ${t.height.toFixed(0)}`);
+      assert.ok(t.gap >= 12, `${sel} at ${width}px is ${t.gap.toFixed(0)}px from ${t.nearest}`);
+    }
+    await page.setViewportSize({ width: 360, height: 640 });
+    checked.push(sel);
+  };
+  await page.waitForSelector('#sign-in-form');
+  await measure('#nav-check');
+  await measure('#sign-in-submit');
+  await page.tap('#user-id');
+  await page.keyboard.type('para.one');
+  await page.tap('#pin');
+  await page.keyboard.type(fx.PIN);
+  await page.tap('#sign-in-submit');
+  await page.waitForSelector('#check-form');
+  await measure('#check-submit');
+  await page.keyboard.type('9990000018');
+  await page.tap('#check-submit');
+  await page.waitForSelector('#open-alert');
+  assert.equal((await calls(page, 'check_patient')).length, 1, 'one tap checks');
+  await measure('#open-alert');
+  await page.tap('#open-alert');
+  await page.waitForSelector('#plans');
+  assert.equal((await calls(page, 'open_alert')).length, 1, 'one tap opens the alert');
+  await measure('#call-emergency');
+  // The phone call itself leaves the app, so the tap is caught here: one tap is one activation.
+  await page.evaluate(() => document.getElementById('call-emergency').addEventListener('click', (e) => { e.preventDefault(); window.__called = (window.__called || 0) + 1; }));
+  await page.tap('#call-emergency');
+  assert.equal(await page.evaluate(() => window.__called), 1, 'one tap places the call');
+  await page.tap('#nav-status');
+  await page.waitForSelector('#sync-now');
+  await measure('#sync-now');
+  await page.tap('#sync-now');
+  assert.equal((await calls(page, 'sync_now')).length, 1, 'one tap starts a sync');
+  assert.deepEqual(checked, ['#nav-check', '#sign-in-submit', '#check-submit', '#open-alert', '#call-emergency', '#sync-now']);
+  const listened = await page.evaluate(() => [...window.__listenedFor]);
+  assert.ok(listened.includes('click'), 'the app\'s own listeners are seen');
+  for (const hoverOrDouble of ['dblclick', 'mouseover', 'mouseenter', 'mouseout', 'mouseleave']) {
+    assert.ok(!listened.includes(hoverOrDouble), `nothing waits for ${hoverOrDouble}`);
+  }
+  // Nothing is shown, hidden or resized only under a pointer (decorative ::before/::after aside).
+  const hoverReveals = await page.evaluate(() => {
+    const out = [];
+    const walk = (rules) => {
+      for (const rule of rules) {
+        if (rule.cssRules && !rule.selectorText) walk(rule.cssRules);
+        else if (rule.selectorText) {
+          for (const sel of rule.selectorText.split(',')) {
+            if (!sel.includes(':hover') || /::?(before|after)\s*$/.test(sel.trim())) continue;
+            const props = [...rule.style].filter((p) => /^(display|visibility|opacity|max-height|height|clip|clip-path|overflow)/.test(p));
+            if (props.length) out.push(`${sel.trim()} { ${props.join(', ')} }`);
+          }
+        }
+      }
+    };
+    for (const sheet of document.styleSheets) walk(sheet.cssRules);
+    return out;
+  });
+  assert.deepEqual(hoverReveals, []);
+});
+
+test('night use: the status screen switches between following the device, light and dark, and the device remembers', async () => {
+  const page = await signedIn();
+  const pageColour = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  const isDark = async () => contrast(await pageColour(), 'rgb(0, 0, 0)') < 2;
+  await page.click('#nav-status');
+  await page.waitForSelector('#appearance-device');
+  assert.ok(await page.isChecked('#appearance-device'), 'follows the device until told otherwise');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  assert.ok(await isDark(), 'a device set to dark gives the dark appearance');
+  await page.emulateMedia({ colorScheme: 'light' });
+  assert.ok(!(await isDark()));
+  await page.check('#appearance-dark');
+  assert.ok(await isDark(), 'Dark on a light device');
+  assert.equal(await focusedId(page), 'appearance-dark', 'choosing does not move focus');
+  await sweep(page, 'sync and status, Dark chosen');
+  await page.reload();
+  await page.waitForSelector('#sign-in-form');
+  assert.ok(await isDark(), 'still dark after the app is reopened, before anyone signs in');
+  await page.click('#nav-status');
+  await page.waitForSelector('#appearance-dark');
+  assert.ok(await page.isChecked('#appearance-dark'));
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.check('#appearance-light');
+  assert.ok(!(await isDark()), 'Light on a dark device');
+  await page.reload();
+  await page.waitForSelector('#sign-in-form');
+  assert.ok(!(await isDark()), 'Light is remembered too');
+  await page.click('#nav-status');
+  await page.check('#appearance-device');
+  assert.ok(await isDark(), 'following the device again');
+  await page.emulateMedia({ colorScheme: 'light' });
+  assert.ok(!(await isDark()));
+});
+
+test('the flagged-record callout and the emergency call button stay unmistakable in both appearances', async () => {
+  const page = await signedIn();
+  await checkNumber(page, '9990000018');
+  const look = (sel) => page.evaluate((s) => {
+    const cs = getComputedStyle(document.querySelector(s));
+    return { fill: cs.backgroundColor, text: cs.color, frame: cs.borderTopColor, frameWidth: parseFloat(cs.borderTopWidth), page: getComputedStyle(document.body).backgroundColor };
+  }, sel);
+  const callout = async (scheme) => {
+    const band = await look('#found-callout .nhsuk-card__heading');
+    assert.equal(band.fill, 'rgb(255, 235, 59)', `${scheme}: the callout keeps the NHS yellow band`);
+    assert.ok(contrast(band.text, band.fill) >= 7, `${scheme}: its heading reads at ${contrast(band.text, band.fill).toFixed(1)}:1`);
+    const card = await look('#found-callout');
+    assert.ok(card.frameWidth >= 4, `${scheme}: a ${card.frameWidth}px frame`);
+    assert.ok(contrast(card.frame, card.page) >= 3, `${scheme}: the callout's frame stands out from the page at ${contrast(card.frame, card.page).toFixed(1)}:1`);
+  };
+  for (const scheme of ['light', 'dark']) {
+    await page.emulateMedia({ colorScheme: scheme });
+    await callout(scheme);
+  }
+  await page.click('#open-alert');
+  await page.waitForSelector('#call-emergency');
+  for (const scheme of ['light', 'dark']) {
+    await page.emulateMedia({ colorScheme: scheme });
+    await callout(scheme);
+    const call = await look('#call-emergency');
+    assert.equal(call.fill, 'rgb(213, 40, 27)', `${scheme}: the call button stays emergency red`);
+    assert.ok(contrast(call.fill, call.page) >= 3, `${scheme}: the call button stands out from the page at ${contrast(call.fill, call.page).toFixed(1)}:1`);
+    assert.ok(contrast(call.text, call.fill) >= 4.5, `${scheme}: its label reads at ${contrast(call.text, call.fill).toFixed(1)}:1`);
+  }
+});
+
 test('the app signs out and hides the patient after being idle', async () => {
   const page = await signedIn({ idleTimeoutMs: 600 });
   await checkNumber(page, '9990000026');
@@ -348,6 +573,7 @@ test('the app signs out and hides the patient after being idle', async () => {
   assert.equal((await calls(page, 'sign_out')).length, 1);
   assert.match(await text(page, '#notice'), /signed out because the app was not used for a while/);
   assert.doesNotMatch(await text(page, 'body'), /999 000 0026/);
+  await sweep(page, 'sign in after the idle lock');
 });
 
 test('sign out from the menu returns to sign-in', async () => {
@@ -359,6 +585,7 @@ test('sign out from the menu returns to sign-in', async () => {
   await page.click('#nav-status');
   await page.waitForSelector('#status-list');
   assert.equal(await text(page, '#st-user dd'), 'No one');
+  await sweep(page, 'sync and status, signed out');
   assert.equal(await text(page, '#nav-check'), 'Sign in');
   await page.click('#nav-check');
   await page.waitForSelector('#sign-in-form');

@@ -106,7 +106,7 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
             )
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let mut device = Device::open(DeviceConfig::new(&device_dir))?;
+        let device = Device::open(DeviceConfig::new(&device_dir))?;
         device.enrol(&central.url(), &code.code).await?;
         device.sign_in(USER, &pin).await?;
         drop(device);
@@ -208,7 +208,7 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
     };
 
     // The real check path, offline, interleaved with the floor.
-    let mut device = Device::open(DeviceConfig::new(&device_dir))?;
+    let device = Device::open(DeviceConfig::new(&device_dir))?;
     device.sign_in(USER, &pin).await?;
     let mut check_hit = Samples::with_capacity(opts.checks);
     let mut check_miss = Samples::with_capacity(opts.checks);

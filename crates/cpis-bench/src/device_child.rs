@@ -95,7 +95,7 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
             breakdown,
         } => {
             let pin = secret(PIN_ENV)?;
-            let mut device = Device::open(DeviceConfig::new(&dir))?;
+            let device = Device::open(DeviceConfig::new(&dir))?;
             if let Some(url) = url {
                 device.enrol(&url, &secret(CODE_ENV)?).await?;
             }
@@ -134,12 +134,11 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
         } => {
             let pin = secret(PIN_ENV)?;
             let profile = {
-                let mut device = Device::open(DeviceConfig::new(&dir))?;
+                let device = Device::open(DeviceConfig::new(&dir))?;
                 device.enrol(&url, &secret(CODE_ENV)?).await?;
                 device.sign_in(&user, &pin).await?;
                 device
                     .status()
-                    .await
                     .signed_in_user
                     .context("signed in but no user")?
             };
@@ -169,7 +168,7 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
                 bail!("{} events queued, not {events}", sent.len());
             }
             // The drain: a device that is enrolled but not signed in only pushes.
-            let mut device = Device::open(DeviceConfig::new(&dir))?;
+            let device = Device::open(DeviceConfig::new(&dir))?;
             let started = Instant::now();
             let summary = device.sync(&|_| {}).await?;
             let seconds = started.elapsed().as_secs_f64();
@@ -212,7 +211,7 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
 async fn client_for(dir: &std::path::Path) -> anyhow::Result<(DeviceStore, CentralClient)> {
     let store = DeviceStore::open(dir)?;
     let enrolment = store.enrolment()?.context("not enrolled")?;
-    let mut client = CentralClient::new(&enrolment.central_url);
+    let client = CentralClient::new(&enrolment.central_url);
     let challenge = client.challenge(enrolment.device_id).await?;
     let signature = store.sign(&cpis_core::wire::auth_message(
         enrolment.device_id,

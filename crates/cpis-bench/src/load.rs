@@ -74,7 +74,7 @@ enum Work {
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let store = DeviceStore::open(&args.dir)?;
-    let mut client = CentralClient::with_timeout(&args.url, Duration::from_secs(30));
+    let client = CentralClient::with_timeout(&args.url, Duration::from_secs(30));
     let code = std::env::var(CODE_ENV).with_context(|| format!("{CODE_ENV} is not set"))?;
     let enrolled = client.enrol(&code, &store.device_public_key()?).await?;
     let device_id = enrolled.device_id;

@@ -6,6 +6,7 @@
 mod app_bench;
 mod apply_breakdown;
 mod b1_check;
+mod b7_during_sync;
 mod central_bench;
 mod central_proc;
 mod data;
@@ -44,8 +45,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Which benchmarks, comma separated (b1..b6).
-    #[arg(long, default_value = "b1,b2,b3,b4,b5,b6", value_delimiter = ',')]
+    /// Which benchmarks, comma separated (b1..b7).
+    #[arg(long, default_value = "b1,b2,b3,b4,b5,b6,b7", value_delimiter = ',')]
     only: Vec<String>,
     /// Synthetic flags in the register.
     #[arg(long, default_value_t = 250_000)]
@@ -55,6 +56,9 @@ struct RunArgs {
     /// Device checks per kind (hit, miss) in B1.
     #[arg(long, default_value_t = 2_000)]
     checks: usize,
+    /// Cache answers measured per phase in B7 (full answers: a quarter of that).
+    #[arg(long, default_value_t = 400)]
+    b7_checks: usize,
     /// Plain lookups per kind in B1 (the floor and the store-level figures).
     #[arg(long, default_value_t = 20_000)]
     lookups: usize,
@@ -131,6 +135,14 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         b6: wants("b6"),
     };
     rows.extend(central_bench::run(&opts, &work).await?);
+    if wants("b7") {
+        let opts = b7_during_sync::Options {
+            flags: args.flags,
+            seed: args.seed,
+            checks: args.b7_checks,
+        };
+        rows.extend(b7_during_sync::run(&opts, &work).await?);
+    }
     report::order(&mut rows);
     let table = report::markdown(&rows);
     println!("{table}");

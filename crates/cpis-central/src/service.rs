@@ -770,13 +770,20 @@ impl Central {
             .await?
             .map(|l| l.la);
         let access_history = self.access_history(&req.nhs_number).await?;
+        // The record is as fresh as its LA's last accepted upload: the device marks it stale past
+        // the same warning age as its own copy.
+        let as_of = self
+            .store
+            .la_last_upload(&record.local_authority)
+            .await?
+            .unwrap_or_else(Utc::now);
         Ok(LiveCheckResponse {
             outcome: LiveOutcome::RecordFound,
             record: Some(record),
             local_authority: la,
             access_history,
             access_recorded,
-            as_of: Utc::now(),
+            as_of,
         })
     }
 

@@ -36,6 +36,7 @@ on_both_stores!(
     webhook_delivery_carries_the_event_id_and_retries_until_accepted,
     the_inbox_page_needs_the_las_token_and_shows_its_notifications,
     expiry_turns_ended_records_into_removals,
+    a_live_answer_is_as_old_as_its_las_last_accepted_upload,
 );
 
 async fn setup_register(
@@ -1338,4 +1339,37 @@ async fn an_events_setting_and_activity_are_the_centrals_not_what_the_device_cla
     );
     assert_eq!(c.store.event_count().await.unwrap(), 3);
     c.shutdown().await;
+}
+
+async fn a_live_answer_is_as_old_as_its_las_last_accepted_upload(c: TestCentral) {
+    let before = Utc::now();
+    let token = setup_register(&c, "L001", "region-a", 0..20).await;
+    let after = Utc::now();
+    let device = c.device("region-a", "RX1", CareSetting::Ambulance).await;
+    c.add_user("para1", "RX1", Activity::B0107).await;
+    let req = LiveCheckRequest {
+        nhs_number: nhs(1),
+        user_id: "para1".into(),
+        unscheduled: false,
+        access_event: None,
+    };
+    let first = ask(&device, &req).await;
+    assert!(
+        first.as_of >= before && first.as_of <= after,
+        "{}",
+        first.as_of
+    );
+    // A refused upload (it would remove half the people) is not an upload the data dates from.
+    let r = c.upload("L001", &token, &csv_of(0..5), false).await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(ask(&device, &req).await.as_of, first.as_of);
+    // An accepted one is.
+    let again = Utc::now();
+    let r = c.upload("L001", &token, &csv_of(0..20), false).await;
+    assert_eq!(r.status(), 200);
+    assert!(ask(&device, &req).await.as_of >= again);
+}
+
+async fn ask(device: &TestDevice, req: &LiveCheckRequest) -> LiveCheckResponse {
+    device.post("/v1/check", req).await.json().await.unwrap()
 }

@@ -266,7 +266,7 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
         let mut config = DeviceConfig::new(&args.data_dir);
         config.live_check_deadline = std::time::Duration::from_millis(args.live_deadline_ms);
         config.page_limit = args.page_limit;
-        let mut device = Device::open(config).context("opening the device store")?;
+        let device = Device::open(config).context("opening the device store")?;
         match args.command {
             DeviceCommand::Enrol { central, code, json } => {
                 let status = device.enrol(&central, &code).await.map_err(|e| anyhow::anyhow!(e.view().message))?;
@@ -326,7 +326,7 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
                     Ok(_) => device.check(&nhs_number, CheckRequest { open, pregnant, case_reference, ..Default::default() }).await,
                     Err(e) => {
                         let now = chrono::Utc::now();
-                        let status = device.status().await;
+                        let status = device.status();
                         cpis_device::check::locked(uuid::Uuid::now_v7(), e.to_string(), status.last_sync_at, now)
                     }
                 };
@@ -357,7 +357,7 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
                 let token = fhir_door::door_token(&args.data_dir)?;
                 let pin = read_pin()?;
                 device.sign_in(&user, &pin).await.map_err(|e| anyhow::anyhow!(e.view().message))?;
-                let device = std::sync::Arc::new(tokio::sync::Mutex::new(device));
+                let device = std::sync::Arc::new(device);
                 let sync = cpis_device::spawn_background_sync(device.clone(), std::sync::Arc::new(|_| {}));
                 let door = fhir_door::serve(device, &token, settings.port).await?;
                 println!("FHIR door serving at {} (bearer token in {})", door.base_url(), args.data_dir.join(fhir_door::TOKEN_FILE).display());
@@ -371,7 +371,9 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             DeviceCommand::Status { json } => {
-                let status = device.status().await;
+                // A one-shot command has no background probe to read: it asks once.
+                device.probe().await;
+                let status = device.status();
                 if json { print_json(&status)? } else { print_status(&status) }
                 Ok(ExitCode::SUCCESS)
             }

@@ -5,8 +5,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use cpis_core::plan::{FlagRecord, Visibility, VisibilityRules};
-use cpis_core::wire::AccessHistoryEntry;
-use cpis_core::LocalAuthority;
+use cpis_core::wire::{AccessHistoryEntry, LiveCheckResponse, LiveOutcome};
+use cpis_core::{LocalAuthority, NhsNumber};
 
 use crate::views::*;
 
@@ -14,6 +14,116 @@ pub const MISS_MESSAGE: &str = "No CP-IS record found for this NHS number";
 pub const FOUND_MESSAGE: &str = "A CP-IS record exists for this NHS number";
 pub const LOCKED_ADVICE: &str =
     "Phone the local authority's emergency duty team, or use your trust's safeguarding pathway.";
+
+/// Shown when the central answers "no record" for someone this device's copy holds: the flag stays
+/// on screen, because a record removed by mistake costs more than one shown a little too long.
+pub const CENTRAL_NO_LONGER_HOLDS: &str = "The central service no longer holds this record, but this device's copy does: it may have been removed since the copy was updated. Phone the local authority's emergency duty team to confirm.";
+/// Shown when the central's answer was about a different NHS number and was not used.
+pub const LIVE_ANSWER_REFUSED: &str = "The central service's answer did not match this NHS number and was not used: this answer comes from this device's copy.";
+
+/// A record as a check showed it, kept so that opening the alert opens exactly this record.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    pub source: Source,
+    pub data_as_of: Option<DateTime<Utc>>,
+    pub record: FlagRecord,
+    pub la: Option<LocalAuthority>,
+    pub history: Vec<AccessHistoryEntry>,
+}
+
+/// What a check or an opened alert shows, decided from what the device already holds (the cache, or
+/// the record the check showed) and the central's live answer, if one came.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub source: Source,
+    pub data_as_of: Option<DateTime<Utc>>,
+    pub record: Option<Shown>,
+    pub caveats: Vec<String>,
+    /// The central answered about someone else; its answer was dropped (logged and audited).
+    pub live_refused: bool,
+    /// The central said "no record" where the device held one; the device's record is shown.
+    pub kept_over_central_miss: bool,
+}
+
+impl Decision {
+    /// What the local audit records as the answer's source.
+    pub fn audit_source(&self) -> &'static str {
+        match (self.source, self.live_refused, self.kept_over_central_miss) {
+            (_, true, _) => "cache_central_answer_refused",
+            (_, _, true) => "cache_kept_over_central_no_record",
+            (Source::Cache, _, _) => "cache",
+            (Source::Central, _, _) => "central",
+        }
+    }
+}
+
+/// The one rule set for live and cached answers, used by the check and by opening an alert:
+/// - a live answer is used only when its record is about the NHS number asked;
+/// - a live record that shows today wins (it is fresher, and carries the access history);
+/// - a live "no record" never hides what the device holds: the held record is shown with a caveat;
+/// - with no usable live answer, what the device holds answers, as of its own time.
+pub fn decide(
+    asked: &NhsNumber,
+    held: Option<Shown>,
+    held_as_of: Option<DateTime<Utc>>,
+    live: Option<LiveCheckResponse>,
+    today: NaiveDate,
+    rules: &VisibilityRules,
+) -> Decision {
+    let fallback = |held: Option<Shown>, caveat: Option<&str>| Decision {
+        source: held.as_ref().map(|h| h.source).unwrap_or(Source::Cache),
+        data_as_of: held.as_ref().map(|h| h.data_as_of).unwrap_or(held_as_of),
+        record: held,
+        caveats: caveat.map(|c| vec![c.to_string()]).unwrap_or_default(),
+        live_refused: false,
+        kept_over_central_miss: false,
+    };
+    let Some(answer) = live else {
+        return fallback(held, None);
+    };
+    if answer
+        .record
+        .as_ref()
+        .is_some_and(|r| r.nhs_number != *asked)
+    {
+        return Decision {
+            live_refused: true,
+            ..fallback(held, Some(LIVE_ANSWER_REFUSED))
+        };
+    }
+    let live_record = match answer.outcome {
+        LiveOutcome::RecordFound => answer.record.filter(|r| !r.is_expired(today, rules)),
+        LiveOutcome::NoRecord => None,
+    };
+    match (live_record, held) {
+        (Some(record), _) => Decision {
+            source: Source::Central,
+            data_as_of: Some(answer.as_of),
+            record: Some(Shown {
+                source: Source::Central,
+                data_as_of: Some(answer.as_of),
+                record,
+                la: answer.local_authority,
+                history: answer.access_history,
+            }),
+            caveats: vec![],
+            live_refused: false,
+            kept_over_central_miss: false,
+        },
+        (None, Some(held)) => Decision {
+            kept_over_central_miss: true,
+            ..fallback(Some(held), Some(CENTRAL_NO_LONGER_HOLDS))
+        },
+        (None, None) => Decision {
+            source: Source::Central,
+            data_as_of: Some(answer.as_of),
+            record: None,
+            caveats: vec![],
+            live_refused: false,
+            kept_over_central_miss: false,
+        },
+    }
+}
 
 /// What a miss could not see. Shown with every "no record" so a miss never discourages a referral.
 pub fn miss_caveats(source: Source, data_as_of: Option<DateTime<Utc>>) -> Vec<String> {
@@ -91,8 +201,9 @@ impl ResultContext {
             source: self.source,
             data_as_of: self.data_as_of,
             data_age_seconds: age,
-            stale: self.source == Source::Cache
-                && age.map(|a| a > self.stale_after_secs).unwrap_or(true),
+            // The same warning age for both sources: a central answer is as old as the
+            // responsible local authority's last upload.
+            stale: age.map(|a| a > self.stale_after_secs).unwrap_or(true),
             opened: false,
             notifies: self.notifies,
             notification: None,
@@ -235,5 +346,183 @@ mod tests {
         };
         assert!(!mk(23).miss("x".into()).stale);
         assert!(mk(25).miss("x".into()).stale);
+    }
+
+    mod decide {
+        use super::super::*;
+        use chrono::TimeZone;
+        use cpis_core::plan::{Plan, PlanKind};
+        use cpis_core::OdsCode;
+
+        fn record(i: u32) -> FlagRecord {
+            FlagRecord {
+                nhs_number: NhsNumber::test_range(i),
+                family_name: format!("Family{i}"),
+                given_names: "Alex".into(),
+                date_of_birth: NaiveDate::from_ymd_opt(2019, 1, 1).unwrap(),
+                local_id: None,
+                local_authority: OdsCode::parse("L001").unwrap(),
+                plans: vec![Plan {
+                    kind: PlanKind::ChildProtection,
+                    start: NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+                    end: None,
+                    due: None,
+                    delete: None,
+                }],
+            }
+        }
+
+        fn held(i: u32, source: Source) -> Shown {
+            Shown {
+                source,
+                data_as_of: Some(Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap()),
+                record: record(i),
+                la: None,
+                history: vec![],
+            }
+        }
+
+        fn live(outcome: LiveOutcome, about: Option<u32>) -> LiveCheckResponse {
+            LiveCheckResponse {
+                outcome,
+                record: about.map(record),
+                local_authority: None,
+                access_history: vec![],
+                access_recorded: false,
+                as_of: Utc.with_ymd_and_hms(2026, 11, 29, 18, 0, 0).unwrap(),
+            }
+        }
+
+        /// (case, held, live) -> (source, shown person, caveat, audit source)
+        #[test]
+        fn one_rule_set_for_live_and_held_answers() {
+            use LiveOutcome::*;
+            let cases: Vec<(
+                &str,
+                Option<Shown>,
+                Option<LiveCheckResponse>,
+                Source,
+                Option<u32>,
+                Option<&str>,
+                &str,
+            )> = vec![
+                (
+                    "no live answer: the copy",
+                    Some(held(1, Source::Cache)),
+                    None,
+                    Source::Cache,
+                    Some(1),
+                    None,
+                    "cache",
+                ),
+                (
+                    "no live answer, nothing held",
+                    None,
+                    None,
+                    Source::Cache,
+                    None,
+                    None,
+                    "cache",
+                ),
+                (
+                    "live found wins",
+                    Some(held(1, Source::Cache)),
+                    Some(live(RecordFound, Some(1))),
+                    Source::Central,
+                    Some(1),
+                    None,
+                    "central",
+                ),
+                (
+                    "live found, nothing held",
+                    None,
+                    Some(live(RecordFound, Some(1))),
+                    Source::Central,
+                    Some(1),
+                    None,
+                    "central",
+                ),
+                (
+                    "live about someone else is refused",
+                    Some(held(1, Source::Cache)),
+                    Some(live(RecordFound, Some(2))),
+                    Source::Cache,
+                    Some(1),
+                    Some(LIVE_ANSWER_REFUSED),
+                    "cache_central_answer_refused",
+                ),
+                (
+                    "live about someone else, nothing held",
+                    None,
+                    Some(live(RecordFound, Some(2))),
+                    Source::Cache,
+                    None,
+                    Some(LIVE_ANSWER_REFUSED),
+                    "cache_central_answer_refused",
+                ),
+                (
+                    "live no record keeps the held flag",
+                    Some(held(1, Source::Cache)),
+                    Some(live(NoRecord, None)),
+                    Source::Cache,
+                    Some(1),
+                    Some(CENTRAL_NO_LONGER_HOLDS),
+                    "cache_kept_over_central_no_record",
+                ),
+                (
+                    "live no record keeps an earlier live answer",
+                    Some(held(1, Source::Central)),
+                    Some(live(NoRecord, None)),
+                    Source::Central,
+                    Some(1),
+                    Some(CENTRAL_NO_LONGER_HOLDS),
+                    "cache_kept_over_central_no_record",
+                ),
+                (
+                    "live no record, nothing held: a central miss",
+                    None,
+                    Some(live(NoRecord, None)),
+                    Source::Central,
+                    None,
+                    None,
+                    "central",
+                ),
+            ];
+            let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+            for (case, held, live, source, shown, caveat, audit) in cases {
+                let d = decide(
+                    &NhsNumber::test_range(1),
+                    held,
+                    None,
+                    live,
+                    today,
+                    &VisibilityRules::default(),
+                );
+                assert_eq!(d.source, source, "{case}");
+                assert_eq!(
+                    d.record.as_ref().map(|s| s.record.nhs_number),
+                    shown.map(NhsNumber::test_range),
+                    "{case}"
+                );
+                assert_eq!(d.caveats.first().map(String::as_str), caveat, "{case}");
+                assert_eq!(d.audit_source(), audit, "{case}");
+            }
+        }
+
+        #[test]
+        fn a_live_record_is_as_old_as_the_central_says() {
+            let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+            let answer = live(LiveOutcome::RecordFound, Some(1));
+            let as_of = answer.as_of;
+            let d = decide(
+                &NhsNumber::test_range(1),
+                None,
+                None,
+                Some(answer),
+                today,
+                &VisibilityRules::default(),
+            );
+            assert_eq!(d.data_as_of, Some(as_of));
+        }
     }
 }

@@ -44,7 +44,9 @@ impl ClientError {
 pub struct CentralClient {
     base: String,
     http: reqwest::Client,
-    token: Option<String>,
+    /// The device token: shared by the check path and the sync, so it sits behind its own short lock
+    /// (never held across a request).
+    token: std::sync::RwLock<Option<String>>,
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
@@ -65,7 +67,7 @@ impl CentralClient {
         Self {
             base: base_url.trim_end_matches('/').to_string(),
             http,
-            token: None,
+            token: std::sync::RwLock::new(None),
         }
     }
 
@@ -190,7 +192,7 @@ impl CentralClient {
     /// Step two: the challenge signed with the device's enrolled key, exchanged for a short-lived
     /// token kept for later calls.
     pub async fn exchange_token(
-        &mut self,
+        &self,
         device_id: Uuid,
         challenge: String,
         signature: [u8; 64],
@@ -207,20 +209,32 @@ impl CentralClient {
                 None,
             )
             .await?;
-        self.token = Some(token.token);
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(token.token);
         Ok(())
     }
 
     pub fn is_authenticated(&self) -> bool {
-        self.token.is_some()
+        self.token
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
-    fn bearer(&self) -> Result<&str, ClientError> {
-        self.token.as_deref().ok_or(ClientError::Refused {
-            status: 401,
-            code: "unauthorised".into(),
-            message: "the device has not authenticated".into(),
-        })
+    /// Forgets the token (the central said it expired): the next call authenticates afresh.
+    pub fn forget_token(&self) {
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn bearer(&self) -> Result<String, ClientError> {
+        self.token
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(ClientError::Refused {
+                status: 401,
+                code: "unauthorised".into(),
+                message: "the device has not authenticated".into(),
+            })
     }
 
     pub async fn login(&self, user_id: &str, pin: &str) -> Result<LoginResponse, ClientError> {
@@ -230,7 +244,7 @@ impl CentralClient {
                 user_id: user_id.to_string(),
                 pin: pin.to_string(),
             },
-            Some(self.bearer()?),
+            Some(&self.bearer()?),
             None,
         )
         .await
@@ -240,7 +254,7 @@ impl CentralClient {
         self.post(
             "/v1/lease",
             &serde_json::json!({}),
-            Some(self.bearer()?),
+            Some(&self.bearer()?),
             None,
         )
         .await
@@ -267,7 +281,7 @@ impl CentralClient {
     }
 
     pub async fn push_events(&self, batch: &EventBatch) -> Result<EventBatchResult, ClientError> {
-        self.post("/v1/events", batch, Some(self.bearer()?), None)
+        self.post("/v1/events", batch, Some(&self.bearer()?), None)
             .await
     }
 
@@ -276,7 +290,7 @@ impl CentralClient {
         request: &LiveCheckRequest,
         deadline: Duration,
     ) -> Result<LiveCheckResponse, ClientError> {
-        self.post("/v1/check", request, Some(self.bearer()?), Some(deadline))
+        self.post("/v1/check", request, Some(&self.bearer()?), Some(deadline))
             .await
     }
 }

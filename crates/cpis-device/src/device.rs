@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex, RwLock};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -14,13 +14,15 @@ use uuid::Uuid;
 
 use cpis_core::access::Accessor;
 use cpis_core::plan::VisibilityRules;
-use cpis_core::store::{AuditEntry, CacheKeys, DeviceStore, Enrolment, StoreError, VaultError};
-use cpis_core::wire::{LiveCheckRequest, LiveCheckResponse, LiveOutcome, UserProfile};
+use cpis_core::store::{
+    AuditEntry, CacheKeys, DeviceStore, Enrolment, StagedIndex, StoreError, VaultError,
+};
+use cpis_core::wire::{LiveCheckRequest, LiveCheckResponse, UserProfile};
 use cpis_core::{NhsNumber, Region};
 
-use crate::check::{self, ResultContext};
+use crate::check::{self, ResultContext, Shown};
 use crate::client::{CentralClient, ClientError};
-use crate::sync::{self, SyncError};
+use crate::sync::{self, RoundStop, SyncError};
 use crate::views::*;
 
 #[derive(Debug, Clone)]
@@ -60,6 +62,8 @@ pub struct CheckRequest {
     /// Checking a pregnant woman on her own number (unborn child plan).
     pub pregnant: bool,
     pub case_reference: Option<String>,
+    /// Answer from this device's copy alone, without asking the central (benchmarks, support).
+    pub cache_only: bool,
     /// The caller declares a scheduled access (the national API's `IsUnscheduledAccessEvent:
     /// false`): opening shows the details without notifying.
     pub scheduled: bool,
@@ -91,6 +95,10 @@ pub enum DeviceError {
     Untrusted(String),
     #[error("{0}")]
     InvalidInput(String),
+    #[error(
+        "the sync was stopped by a sign-in, sign-out or revocation; it starts again on its own"
+    )]
+    Interrupted,
 }
 
 impl From<ClientError> for DeviceError {
@@ -109,6 +117,7 @@ impl From<SyncError> for DeviceError {
             SyncError::Client(c) => c.into(),
             SyncError::Rejected(m) => Self::Untrusted(m),
             SyncError::Store(s) => Self::Store(s),
+            SyncError::Interrupted => Self::Interrupted,
         }
     }
 }
@@ -132,6 +141,7 @@ impl DeviceError {
                 Self::Revoked(_) => "revoked",
                 Self::Untrusted(_) => "untrusted",
                 Self::InvalidInput(_) => "invalid_input",
+                Self::Interrupted => "interrupted",
             }
             .to_string(),
             message: self.to_string(),
@@ -154,29 +164,130 @@ impl DeviceError {
 struct Session {
     keys: CacheKeys,
     user: UserProfile,
-    lease_expires_at: DateTime<Utc>,
 }
 
 struct RecentCheck {
     nhs: NhsNumber,
-    found: bool,
+    /// The record the check showed, kept so that opening the alert opens exactly it.
+    shown: Option<Shown>,
     pregnant: bool,
     case_reference: Option<String>,
     scheduled: bool,
 }
 
+/// How many answered checks are remembered for opening their alert: a clinician opens the alert of
+/// one of the last few checks, never of hundreds ago.
+const RECENT_CHECKS: usize = 32;
+
+/// The engine's shared state: read on every check, changed by sign-in, sync and enrolment. Behind a
+/// short lock that is never held across a network wait or a store call.
+#[derive(Default)]
+struct State {
+    enrolment: Option<Arc<Enrolment>>,
+    client: Option<Arc<CentralClient>>,
+    session: Option<Arc<Session>>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    /// When the cache was last brought up to date: changed only by a pull.
+    last_sync: Option<DateTime<Utc>>,
+    /// The last probe's or request's verdict; `None` until one is made.
+    online: Option<bool>,
+    recent: HashMap<Uuid, RecentCheck>,
+    recent_order: std::collections::VecDeque<Uuid>,
+}
+
+/// How long an answered check's audit record may wait before the writer takes it: the check only
+/// appends to a list (no wake-up, no system call on the answer's path), and the writer writes what has
+/// gathered. A crash (power cut, SIGKILL) can lose the audit records of checks answered in about the
+/// last this-long; queued access events are unaffected (written durably before an alert opens).
+const AUDIT_GATHER: Duration = Duration::from_millis(20);
+
+#[derive(Default)]
+struct AuditPending {
+    records: Vec<(Arc<Session>, AuditEntry)>,
+    queued: u64,
+    written: u64,
+    closing: bool,
+}
+
+/// Audit records of answered checks on their way to the sealed audit log.
+#[derive(Default)]
+struct AuditQueue {
+    pending: StdMutex<AuditPending>,
+    /// Wakes the writer early (flush, close) and tells flushers what has been written.
+    changed: std::sync::Condvar,
+}
+
+/// The engine behind the app and the CLI. Every method takes `&self`: the app shares one `Device`
+/// between its window's commands and the background sync, and no call waits for another's network
+/// round trip. Three SQLite connections on the same WAL file keep the paths apart: `reader` for the
+/// check's lookups, `writer` for what a clinician's action writes, `syncer` for the sync (held for a
+/// whole round, network waits included, and by nothing a check needs).
 pub struct Device {
     config: DeviceConfig,
-    store: DeviceStore,
-    client: Option<CentralClient>,
-    session: Option<Session>,
-    recent: HashMap<Uuid, RecentCheck>,
-    online: Option<bool>,
+    reader: StdMutex<DeviceStore>,
+    writer: Arc<StdMutex<DeviceStore>>,
+    syncer: tokio::sync::Mutex<DeviceStore>,
+    state: RwLock<State>,
     wake: Arc<Notify>,
-    /// Kept in memory: read on every check, changed only by enrolment.
-    enrolment: Option<Enrolment>,
-    /// When the cache was last brought up to date, kept in memory: changed only by a pull.
-    last_sync: Option<DateTime<Utc>>,
+    round_stop: RoundStop,
+    /// Where a first download's staged people sit: the sync keeps it, checks seek with it.
+    staged: StagedIndex,
+    audit: Arc<AuditQueue>,
+    audit_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        // Every check answered before this point has its audit record written before the store closes.
+        lock(&self.audit.pending).closing = true;
+        self.audit.changed.notify_all();
+        if let Some(t) = self.audit_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes the sealed audit records of checks off the answer's path, in order, on its own thread.
+fn spawn_audit_writer(
+    writer: Arc<StdMutex<DeviceStore>>,
+    queue: Arc<AuditQueue>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("cpis-audit".into())
+        .spawn(move || {
+            let mut pending = lock(&queue.pending);
+            loop {
+                if pending.records.is_empty() {
+                    if pending.closing {
+                        break;
+                    }
+                    pending = queue
+                        .changed
+                        .wait_timeout(pending, AUDIT_GATHER)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    continue;
+                }
+                let batch = std::mem::take(&mut pending.records);
+                drop(pending);
+                {
+                    let mut store = lock(&writer);
+                    for (session, entry) in &batch {
+                        if let Err(e) = store.record_check(&session.keys, entry) {
+                            tracing::error!(error = %e, "could not write the local audit record");
+                        }
+                    }
+                }
+                pending = lock(&queue.pending);
+                pending.written += batch.len() as u64;
+                queue.changed.notify_all();
+            }
+        })
+        .expect("the audit writer thread starts")
 }
 
 /// TLS for every central that is not on this machine: over plain HTTP a hostile network could read
@@ -210,44 +321,101 @@ impl Device {
     }
 
     pub fn open(config: DeviceConfig) -> Result<Self, DeviceError> {
-        let store = DeviceStore::open(&config.data_dir)?;
-        let enrolment = store.enrolment()?;
-        let last_sync = store.last_sync_at()?;
-        let client = store
-            .enrolment()?
-            .map(|e| CentralClient::with_timeout(&e.central_url, config.request_timeout));
+        let reader = DeviceStore::open(&config.data_dir)?;
+        let writer = Arc::new(StdMutex::new(DeviceStore::open(&config.data_dir)?));
+        let syncer = DeviceStore::open(&config.data_dir)?;
+        let enrolment = reader.enrolment()?;
+        let staged = StagedIndex::default();
+        reader.load_staged_index(&staged)?;
+        let state = State {
+            client: enrolment.as_ref().map(|e| {
+                Arc::new(CentralClient::with_timeout(
+                    &e.central_url,
+                    config.request_timeout,
+                ))
+            }),
+            enrolment: enrolment.map(Arc::new),
+            last_sync: reader.last_sync_at()?,
+            ..State::default()
+        };
+        let audit = Arc::new(AuditQueue::default());
+        let audit_thread = spawn_audit_writer(writer.clone(), audit.clone());
         Ok(Self {
             config,
-            store,
-            client,
-            session: None,
-            recent: HashMap::new(),
-            online: None,
+            reader: StdMutex::new(reader),
+            writer,
+            syncer: tokio::sync::Mutex::new(syncer),
+            state: RwLock::new(state),
             wake: Arc::new(Notify::new()),
-            enrolment,
-            last_sync,
+            round_stop: RoundStop::default(),
+            staged,
+            audit,
+            audit_thread: Some(audit_thread),
         })
     }
 
-    /// Direct access for tests, support tools and benchmarks.
-    pub fn store(&self) -> &DeviceStore {
-        &self.store
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The check path's connection, for tests, support tools and benchmarks (reads only).
+    pub fn store(&self) -> std::sync::MutexGuard<'_, DeviceStore> {
+        lock(&self.reader)
+    }
+
+    /// Waits until every audit record of a check answered so far is written.
+    pub fn flush_audit(&self) {
+        let mut pending = lock(&self.audit.pending);
+        let target = pending.queued;
+        self.audit.changed.notify_all();
+        while pending.written < target {
+            pending = self
+                .audit
+                .changed
+                .wait(pending)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The local audit log, oldest first (written in the background: flushed first).
+    pub fn audit_entries(&self) -> Result<Vec<AuditEntry>, DeviceError> {
+        self.flush_audit();
+        let session = self
+            .read_state()
+            .session
+            .clone()
+            .ok_or(DeviceError::NotSignedIn)?;
+        Ok(lock(&self.reader).audit_entries(&session.keys)?)
     }
 
     pub fn is_signed_in(&self) -> bool {
-        self.session.is_some()
+        self.read_state().session.is_some()
     }
 
-    fn enrolment(&self) -> Result<Enrolment, DeviceError> {
-        self.enrolment.clone().ok_or(DeviceError::NotEnrolled)
+    fn enrolment(&self) -> Result<Arc<Enrolment>, DeviceError> {
+        self.read_state()
+            .enrolment
+            .clone()
+            .ok_or(DeviceError::NotEnrolled)
     }
 
-    pub async fn enrol(
-        &mut self,
-        central_url: &str,
-        code: &str,
-    ) -> Result<StatusView, DeviceError> {
-        if self.enrolment.is_some() {
+    fn client(&self) -> Result<Arc<CentralClient>, DeviceError> {
+        self.read_state()
+            .client
+            .clone()
+            .ok_or(DeviceError::NotEnrolled)
+    }
+
+    fn set_online(&self, online: bool) {
+        self.write_state().online = Some(online);
+    }
+
+    pub async fn enrol(&self, central_url: &str, code: &str) -> Result<StatusView, DeviceError> {
+        if self.read_state().enrolment.is_some() {
             return Err(DeviceError::InvalidInput(
                 "this device is already enrolled".into(),
             ));
@@ -259,7 +427,7 @@ impl Device {
             ));
         }
         let client = CentralClient::with_timeout(url, self.config.request_timeout);
-        let public = self.store.device_public_key()?;
+        let public = lock(&self.reader).device_public_key()?;
         let response = client.enrol(code, &public).await.map_err(|e| match e {
             ClientError::Refused { message, .. } => DeviceError::EnrolmentRefused(message),
             other => other.into(),
@@ -274,55 +442,65 @@ impl Device {
             central_signing_key: decode_key(&response.central_signing_key, "signing key")?,
             central_sealing_key: decode_key(&response.central_sealing_key, "sealing key")?,
         };
-        self.store.enrol(&enrolment)?;
-        self.enrolment = Some(enrolment);
-        self.client = Some(client);
-        self.online = Some(true);
-        Ok(self.status().await)
+        lock(&self.writer).enrol(&enrolment)?;
+        {
+            let mut state = self.write_state();
+            state.enrolment = Some(Arc::new(enrolment));
+            state.client = Some(Arc::new(client));
+            state.online = Some(true);
+        }
+        Ok(self.status())
     }
 
-    async fn authenticated(&mut self) -> Result<(), DeviceError> {
+    /// Authenticates the device when its client holds no token. No lock is held while it waits.
+    async fn authenticated(&self) -> Result<Arc<CentralClient>, DeviceError> {
         let enrolment = self.enrolment()?;
-        let authenticated = self
-            .client
-            .as_ref()
-            .ok_or(DeviceError::NotEnrolled)?
-            .is_authenticated();
-        if !authenticated {
-            let result = self.authenticate(enrolment.device_id).await;
-            self.online = Some(!matches!(result, Err(ClientError::Transient(_))));
+        let client = self.client()?;
+        if !client.is_authenticated() {
+            let result = self.authenticate(&client, enrolment.device_id).await;
+            self.set_online(!matches!(result, Err(ClientError::Transient(_))));
             if let Err(ClientError::Revoked(reason)) = result {
                 return Err(self.revoked(reason).await);
             }
             result?;
         }
-        Ok(())
+        Ok(client)
     }
 
-    async fn authenticate(&mut self, device_id: Uuid) -> Result<(), ClientError> {
-        let client = self.client.as_ref().expect("enrolled");
+    async fn authenticate(
+        &self,
+        client: &CentralClient,
+        device_id: Uuid,
+    ) -> Result<(), ClientError> {
         let challenge = client.challenge(device_id).await?;
-        let signature = self
-            .store
+        let signature = lock(&self.reader)
             .sign(&cpis_core::wire::auth_message(device_id, &challenge))
             .map_err(|e| ClientError::Refused {
                 status: 0,
                 code: "device_key".into(),
                 message: e.to_string(),
             })?;
-        let client = self.client.as_mut().expect("enrolled");
         client.exchange_token(device_id, challenge, signature).await
     }
 
-    /// The central has revoked this device. First hand in the access events recorded before the
-    /// revocation (the central still takes those), then wipe the cache and keys. Whatever the central
-    /// would not take stays visible as a dead letter rather than vanishing.
-    async fn revoked(&mut self, reason: String) -> DeviceError {
-        self.session = None;
-        self.recent.clear();
+    /// The central has revoked this device: stop any sync round, then hand in and wipe.
+    async fn revoked(&self, reason: String) -> DeviceError {
+        self.forget_session();
+        self.round_stop.stop();
+        let mut store = self.syncer.lock().await;
+        self.revoked_with(&mut store, reason).await
+    }
+
+    /// First hand in the access events recorded before the revocation (the central still takes
+    /// those), then wipe the cache and keys. Whatever the central would not take stays visible as a
+    /// dead letter rather than vanishing.
+    async fn revoked_with(&self, store: &mut DeviceStore, reason: String) -> DeviceError {
+        self.forget_session();
         let now = self.now();
-        if let Some(client) = self.client.as_ref().filter(|c| c.is_authenticated()) {
-            match sync::push(&mut self.store, client, now, true).await {
+        let client = self.read_state().client.clone();
+        if let Some(client) = client.filter(|c| c.is_authenticated()) {
+            // A fresh ticket: this hand-in is the last thing the device does, nothing stops it.
+            match sync::push(store, &client, now, true, self.round_stop.ticket()).await {
                 Ok(t) => tracing::info!(
                     delivered = t.delivered,
                     "queued events handed in before the wipe"
@@ -332,21 +510,30 @@ impl Device {
                 }
             }
         }
-        if let Ok(queued) = self.store.queued_events(usize::MAX) {
+        if let Ok(queued) = store.queued_events(usize::MAX) {
             for e in queued {
-                let _ = self.store.mark_dead(e.id, "device revoked before delivery");
+                let _ = store.mark_dead(e.id, "device revoked before delivery");
             }
         }
-        let _ = self.store.wipe(true);
-        self.last_sync = None;
-        let _ = self.store.set_meta("wiped_reason", &reason);
+        let _ = store.wipe(true);
+        let _ = store.load_staged_index(&self.staged);
+        self.write_state().last_sync = None;
+        let _ = store.set_meta("wiped_reason", &reason);
         tracing::warn!("device revoked by the central; local copy wiped");
         DeviceError::Revoked(reason)
     }
 
+    fn forget_session(&self) {
+        let mut state = self.write_state();
+        state.session = None;
+        state.lease_expires_at = None;
+        state.recent.clear();
+        state.recent_order.clear();
+    }
+
     /// Signs in online when the central answers (setting up the offline unlock and the lease),
     /// otherwise offline with this device's unlock for the user.
-    pub async fn sign_in(&mut self, user_id: &str, pin: &str) -> Result<StatusView, DeviceError> {
+    pub async fn sign_in(&self, user_id: &str, pin: &str) -> Result<StatusView, DeviceError> {
         let user_id = user_id.trim();
         if user_id.is_empty() || pin.is_empty() {
             return Err(DeviceError::InvalidInput(
@@ -355,18 +542,15 @@ impl Device {
         }
         self.enrolment()?;
         let online = match self.authenticated().await {
-            Ok(()) => {
-                let client = self.client.as_ref().expect("enrolled");
-                match client.login(user_id, pin).await {
-                    Ok(login) => Some(login),
-                    Err(ClientError::Transient(_)) => None,
-                    Err(ClientError::Revoked(r)) => return Err(self.revoked(r).await),
-                    Err(ClientError::Refused { code, .. }) if code == "sign_in_refused" => {
-                        return Err(DeviceError::SignInRefused)
-                    }
-                    Err(e) => return Err(e.into()),
+            Ok(client) => match client.login(user_id, pin).await {
+                Ok(login) => Some(login),
+                Err(ClientError::Transient(_)) => None,
+                Err(ClientError::Revoked(r)) => return Err(self.revoked(r).await),
+                Err(ClientError::Refused { code, .. }) if code == "sign_in_refused" => {
+                    return Err(DeviceError::SignInRefused)
                 }
-            }
+                Err(e) => return Err(e.into()),
+            },
             Err(DeviceError::Offline(_)) => None,
             Err(e) => return Err(e),
         };
@@ -374,84 +558,124 @@ impl Device {
             Some(login) => {
                 let lease_key = decode_key(&login.lease.lease_key, "lease key")?;
                 let mac = decode_key(&login.lease.mac, "lease MAC")?;
-                self.store.login_online(
+                // A new lease key starts a fresh cache under new keys: no page fetched under the old
+                // keys may land after that, so the sync round stops and this runs on its connection.
+                self.round_stop.stop();
+                let mut store = self.syncer.lock().await;
+                let unlocked = store.login_online(
                     &login.user,
                     pin,
                     &lease_key,
                     login.lease.expires_at,
                     &mac,
-                )?
+                )?;
+                // New keys start an empty cache: nothing staged any more.
+                store.load_staged_index(&self.staged)?;
+                self.write_state().last_sync = store.last_sync_at()?;
+                unlocked
             }
-            None => self.store.unlock(user_id, pin, self.now())?,
+            None => lock(&self.writer).unlock(user_id, pin, self.now())?,
         };
-        // An online sign-in with a new lease key starts a fresh cache.
-        self.last_sync = self.store.last_sync_at()?;
-        self.session = Some(Session {
-            keys: unlocked.keys,
-            user: unlocked.user,
-            lease_expires_at: unlocked.lease_expires_at,
-        });
+        {
+            let mut state = self.write_state();
+            state.session = Some(Arc::new(Session {
+                keys: unlocked.keys,
+                user: unlocked.user,
+            }));
+            state.lease_expires_at = Some(unlocked.lease_expires_at);
+            state.recent.clear();
+            state.recent_order.clear();
+        }
         self.wake.notify_one();
-        Ok(self.status().await)
+        Ok(self.status())
     }
 
-    pub fn sign_out(&mut self) {
-        self.session = None;
-        self.recent.clear();
+    pub fn sign_out(&self) {
+        self.forget_session();
+        // The pull must not go on with the keys of someone who has signed out.
+        self.round_stop.stop();
     }
 
-    fn accessor(&self, enrolment: &Enrolment) -> Option<Accessor> {
-        self.session.as_ref().map(|s| Accessor {
-            user_id: s.user.id.clone(),
-            role: s.user.role.clone(),
-            activity: s.user.activity,
+    fn accessor(&self, enrolment: &Enrolment, session: &Session) -> Accessor {
+        Accessor {
+            user_id: session.user.id.clone(),
+            role: session.user.role.clone(),
+            activity: session.user.activity,
             org_ods: enrolment.org_ods.clone(),
             org_name: enrolment.org_name.clone(),
             setting: enrolment.setting,
-        })
-    }
-
-    /// Drops the session when its lease has run out: the cache must not open past the lease.
-    fn session_valid(&mut self, now: DateTime<Utc>) -> Result<(), String> {
-        match &self.session {
-            None => Err("Sign in to open this device's copy.".into()),
-            Some(s) if now > s.lease_expires_at => {
-                let expired = s.lease_expires_at;
-                self.session = None;
-                Err(format!(
-                    "This device has not been in contact with the central service since its access ran out on {}. Connect to the network and sign in again.",
-                    expired.format("%d %b %Y at %H:%M UTC")
-                ))
-            }
-            Some(_) => Ok(()),
         }
     }
 
+    /// The signed-in session, unless its lease has run out (then it is dropped: the cache must not
+    /// open past the lease).
+    fn session_valid(&self, now: DateTime<Utc>) -> Result<Arc<Session>, String> {
+        {
+            let state = self.read_state();
+            match (&state.session, state.lease_expires_at) {
+                (None, _) => return Err("Sign in to open this device's copy.".into()),
+                (Some(s), Some(until)) if now <= until => return Ok(s.clone()),
+                _ => {}
+            }
+        }
+        let expired = self.write_state().lease_expires_at;
+        self.forget_session();
+        Err(format!(
+            "This device has not been in contact with the central service since its access ran out{}. Connect to the network and sign in again.",
+            expired
+                .map(|e| format!(" on {}", e.format("%d %b %Y at %H:%M UTC")))
+                .unwrap_or_default()
+        ))
+    }
+
+    fn remember(&self, check_id: Uuid, check: RecentCheck) {
+        let mut state = self.write_state();
+        state.recent.insert(check_id, check);
+        state.recent_order.push_back(check_id);
+        while state.recent_order.len() > RECENT_CHECKS {
+            if let Some(old) = state.recent_order.pop_front() {
+                state.recent.remove(&old);
+            }
+        }
+    }
+
+    /// Hands an audit record to the audit writer: the answer does not wait for the write.
+    fn audit(&self, session: &Arc<Session>, entry: AuditEntry) {
+        let mut pending = lock(&self.audit.pending);
+        pending.records.push((session.clone(), entry));
+        pending.queued += 1;
+    }
+
     /// Checks an NHS number: the cache answers at once; when the central answers within the
-    /// deadline its answer is used instead. Never errors: every failure becomes an honest view.
-    pub async fn check(&mut self, nhs_input: &str, request: CheckRequest) -> CheckView {
+    /// deadline, one rule set (`check::decide`) settles what is shown. Never errors: every failure
+    /// becomes an honest view. Takes no lock held across a network wait.
+    pub async fn check(&self, nhs_input: &str, request: CheckRequest) -> CheckView {
         let check_id = Uuid::now_v7();
         let now = self.now();
         let nhs = match NhsNumber::parse(nhs_input) {
             Ok(n) => n,
             Err(e) => return check::invalid(check_id, e.to_string()),
         };
-        let last_sync = self.last_sync;
-        if let Err(reason) = self.session_valid(now) {
-            return check::locked(check_id, reason, last_sync, now);
-        }
-        let enrolment = match self.enrolment() {
-            Ok(e) => e,
-            Err(e) => return check::locked(check_id, e.to_string(), None, now),
+        let (enrolment, last_sync) = {
+            let state = self.read_state();
+            (state.enrolment.clone(), state.last_sync)
         };
-        let accessor = self.accessor(&enrolment).expect("signed in");
-        let notifies = accessor.notifies() && !request.scheduled;
+        let session = match self.session_valid(now) {
+            Ok(s) => s,
+            Err(reason) => return check::locked(check_id, reason, last_sync, now),
+        };
+        let Some(enrolment) = enrolment else {
+            return check::locked(check_id, DeviceError::NotEnrolled.to_string(), None, now);
+        };
+        // Whether opening would notify, without building the accessor the check does not need.
+        let notifies =
+            cpis_core::setting::opening_notifies(enrolment.setting, session.user.activity)
+                && !request.scheduled;
         let today = now.date_naive();
         let rules = self.config.visibility;
 
-        // The cache first: it always answers.
-        let session = self.session.as_ref().expect("signed in");
-        let cached = match self.store.lookup(&session.keys, &nhs) {
+        // The cache first: it always answers, on its own connection, whatever the sync is doing.
+        let cached = match lock(&self.reader).lookup_indexed(&session.keys, &nhs, &self.staged) {
             Ok(found) => found.filter(|(record, _)| !record.is_expired(today, &rules)),
             Err(e) => {
                 tracing::error!(error = %e, "cache lookup failed");
@@ -463,165 +687,171 @@ impl Device {
                 );
             }
         };
+        let held = cached.map(|(record, la)| Shown {
+            source: Source::Cache,
+            data_as_of: last_sync,
+            record,
+            la,
+            history: vec![],
+        });
 
         // Then the central, live, under a short deadline, unless it is known to be unreachable.
-        let req = LiveCheckRequest {
-            nhs_number: nhs,
-            user_id: accessor.user_id.clone(),
-            unscheduled: false,
-            access_event: None,
-        };
-        let live = match self.ask_central(&req).await {
-            Ok(live) => live,
-            Err(revoked) => return check::locked(check_id, revoked.to_string(), None, now),
-        };
-
-        let (source, as_of, record, la, history) = match live {
-            Some(answer) => {
-                let record = match answer.outcome {
-                    LiveOutcome::RecordFound => answer.record,
-                    LiveOutcome::NoRecord => None,
-                }
-                .filter(|r| !r.is_expired(today, &rules));
-                (
-                    Source::Central,
-                    Some(answer.as_of),
-                    record,
-                    answer.local_authority,
-                    answer.access_history,
-                )
-            }
-            None => {
-                let (record, la) = match cached {
-                    Some((r, la)) => (Some(r), la),
-                    None => (None, None),
-                };
-                (Source::Cache, last_sync, record, la, vec![])
+        let live = if request.cache_only {
+            None
+        } else {
+            let req = LiveCheckRequest {
+                nhs_number: nhs,
+                user_id: session.user.id.clone(),
+                unscheduled: false,
+                access_event: None,
+            };
+            match self.ask_central(&req).await {
+                Ok(live) => live,
+                Err(revoked) => return check::locked(check_id, revoked.to_string(), None, now),
             }
         };
+        let decision = check::decide(&nhs, held, last_sync, live, today, &rules);
+        if decision.live_refused {
+            tracing::warn!(
+                "the central's live answer was about another NHS number and was refused"
+            );
+        }
         let ctx = ResultContext {
             check_id,
             now,
-            source,
-            data_as_of: as_of,
+            source: decision.source,
+            data_as_of: decision.data_as_of,
             stale_after_secs: self.config.stale_after.as_secs() as i64,
             notifies,
         };
-        let outcome = if record.is_some() {
-            "record_found"
-        } else {
-            "no_record"
+        self.audit(
+            &session,
+            AuditEntry {
+                at: now,
+                user_id: session.user.id.clone(),
+                nhs_number: nhs,
+                outcome: if decision.record.is_some() {
+                    "record_found"
+                } else {
+                    "no_record"
+                }
+                .to_string(),
+                source: decision.audit_source().to_string(),
+            },
+        );
+        let mut view = match &decision.record {
+            None => ctx.miss(nhs.to_string()),
+            Some(shown) => ctx.found(
+                nhs.to_string(),
+                &shown.record,
+                shown.la.as_ref(),
+                vec![],
+                false,
+                &rules,
+            ),
         };
-        let audit = AuditEntry {
-            at: now,
-            user_id: accessor.user_id.clone(),
-            nhs_number: nhs,
-            outcome: outcome.to_string(),
-            source: match source {
-                Source::Cache => "cache",
-                Source::Central => "central",
-            }
-            .to_string(),
-        };
-        let session = self.session.as_ref().expect("signed in");
-        if let Err(e) = self.store.record_check(&session.keys, &audit) {
-            tracing::error!(error = %e, "could not write the local audit record");
+        view.caveats.extend(decision.caveats.iter().cloned());
+        if request.pregnant && decision.record.is_none() {
+            view.caveats.push(
+                "Unborn child protection plans are held on the pregnant woman's own NHS number: this was that check.".into(),
+            );
         }
-        self.recent.insert(
+        let found = decision.record.is_some();
+        self.remember(
             check_id,
             RecentCheck {
                 nhs,
-                found: record.is_some(),
+                shown: decision.record,
                 pregnant: request.pregnant,
                 case_reference: request.case_reference.clone(),
                 scheduled: request.scheduled,
             },
         );
-        let mut view = match &record {
-            None => ctx.miss(nhs.to_string()),
-            Some(r) => ctx.found(nhs.to_string(), r, la.as_ref(), history, false, &rules),
-        };
-        if request.pregnant && record.is_none() {
-            view.caveats.push(
-                "Unborn child protection plans are held on the pregnant woman's own NHS number: this was that check.".into(),
-            );
-        }
-        if record.is_some() && request.open {
+        if found && request.open {
             return self.open_alert(check_id).await.unwrap_or(view);
         }
         view
     }
 
-    /// The live check under the short deadline, unless the central is known to be unreachable. `None`
-    /// when it does not answer (the cache answers instead); an error only when the device was revoked,
-    /// and then it has already handed in its events and wiped itself.
+    /// The live check under one short deadline (authentication included), unless the central is
+    /// known to be unreachable. `None` when it does not answer in time (the device's copy answers
+    /// instead); an error only when the device was revoked, and then it has already handed in its
+    /// events and wiped itself.
     async fn ask_central(
-        &mut self,
+        &self,
         req: &LiveCheckRequest,
     ) -> Result<Option<LiveCheckResponse>, DeviceError> {
-        if self.online == Some(false) || !self.authenticated_quick().await {
+        let (online, client) = {
+            let state = self.read_state();
+            (state.online, state.client.clone())
+        };
+        let Some(client) = client else {
+            return Ok(None);
+        };
+        if online == Some(false) {
             return Ok(None);
         }
-        let client = self.client.as_ref().expect("enrolled");
-        match client
-            .live_check(req, self.config.live_check_deadline)
-            .await
-        {
-            Ok(answer) => {
-                self.online = Some(true);
+        let deadline = self.config.live_check_deadline;
+        let attempt = async {
+            if !client.is_authenticated() {
+                let device_id = self.enrolment().map_err(|_| None)?.device_id;
+                self.authenticate(&client, device_id).await.map_err(Some)?;
+            }
+            client.live_check(req, deadline).await.map_err(Some)
+        };
+        match tokio::time::timeout(deadline, attempt).await {
+            Ok(Ok(answer)) => {
+                self.set_online(true);
                 Ok(Some(answer))
             }
-            Err(ClientError::Revoked(reason)) => Err(self.revoked(reason).await),
-            Err(e) => {
-                self.online = Some(!e.is_transient());
+            Ok(Err(Some(ClientError::Revoked(reason)))) => Err(self.revoked(reason).await),
+            Ok(Err(Some(e))) => {
+                self.set_online(!e.is_transient());
+                if let ClientError::Refused { status: 401, .. } = e {
+                    client.forget_token();
+                }
                 tracing::info!("live check unavailable, the cache answers");
+                Ok(None)
+            }
+            Ok(Err(None)) => Ok(None),
+            Err(_elapsed) => {
+                // Too slow to wait for: the background probe says when the link is back.
+                self.set_online(false);
+                self.wake.notify_one();
+                tracing::info!("live check past its deadline, the cache answers");
                 Ok(None)
             }
         }
     }
 
-    /// Fast authentication for the check path: a fresh process authenticates once; failures mark offline.
-    async fn authenticated_quick(&mut self) -> bool {
-        match self.client.as_ref() {
-            None => false,
-            Some(c) if c.is_authenticated() => true,
-            Some(_) => {
-                let result =
-                    tokio::time::timeout(self.config.live_check_deadline, self.authenticated())
-                        .await;
-                match result {
-                    Ok(Ok(())) => true,
-                    _ => {
-                        self.online = Some(false);
-                        false
-                    }
-                }
-            }
-        }
-    }
-
-    /// Opens the alert of a record found by `check_id`: shows the details and, where the user and
-    /// setting notify, queues the access event durably before trying to deliver it at once.
-    pub async fn open_alert(&mut self, check_id: Uuid) -> Result<CheckView, DeviceError> {
+    /// Opens the alert of the record a check showed: shows its details and, where the user and
+    /// setting notify, queues the access event durably before trying to deliver it at once. Opens
+    /// the record the check showed even when the link has gone since.
+    pub async fn open_alert(&self, check_id: Uuid) -> Result<CheckView, DeviceError> {
         let now = self.now();
-        let recent = self.recent.get(&check_id).ok_or_else(|| {
-            DeviceError::InvalidInput("that check is no longer open: check the number again".into())
+        let (nhs, shown, pregnant, case_reference, scheduled) = {
+            let state = self.read_state();
+            let recent = state.recent.get(&check_id).ok_or_else(|| {
+                DeviceError::InvalidInput(
+                    "that check is no longer open: check the number again".into(),
+                )
+            })?;
+            (
+                recent.nhs,
+                recent.shown.clone(),
+                recent.pregnant,
+                recent.case_reference.clone(),
+                recent.scheduled,
+            )
+        };
+        let shown = shown.ok_or_else(|| {
+            DeviceError::InvalidInput("there is no record to open for that check".into())
         })?;
-        if !recent.found {
-            return Err(DeviceError::InvalidInput(
-                "there is no record to open for that check".into(),
-            ));
-        }
-        let (nhs, pregnant, case_reference, scheduled) = (
-            recent.nhs,
-            recent.pregnant,
-            recent.case_reference.clone(),
-            recent.scheduled,
-        );
-        self.session_valid(now)
+        let session = self
+            .session_valid(now)
             .map_err(|_| DeviceError::NotSignedIn)?;
         let enrolment = self.enrolment()?;
-        let accessor = self.accessor(&enrolment).ok_or(DeviceError::NotSignedIn)?;
+        let accessor = self.accessor(&enrolment, &session);
         let notifies = accessor.notifies() && !scheduled;
         let rules = self.config.visibility;
         let today = now.date_naive();
@@ -629,9 +859,12 @@ impl Device {
         // Record the access first, durably: a notification recorded offline is still a notification.
         // Kept as the sealed envelope the outbox holds: the live call sends that same envelope.
         let event = if notifies {
-            let (_, sealed) =
-                self.store
-                    .enqueue_access_sealed(nhs, accessor.clone(), case_reference, now)?;
+            let (_, sealed) = lock(&self.writer).enqueue_access_sealed(
+                nhs,
+                accessor.clone(),
+                case_reference,
+                now,
+            )?;
             Some(sealed)
         } else {
             None
@@ -648,49 +881,43 @@ impl Device {
         let live = self.ask_central(&req).await?;
         if let (Some(answer), Some(e)) = (&live, &event) {
             if answer.access_recorded {
-                self.store.mark_delivered(&[e.id], now)?;
+                lock(&self.writer).mark_delivered(&[e.id], now)?;
             }
         }
-        let session = self.session.as_ref().ok_or(DeviceError::NotSignedIn)?;
-        let (source, as_of, record, la, history) = match live {
-            Some(answer) if answer.outcome == LiveOutcome::RecordFound => (
-                Source::Central,
-                Some(answer.as_of),
-                answer.record,
-                answer.local_authority,
-                answer.access_history,
-            ),
-            _ => {
-                let (record, la) = match self.store.lookup(&session.keys, &nhs)? {
-                    Some((r, la)) => (Some(r), la),
-                    None => (None, None),
-                };
-                (Source::Cache, self.last_sync, record, la, vec![])
-            }
-        };
-        let record = record
-            .filter(|r| !r.is_expired(today, &rules))
-            .ok_or_else(|| DeviceError::InvalidInput("the record is no longer shown".into()))?;
-        let _ = self.store.record_check(
-            &session.keys,
-            &AuditEntry {
+        let shown_as_of = shown.data_as_of;
+        let decision = check::decide(&nhs, Some(shown), shown_as_of, live, today, &rules);
+        let shown = decision
+            .record
+            .as_ref()
+            .expect("a held record is always shown");
+        self.audit(
+            &session,
+            AuditEntry {
                 at: now,
                 user_id: accessor.user_id.clone(),
                 nhs_number: nhs,
                 outcome: "alert_opened".into(),
-                source: format!("{source:?}").to_lowercase(),
+                source: decision.audit_source().to_string(),
             },
         );
         let ctx = ResultContext {
             check_id,
             now,
-            source,
-            data_as_of: as_of,
+            source: decision.source,
+            data_as_of: decision.data_as_of,
             stale_after_secs: self.config.stale_after.as_secs() as i64,
             notifies,
         };
-        let mut view = ctx.found(nhs.to_string(), &record, la.as_ref(), history, true, &rules);
-        if source == Source::Cache {
+        let mut view = ctx.found(
+            nhs.to_string(),
+            &shown.record,
+            shown.la.as_ref(),
+            shown.history.clone(),
+            true,
+            &rules,
+        );
+        view.caveats.extend(decision.caveats.iter().cloned());
+        if decision.source == Source::Cache {
             view.caveats.push(
                 "Access history comes from the central service and is shown when this device is connected.".into(),
             );
@@ -704,7 +931,7 @@ impl Device {
         view.event_id = event.as_ref().map(|e| e.id);
         view.notification = Some(match &event {
             None => NotificationState::NotSent,
-            Some(e) => match self.store.event_state(e.id)?.as_deref() {
+            Some(e) => match lock(&self.reader).event_state(e.id)?.as_deref() {
                 Some("delivered") => NotificationState::Delivered,
                 _ => NotificationState::Queued,
             },
@@ -712,70 +939,96 @@ impl Device {
         Ok(view)
     }
 
-    /// Pull then push. Pulling needs the signed-in session's keys; pushing does not (events are
-    /// sealed to the central), so a locked device still delivers its outbox.
+    /// Pull then push, on the sync's own connection. Pulling needs the signed-in session's keys;
+    /// pushing does not (events are sealed to the central), so a locked device still delivers its
+    /// outbox. A round in progress makes this wait for it; checks never do.
     pub async fn sync(
-        &mut self,
+        &self,
         progress: &(dyn Fn(SyncProgress) + Send + Sync),
+    ) -> Result<SyncSummary, DeviceError> {
+        let mut store = self.syncer.lock().await;
+        let ticket = self.round_stop.ticket();
+        let result = self.sync_round(&mut store, progress, ticket).await;
+        // A pull applies pages even when a later one fails: what was applied counts.
+        if let Ok(at) = store.last_sync_at() {
+            self.write_state().last_sync = at;
+        }
+        match result {
+            Err(DeviceError::Revoked(reason)) => Err(self.revoked_with(&mut store, reason).await),
+            other => other,
+        }
+    }
+
+    async fn sync_round(
+        &self,
+        store: &mut DeviceStore,
+        progress: &(dyn Fn(SyncProgress) + Send + Sync),
+        ticket: sync::Ticket<'_>,
     ) -> Result<SyncSummary, DeviceError> {
         let enrolment = self.enrolment()?;
         let now = self.now();
-        if let Err(e) = self.authenticated().await {
-            if matches!(e, DeviceError::Offline(_)) {
-                self.online = Some(false);
+        let client = match ticket.run(self.authenticated_for_sync()).await? {
+            Ok(c) => c,
+            Err(e) => {
+                if matches!(e, DeviceError::Offline(_)) {
+                    self.set_online(false);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
-        self.online = Some(true);
+        };
+        self.set_online(true);
         let mut summary = SyncSummary {
             pages: 0,
             records: 0,
             bytes: 0,
-            cursor: self.store.cursor()?,
+            cursor: store.cursor()?,
             events_delivered: 0,
             events_dead: 0,
             events_queued: 0,
             pull_skipped: None,
         };
         // Any contact renews the lease.
-        let client = self.client.as_ref().expect("enrolled");
-        match client.renew_lease().await {
+        match ticket.run(client.renew_lease()).await? {
             Ok(renewal) => {
                 let mac = decode_key(&renewal.mac, "lease MAC")?;
-                self.store.renew_lease(renewal.expires_at, &mac)?;
-                if let Some(s) = self.session.as_mut() {
-                    s.lease_expires_at = renewal.expires_at;
+                store.renew_lease(renewal.expires_at, &mac)?;
+                let mut state = self.write_state();
+                if state.session.is_some() {
+                    state.lease_expires_at = Some(renewal.expires_at);
                 }
             }
-            Err(ClientError::Revoked(r)) => return Err(self.revoked(r).await),
+            Err(ClientError::Revoked(r)) => return Err(DeviceError::Revoked(r)),
             Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
         }
-        let pull_result = match self.session.as_ref() {
-            Some(session) => {
-                let client = self.client.as_ref().expect("enrolled");
-                Some(
-                    sync::pull(
-                        &mut self.store,
-                        client,
-                        &session.keys,
-                        &enrolment,
-                        now,
-                        self.config.page_limit,
-                        progress,
-                    )
-                    .await,
+        let session = self.read_state().session.clone();
+        let pull_result = match session {
+            Some(session) => Some(
+                sync::pull(
+                    store,
+                    &client,
+                    &session.keys,
+                    &enrolment,
+                    now,
+                    self.config.page_limit,
+                    progress,
+                    ticket,
+                    &self.staged,
                 )
-            }
+                .await,
+            ),
             None => {
                 summary.pull_skipped = Some("sign in to update this device's copy".into());
                 None
             }
         };
-        // A pull applies pages even when a later one fails: what was applied counts.
-        self.last_sync = self.store.last_sync_at()?;
+        if let Ok(at) = store.last_sync_at() {
+            self.write_state().last_sync = at;
+        }
         // Push even when the pull failed: notifications must not wait on the read path.
-        let client = self.client.as_ref().expect("enrolled");
-        let push_result = sync::push(&mut self.store, client, now, true).await;
+        let push_result = match pull_result {
+            Some(Err(SyncError::Interrupted)) => Err(SyncError::Interrupted),
+            _ => sync::push(store, &client, now, true, ticket).await,
+        };
         if let Some(result) = pull_result {
             match result {
                 Ok(t) => {
@@ -784,11 +1037,8 @@ impl Device {
                     summary.bytes = t.bytes;
                     summary.cursor = t.cursor;
                 }
-                Err(SyncError::Client(ClientError::Revoked(r))) => {
-                    return Err(self.revoked(r).await)
-                }
                 Err(e) => {
-                    self.note_client_failure(&e);
+                    self.note_client_failure(&client, &e);
                     return Err(e.into());
                 }
             }
@@ -798,13 +1048,12 @@ impl Device {
                 summary.events_delivered = t.delivered;
                 summary.events_dead = t.dead;
             }
-            Err(SyncError::Client(ClientError::Revoked(r))) => return Err(self.revoked(r).await),
             Err(e) => {
-                self.note_client_failure(&e);
+                self.note_client_failure(&client, &e);
                 return Err(e.into());
             }
         }
-        summary.events_queued = self.store.outbox_summary()?.queued;
+        summary.events_queued = store.outbox_summary()?.queued;
         progress(SyncProgress {
             phase: SyncPhase::Done,
             pages: summary.pages,
@@ -817,57 +1066,82 @@ impl Device {
         Ok(summary)
     }
 
-    fn note_client_failure(&mut self, e: &SyncError) {
+    /// Authentication for a sync round: a revocation is reported, not handled here, because the
+    /// round already holds the sync connection the hand-in needs.
+    async fn authenticated_for_sync(&self) -> Result<Arc<CentralClient>, DeviceError> {
+        let enrolment = self.enrolment()?;
+        let client = self.client()?;
+        if !client.is_authenticated() {
+            let result = self.authenticate(&client, enrolment.device_id).await;
+            self.set_online(!matches!(result, Err(ClientError::Transient(_))));
+            result?;
+        }
+        Ok(client)
+    }
+
+    fn note_client_failure(&self, client: &CentralClient, e: &SyncError) {
         if let SyncError::Client(c) = e {
             if c.is_transient() {
-                self.online = Some(false);
+                self.set_online(false);
             }
             if let ClientError::Refused { status: 401, .. } = c {
                 // The token expired: authenticate afresh next time.
-                if let Some(url) = self.client.as_ref().map(|c| c.base_url().to_string()) {
-                    self.client = Some(CentralClient::with_timeout(
-                        &url,
-                        self.config.request_timeout,
-                    ));
-                }
+                client.forget_token();
             }
         }
     }
 
-    /// One background round: deliver due events, and pull when signed in. Returns whether it reached the central.
-    pub async fn background_round(&mut self) -> bool {
-        if self.enrolment.is_none() {
+    /// Asks the central whether it answers and keeps the verdict for `status`.
+    pub async fn probe(&self) -> bool {
+        let Ok(client) = self.client() else {
             return false;
-        }
-        let reachable = match self.client.as_ref() {
-            Some(c) => c.probe().await,
-            None => false,
         };
-        self.online = Some(reachable);
-        if !reachable {
-            return false;
-        }
-        self.sync(&|_| {}).await.is_ok()
+        let reachable = client.probe().await;
+        self.set_online(reachable);
+        reachable
     }
 
-    /// Time until the next queued event is due, for the background timer.
+    /// One background round: probe, then deliver due events and pull when signed in. Returns
+    /// whether it reached the central.
+    pub async fn background_round(&self, progress: &(dyn Fn(SyncProgress) + Send + Sync)) -> bool {
+        if self.read_state().enrolment.is_none() {
+            return false;
+        }
+        if !self.probe().await {
+            return false;
+        }
+        match self.sync(progress).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::info!(error = %e, "background sync round did not finish");
+                false
+            }
+        }
+    }
+
     pub fn wake_handle(&self) -> Arc<Notify> {
         self.wake.clone()
     }
 
-    pub async fn status(&mut self) -> StatusView {
-        let enrolment = self.enrolment.clone();
-        let online = match (&enrolment, self.client.as_ref()) {
-            (Some(_), Some(c)) => c.probe().await,
-            _ => false,
-        };
-        self.online = Some(online);
+    /// What the status screen shows. Reads the last connectivity verdict (the background probe
+    /// keeps it current); never waits on the network or on a sync in progress.
+    pub fn status(&self) -> StatusView {
         let now = self.now();
-        let last_sync_at = self.store.last_sync_at().ok().flatten();
-        let age = check::data_age(now, last_sync_at);
-        let outbox = self.store.outbox_summary().ok();
         let locked = self.session_valid(now).is_err();
-        let user = self.session.as_ref().map(|s| UserView {
+        let (enrolment, online, last_sync_at, session, lease) = {
+            let state = self.read_state();
+            (
+                state.enrolment.clone(),
+                state.online.unwrap_or(false),
+                state.last_sync,
+                state.session.clone(),
+                state.lease_expires_at,
+            )
+        };
+        let age = check::data_age(now, last_sync_at);
+        let store = lock(&self.reader);
+        let outbox = store.outbox_summary().ok();
+        let user = session.as_ref().map(|s| UserView {
             id: s.user.id.clone(),
             name: s.user.name.clone(),
             role: s.user.role.clone(),
@@ -887,8 +1161,8 @@ impl Device {
             online,
             signed_in_user: user,
             locked,
-            cached_flags: self.store.flag_count().unwrap_or(0),
-            cursor: self.store.cursor().unwrap_or(0),
+            cached_flags: store.flag_count().unwrap_or(0),
+            cursor: store.cursor().unwrap_or(0),
             last_sync_at,
             data_age_seconds: age,
             stale: age
@@ -911,57 +1185,43 @@ impl Device {
                         .collect()
                 })
                 .unwrap_or_default(),
-            lease_expires_at: self
-                .session
-                .as_ref()
-                .map(|s| s.lease_expires_at)
-                .or_else(|| self.store.lease_expires_at().ok().flatten()),
-            wiped_reason: self.store.get_meta("wiped_reason").ok().flatten(),
+            lease_expires_at: lease.or_else(|| store.lease_expires_at().ok().flatten()),
+            wiped_reason: store.get_meta("wiped_reason").ok().flatten(),
         }
     }
 
     /// The region this device is enrolled in.
     pub fn region(&self) -> Option<Region> {
-        self.enrolment.as_ref().map(|e| e.region.clone())
+        self.read_state()
+            .enrolment
+            .as_ref()
+            .map(|e| e.region.clone())
     }
 
     /// SHA-256 of the cached region (flags and LAs), comparable with the central's region digest.
     pub fn cache_digest(&self) -> Result<String, DeviceError> {
-        let session = self.session.as_ref().ok_or(DeviceError::NotSignedIn)?;
-        Ok(self.store.cache_digest(&session.keys)?)
+        let session = self
+            .read_state()
+            .session
+            .clone()
+            .ok_or(DeviceError::NotSignedIn)?;
+        Ok(lock(&self.reader).cache_digest(&session.keys)?)
     }
 }
 
 /// Keeps the outbox draining and the cache fresh without waiting for a user action: at start, on a
 /// timer (30 s when healthy), with capped jittered backoff while the central is unreachable, and at
-/// once when a new event is queued or the central becomes reachable again.
+/// once when a new event is queued or the central becomes reachable again. The round runs beside
+/// the clinician's commands, never in front of them.
 pub fn spawn_background_sync(
-    device: Arc<tokio::sync::Mutex<Device>>,
+    device: Arc<Device>,
     on_progress: Arc<dyn Fn(SyncProgress) + Send + Sync>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let wake = device.lock().await.wake_handle();
+        let wake = device.wake_handle();
         let mut failures: u32 = 0;
         loop {
-            let ok = {
-                let mut d = device.lock().await;
-                let ok = d.background_round().await;
-                if ok {
-                    // From the store, not `status()`: the round just reached the central, so a
-                    // second probe would only repeat it.
-                    let cursor = d.store().cursor().unwrap_or(0);
-                    on_progress(SyncProgress {
-                        phase: SyncPhase::Done,
-                        pages: 0,
-                        records: d.store().flag_count().unwrap_or(0),
-                        bytes: 0,
-                        cursor,
-                        head: cursor,
-                        events_sent: 0,
-                    });
-                }
-                ok
-            };
+            let ok = device.background_round(&*on_progress).await;
             let wait = if ok {
                 failures = 0;
                 Duration::from_secs(30)

@@ -25,7 +25,6 @@ use cpis_core::plan::PlanKind;
 use cpis_core::wire::AccessHistoryEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::Mutex;
 
 use crate::views::{CheckOutcome, CheckView, NotificationState, Source};
 use crate::{CheckRequest, Device};
@@ -130,7 +129,7 @@ const RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 36
 
 #[derive(Clone)]
 struct DoorState {
-    device: Arc<Mutex<Device>>,
+    device: Arc<Device>,
     /// SHA-256 of the token: compared by hash so the comparison's timing says nothing of the token.
     token_hash: [u8; 32],
     /// Unscheduled reads already taken as accesses, by hash of TraceID and NHS number, with when:
@@ -143,20 +142,21 @@ fn access_key(trace_id: &str, nhs: &cpis_core::NhsNumber) -> [u8; 32] {
 }
 
 impl DoorState {
-    /// Whether this TraceID's read of this person was already taken as an access (within the
-    /// retry window).
-    fn already_accessed(&self, key: &[u8; 32]) -> bool {
+    /// Claims this TraceID's read of this person as the access: false when it was already taken
+    /// (within the retry window), or is being taken by a copy of the same request right now.
+    fn claim_access(&self, key: [u8; 32]) -> bool {
         let now = std::time::Instant::now();
-        let mut seen = self.accesses.lock().expect("not poisoned");
+        let mut seen = self.accesses.lock().unwrap_or_else(|p| p.into_inner());
         seen.retain(|_, at| now.duration_since(*at) < RETRY_WINDOW);
-        seen.contains_key(key)
+        seen.insert(key, now).is_none()
     }
 
-    /// Remembered only once an access was actually recorded, so a read that failed (a locked copy)
-    /// and is retried still records its access.
-    fn remember_access(&self, key: [u8; 32]) {
-        let mut seen = self.accesses.lock().expect("not poisoned");
-        seen.insert(key, std::time::Instant::now());
+    /// Gives a claim back when no access was recorded (a locked copy), so a retry still records it.
+    fn release_access(&self, key: &[u8; 32]) {
+        self.accesses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 }
 
@@ -181,11 +181,7 @@ impl RunningDoor {
 
 /// Serves the door on `127.0.0.1:port` (0 picks a free port) over a signed-in engine. Only the
 /// loopback address: the door is for software on this device, never the network.
-pub async fn serve(
-    device: Arc<Mutex<Device>>,
-    token: &str,
-    port: u16,
-) -> Result<RunningDoor, DoorError> {
+pub async fn serve(device: Arc<Device>, token: &str, port: u16) -> Result<RunningDoor, DoorError> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         .await
         .map_err(|e| DoorError::Listen {
@@ -344,24 +340,20 @@ async fn search(
         let q = fhir::parse_search(resource, &params)?;
         // Both searches open the record to read its details; only an unscheduled CareTeam read is
         // the access that notifies (the AuditEvent search reads the history, it is not a new look).
-        // Under the engine's lock, so two copies of one retried request cannot both be first.
+        // The access is claimed before the read, so two copies of one retried request cannot both
+        // be first, and no lock is held while the engine may wait on the central.
         let key = access_key(&checked.trace_id, &q.nhs);
-        let view = {
-            let mut device = s.device.lock().await;
-            let scheduled = resource == SearchResource::AuditEvent
-                || !checked.unscheduled
-                || s.already_accessed(&key);
-            let request = CheckRequest {
-                open: true,
-                scheduled,
-                ..Default::default()
-            };
-            let view = device.check(&q.nhs.as_digits(), request).await;
-            if view.event_id.is_some() {
-                s.remember_access(key);
-            }
-            view
+        let wants_access = resource == SearchResource::CareTeam && checked.unscheduled;
+        let claimed = wants_access && s.claim_access(key);
+        let request = CheckRequest {
+            open: true,
+            scheduled: !claimed,
+            ..Default::default()
         };
+        let view = s.device.check(&q.nhs.as_digits(), request).await;
+        if claimed && view.event_id.is_none() {
+            s.release_access(&key);
+        }
         let base = base_url(&headers);
         let mut frame = BundleFrame {
             self_url: format!(

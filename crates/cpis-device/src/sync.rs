@@ -1,12 +1,14 @@
 //! Sync: pull the region feed page by page (each page verified, then applied in one transaction with
 //! its cursor) and push the outbox in idempotent batches with capped, jittered exponential backoff.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use cpis_core::store::{CacheKeys, DeviceStore, Enrolment, StoreError};
+use cpis_core::store::{CacheKeys, DeviceStore, Enrolment, StagedIndex, StoreError};
 use cpis_core::wire::{EventBatch, EventResult, EventStatus, FeedPage, MAX_EVENT_BATCH};
 
 use crate::client::{CentralClient, ClientError};
@@ -22,6 +24,62 @@ pub enum SyncError {
     Rejected(String),
     #[error("the device store failed: {0}")]
     Store(#[from] StoreError),
+    #[error(
+        "the sync was stopped by a sign-in, sign-out or revocation; it starts again on its own"
+    )]
+    Interrupted,
+}
+
+/// Lets sign-in, sign-out and revocation stop a sync round at its next network wait, so none of
+/// them waits behind a download crawling over a weak link.
+#[derive(Default)]
+pub struct RoundStop {
+    epoch: AtomicU64,
+    notify: tokio::sync::Notify,
+}
+
+impl RoundStop {
+    /// Stops every round under way.
+    pub fn stop(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Taken at the start of a round: the round stops once `stop` is called after this.
+    pub fn ticket(&self) -> Ticket<'_> {
+        Ticket {
+            stop: self,
+            epoch: self.epoch.load(Ordering::SeqCst),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct Ticket<'a> {
+    stop: &'a RoundStop,
+    epoch: u64,
+}
+
+impl Ticket<'_> {
+    pub fn stopped(&self) -> bool {
+        self.stop.epoch.load(Ordering::SeqCst) != self.epoch
+    }
+
+    /// Awaits `work` unless the round is stopped first.
+    pub async fn run<T>(&self, work: impl Future<Output = T>) -> Result<T, SyncError> {
+        let notified = self.stop.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so a stop between the two is not missed.
+        notified.as_mut().enable();
+        if self.stopped() {
+            return Err(SyncError::Interrupted);
+        }
+        tokio::select! {
+            biased;
+            _ = &mut notified => Err(SyncError::Interrupted),
+            out = work => Ok(out),
+        }
+    }
 }
 
 /// Checks a verified page against what this device expects: its region, its cursor, ordered seqs.
@@ -72,20 +130,27 @@ pub async fn pull(
     now: DateTime<Utc>,
     page_limit: u32,
     progress: &(dyn Fn(SyncProgress) + Send + Sync),
+    ticket: Ticket<'_>,
+    staged: &StagedIndex,
 ) -> Result<PullTotals, SyncError> {
     let mut totals = PullTotals {
         cursor: store.cursor()?,
         ..Default::default()
     };
     loop {
-        let (signed, bytes) = client.feed_page(totals.cursor, page_limit).await?;
+        let (signed, bytes) = ticket
+            .run(client.feed_page(totals.cursor, page_limit))
+            .await??;
         let page = signed
             .verify(&enrolment.central_signing_key)
             .map_err(|e| SyncError::Rejected(e.to_string()))?;
         check_page(&page, enrolment, totals.cursor).map_err(SyncError::Rejected)?;
+        if ticket.stopped() {
+            return Err(SyncError::Interrupted);
+        }
         // The data is as fresh as the central's page, not as the moment it arrived: a replayed old page
         // (even an empty one at the current cursor) must not make stale data look fresh.
-        let applied = store.apply_page(keys, &page, page.generated_at.min(now))?;
+        let applied = store.apply_page_indexed(keys, &page, page.generated_at.min(now), staged)?;
         totals.pages += 1;
         totals.records += applied.ops as u64;
         totals.bytes += bytes;
@@ -153,6 +218,7 @@ pub async fn push(
     client: &CentralClient,
     now: DateTime<Utc>,
     all: bool,
+    ticket: Ticket<'_>,
 ) -> Result<PushTotals, SyncError> {
     let mut totals = PushTotals::default();
     loop {
@@ -165,11 +231,12 @@ pub async fn push(
             return Ok(totals);
         }
         let ids: Vec<_> = batch.iter().map(|e| e.id).collect();
-        match client
-            .push_events(&EventBatch {
+        // A stopped push leaves its events queued: the central takes a resent event as a duplicate.
+        match ticket
+            .run(client.push_events(&EventBatch {
                 events: batch.clone(),
-            })
-            .await
+            }))
+            .await?
         {
             Ok(result) => {
                 store.set_meta("push_failures", "0")?;
@@ -195,11 +262,11 @@ pub async fn push(
                 // The batch as a whole was refused: send each alone so one bad event cannot block the rest.
                 for event in batch {
                     let id = event.id;
-                    match client
-                        .push_events(&EventBatch {
+                    match ticket
+                        .run(client.push_events(&EventBatch {
                             events: vec![event],
-                        })
-                        .await
+                        }))
+                        .await?
                     {
                         Ok(r) => {
                             settle(store, r.results, now, &mut totals)?;

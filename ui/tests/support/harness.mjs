@@ -68,8 +68,8 @@ export function scenario(overrides = {}) {
  * Opens the app with a mock scenario. Every request outside the test server, every CSP violation
  * and every page error is recorded so a test can assert there were none.
  */
-export async function openApp(browser, base, scen) {
-  const context = await browser.newContext({ viewport: { width: 1024, height: 900 }, locale: 'en-GB', timezoneId: 'Europe/London' });
+export async function openApp(browser, base, scen, contextOptions = {}) {
+  const context = await browser.newContext({ viewport: { width: 1024, height: 900 }, locale: 'en-GB', timezoneId: 'Europe/London', ...contextOptions });
   const page = await context.newPage();
   const problems = [];
   await context.route('**/*', (route) => {
@@ -85,6 +85,16 @@ export async function openApp(browser, base, scen) {
       window.__cspViolations = window.__cspViolations || [];
       window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
     });
+  });
+  // Which kinds of event the app's own scripts listen for (not the driver's), so a test can show that
+  // nothing waits on hover or a double tap.
+  await page.addInitScript(() => {
+    const add = EventTarget.prototype.addEventListener;
+    window.__listenedFor = new Set();
+    EventTarget.prototype.addEventListener = function listen(type, ...rest) {
+      if (String(new Error().stack).includes(window.location.origin)) window.__listenedFor.add(type);
+      return add.call(this, type, ...rest);
+    };
   });
   await page.addInitScript(installMock, scen);
   await page.goto(base);

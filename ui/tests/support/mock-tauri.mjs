@@ -39,7 +39,7 @@ export function installMock(scenario) {
       return { ...scenario.checks['9990000026'], nhs_number: nhsNumber.replace(/^(\d{3})(\d{3})(\d{4})$/, '$1 $2 $3') };
     },
     open_alert: ({ checkId }) => scenario.opened[checkId] ?? fail('invalid_input', { message: 'unknown check' }),
-    sync_now: () => new Promise((resolve) => { pendingSync = resolve; }),
+    sync_now: () => new Promise((resolve, reject) => { pendingSync = { resolve, reject }; }),
     'plugin:event|listen': ({ event, handler }) => {
       const id = nextId++;
       listeners.push({ id, event, handler });
@@ -57,7 +57,11 @@ export function installMock(scenario) {
       for (const l of listeners.filter((x) => x.event === event)) callbacks.get(l.handler)?.({ event, id: l.id, payload });
     },
     finishSync(summary) {
-      if (pendingSync) pendingSync(summary);
+      if (pendingSync) pendingSync.resolve(summary);
+      pendingSync = null;
+    },
+    failSync(code, message = code) {
+      if (pendingSync) pendingSync.reject({ code, message, attempts_left: null, retry_after_secs: null });
       pendingSync = null;
     },
     setStatus(patch) { Object.assign(st, patch); },

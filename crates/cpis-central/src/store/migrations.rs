@@ -24,6 +24,10 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../../../../migrations/central/sqlite/0002_live_lookups.sql"),
     },
     Migration {
+        name: "0003_la_last_upload.sql",
+        sql: include_str!("../../../../migrations/central/sqlite/0003_la_last_upload.sql"),
+    },
+    Migration {
         name: "0004_fhir_clients.sql",
         sql: include_str!("../../../../migrations/central/sqlite/0004_fhir_clients.sql"),
     },
@@ -37,6 +41,10 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         name: "0002_live_lookups.sql",
         sql: include_str!("../../../../migrations/central/postgres/0002_live_lookups.sql"),
+    },
+    Migration {
+        name: "0003_la_last_upload.sql",
+        sql: include_str!("../../../../migrations/central/postgres/0003_la_last_upload.sql"),
     },
     Migration {
         name: "0004_fhir_clients.sql",
@@ -73,6 +81,15 @@ mod tests {
         ),
         (
             "sqlite",
+            "0003_la_last_upload.sql",
+            "403bd8fcd006012949984c5b0e1614d6669184eedf56023b3a7772b844a069da",
+        ),
+        (
+            "postgres",
+            "0003_la_last_upload.sql",
+            "aced1d82047b0b4230bfe9121d5c6ad39017bd9dd5bc5ea529d1a8c6b25b0aa6",
+        ),
+        (
             "0004_fhir_clients.sql",
             "5bb1c0058712a3f6cc55d0063379a9c24357c47d7cfa7359cc1e7cada49b5d1a",
         ),

@@ -333,6 +333,8 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
     async fn flag(&self, nhs: &NhsNumber) -> StoreResult<Option<FlagRecord>>;
+    /// When the LA's last upload was accepted (`import_people` and `bulk_load` keep it).
+    async fn la_last_upload(&self, ods: &OdsCode) -> StoreResult<Option<DateTime<Utc>>>;
     async fn flag_count(&self) -> StoreResult<u64>;
     /// Turns every record with nothing left to show into a removal. Returns how many.
     async fn expire_flags(

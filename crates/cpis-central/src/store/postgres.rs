@@ -599,6 +599,11 @@ impl Store for PostgresStore {
             )?;
         }
         feed.finish(&tx).await?;
+        tx.execute(
+            "UPDATE local_authorities SET last_upload_at = $2 WHERE ods = $1",
+            &[&la.as_str(), &now],
+        )
+        .await?;
         applied.people = tx
             .query_one(
                 "SELECT COUNT(*) FROM flags WHERE la_ods = $1",
@@ -634,10 +639,11 @@ impl Store for PostgresStore {
                 }
             }
             tx.execute(
-                "INSERT INTO local_authorities (ods, name, emergency_phone, office_phone, region, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                "INSERT INTO local_authorities (ods, name, emergency_phone, office_phone, region, updated_at, last_upload_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)
                  ON CONFLICT (ods) DO UPDATE SET name = EXCLUDED.name, emergency_phone = EXCLUDED.emergency_phone,
-                   office_phone = EXCLUDED.office_phone, region = EXCLUDED.region, updated_at = EXCLUDED.updated_at",
+                   office_phone = EXCLUDED.office_phone, region = EXCLUDED.region, updated_at = EXCLUDED.updated_at,
+                   last_upload_at = EXCLUDED.last_upload_at",
                 &[&la.ods.as_str(), &la.name, &la.emergency_phone, &la.office_phone, &la.region.as_str(), &now],
             )
             .await?;
@@ -680,6 +686,17 @@ impl Store for PostgresStore {
             .await?;
         row.map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(StoreError::from))
             .transpose()
+    }
+
+    async fn la_last_upload(&self, ods: &OdsCode) -> StoreResult<Option<DateTime<Utc>>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT last_upload_at FROM local_authorities WHERE ods = $1",
+                &[&ods.as_str()],
+            )
+            .await?;
+        Ok(row.and_then(|r| r.get::<_, Option<DateTime<Utc>>>(0)))
     }
 
     async fn flag_count(&self) -> StoreResult<u64> {

@@ -623,6 +623,10 @@ impl Store for SqliteStore {
                 feed.write(tx, &region, &flag_key(&nhs), &FeedChange::PutFlag { record: person })?;
             }
             feed.finish(tx)?;
+            tx.execute(
+                "UPDATE local_authorities SET last_upload_at = ?2 WHERE ods = ?1",
+                params![la.as_str(), ts(now)],
+            )?;
             applied.people = tx.query_row("SELECT COUNT(*) FROM flags WHERE la_ods = ?1", [la.as_str()], |r| {
                 r.get::<_, i64>(0)
             })? as usize;
@@ -649,10 +653,11 @@ impl Store for SqliteStore {
                     }
                 }
                 tx.execute(
-                    "INSERT INTO local_authorities (ods, name, emergency_phone, office_phone, region, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO local_authorities (ods, name, emergency_phone, office_phone, region, updated_at, last_upload_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
                      ON CONFLICT (ods) DO UPDATE SET name = excluded.name, emergency_phone = excluded.emergency_phone,
-                       office_phone = excluded.office_phone, region = excluded.region, updated_at = excluded.updated_at",
+                       office_phone = excluded.office_phone, region = excluded.region, updated_at = excluded.updated_at,
+                       last_upload_at = excluded.last_upload_at",
                     params![la.ods.as_str(), la.name, la.emergency_phone, la.office_phone, la.region.as_str(), now_text],
                 )?;
                 feed.write(tx, &la.region, &la_key(&la.ods), &FeedChange::PutLa { la: la.clone() })?;
@@ -696,6 +701,21 @@ impl Store for SqliteStore {
                 .optional()?;
             json.map(|j| serde_json::from_str(&j).map_err(StoreError::from))
                 .transpose()
+        })
+        .await
+    }
+
+    async fn la_last_upload(&self, ods: &OdsCode) -> StoreResult<Option<DateTime<Utc>>> {
+        let ods = ods.clone();
+        self.read(move |tx| {
+            let at: Option<Option<String>> = tx
+                .query_row(
+                    "SELECT last_upload_at FROM local_authorities WHERE ods = ?1",
+                    [ods.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            at.flatten().map(|t| parse_ts(&t)).transpose()
         })
         .await
     }

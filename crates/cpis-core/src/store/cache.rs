@@ -1,6 +1,9 @@
 //! The cached region: feed pages applied with their cursor in one transaction, lookups by blind
 //! index, the cache digest compared with the central's, and the sealed local audit log.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
@@ -21,6 +24,35 @@ pub struct PageApplied {
     pub removes: usize,
     /// Sealed bytes written.
     pub bytes: usize,
+}
+
+/// Where each person staged by an unfinished first download sits (their newest staged row), shared
+/// by the connection that applies pages and the ones that answer checks: a check seeks its person's
+/// row instead of scanning everything staged so far, and once no download is staged it skips the
+/// staged table altogether. Kept in memory, rebuilt from the store at start and after the cache is
+/// cleared; while a staging page is being applied, or when anything is uncertain, checks fall back
+/// to the scan, which is always right.
+#[derive(Debug, Default)]
+pub struct StagedIndex {
+    state: RwLock<StagedState>,
+}
+
+#[derive(Debug, Default)]
+enum StagedState {
+    /// Not known: checks scan the staged table.
+    #[default]
+    Unknown,
+    /// Nothing is staged: checks read `flags` alone.
+    Idle,
+    /// A first download is staged: blind index to the rowid of the person's newest staged row.
+    Staging(HashMap<[u8; 32], i64>),
+}
+
+/// How a lookup treats the staged table.
+enum StagedProbe {
+    Scan,
+    Skip,
+    Row(i64),
 }
 
 /// One check made on this device, hit or miss. Sealed at rest: it holds the NHS number.
@@ -105,6 +137,17 @@ pub(super) fn apply_page_in(
     page: &FeedPage,
     now: DateTime<Utc>,
 ) -> Result<PageApplied, StoreError> {
+    apply_page_collecting(tx, keys, page, now, None)
+}
+
+/// `apply_page_in`, also noting (blind index, rowid) of every row it stages.
+fn apply_page_collecting(
+    tx: &Transaction<'_>,
+    keys: &CacheKeys,
+    page: &FeedPage,
+    now: DateTime<Utc>,
+    mut staged_rows: Option<&mut Vec<([u8; 32], i64)>>,
+) -> Result<PageApplied, StoreError> {
     let cursor = super::get_meta_u64(tx, meta_keys::CURSOR)?.unwrap_or(0);
     if page.after != cursor {
         return Err(StoreError::CursorMismatch {
@@ -183,6 +226,9 @@ pub(super) fn apply_page_in(
                 put_flag
                     .execute(params![&blind[..], sealed, op.seq as i64])
                     .ctx("writing a flag")?;
+                if let (true, Some(rows)) = (staging, staged_rows.as_deref_mut()) {
+                    rows.push((blind, tx.last_insert_rowid()));
+                }
                 applied.puts += 1;
             }
             FeedChange::RemoveFlag { nhs_number } => {
@@ -193,6 +239,9 @@ pub(super) fn apply_page_in(
                     remove_flag.execute(params![&blind[..]])
                 }
                 .ctx("removing a flag")?;
+                if let (true, Some(rows)) = (staging, staged_rows.as_deref_mut()) {
+                    rows.push((blind, tx.last_insert_rowid()));
+                }
                 applied.removes += 1;
             }
             FeedChange::PutLa { la } => {
@@ -261,6 +310,10 @@ pub fn region_digest<'a>(
     hex::encode(hazmat::sha256(&text))
 }
 
+/// A person's newest staged row during a first download, by scanning what is staged.
+const STAGED_LOOKUP: &str =
+    "SELECT sealed FROM flags_staged WHERE blind_index = ?1 ORDER BY seq DESC LIMIT 1";
+
 impl DeviceStore {
     /// Applies a verified page in ONE transaction with its cursor: fails with
     /// `CursorMismatch { expected, got }` (nothing written) unless `page.after` equals the cursor;
@@ -282,12 +335,117 @@ impl DeviceStore {
         Ok(applied)
     }
 
-    /// The cached record for `nhs` and its LA, if any. The hot path of a check: cached statements,
-    /// one indexed read per table.
+    /// `apply_page`, keeping `index` in step with what is staged: while a page that may stage is
+    /// applied, checks scan; afterwards they seek again (or skip the staged table once the download
+    /// has moved into place).
+    pub fn apply_page_indexed(
+        &mut self,
+        keys: &CacheKeys,
+        page: &FeedPage,
+        now: DateTime<Utc>,
+        index: &StagedIndex,
+    ) -> Result<PageApplied, StoreError> {
+        let may_stage = page.after == 0
+            || matches!(
+                *index.state.read().unwrap_or_else(|p| p.into_inner()),
+                StagedState::Staging(_) | StagedState::Unknown
+            );
+        if !may_stage {
+            return self.apply_page(keys, page, now);
+        }
+        // Checks holding the read lock finish first; from here until the new state is set they scan.
+        let mut map =
+            match std::mem::take(&mut *index.state.write().unwrap_or_else(|p| p.into_inner())) {
+                StagedState::Staging(map) => Some(map),
+                StagedState::Idle => Some(HashMap::new()),
+                StagedState::Unknown => None,
+            };
+        let mut rows = Vec::new();
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .ctx("starting a page")?;
+            let applied = apply_page_collecting(&tx, keys, page, now, Some(&mut rows))?;
+            tx.commit().ctx("committing a page")?;
+            Ok(applied)
+        })();
+        match (&result, map.as_mut()) {
+            (Ok(_), Some(map)) => {
+                let state = if get_meta(&self.conn, meta_keys::STAGING)?.is_some() {
+                    map.extend(rows);
+                    StagedState::Staging(std::mem::take(map))
+                } else {
+                    StagedState::Idle
+                };
+                *index.state.write().unwrap_or_else(|p| p.into_inner()) = state;
+            }
+            // Not known what is staged: read it back from the store.
+            _ => self.load_staged_index(index)?,
+        }
+        result
+    }
+
+    /// Rebuilds `index` from what the store has staged (at start, and after the cache is cleared).
+    pub fn load_staged_index(&self, index: &StagedIndex) -> Result<(), StoreError> {
+        let mut state = index.state.write().unwrap_or_else(|p| p.into_inner());
+        *state = if get_meta(&self.conn, meta_keys::STAGING)?.is_some() {
+            let mut map = HashMap::new();
+            let mut stmt = self
+                .conn
+                .prepare("SELECT blind_index, rowid FROM flags_staged ORDER BY seq")
+                .ctx("reading the staged download")?;
+            let mut rows = stmt.query([]).ctx("reading the staged download")?;
+            while let Some(row) = rows.next().ctx("reading the staged download")? {
+                let blind: Vec<u8> = row.get(0).ctx("reading the staged download")?;
+                let blind: [u8; 32] = blind
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("a blind index is not 32 bytes".into()))?;
+                map.insert(blind, row.get(1).ctx("reading the staged download")?);
+            }
+            StagedState::Staging(map)
+        } else {
+            StagedState::Idle
+        };
+        Ok(())
+    }
+
+    /// The cached record for `nhs` and its LA, if any, scanning any staged download. Checks use
+    /// `lookup_indexed`.
     pub fn lookup(
         &self,
         keys: &CacheKeys,
         nhs: &NhsNumber,
+    ) -> Result<Option<(FlagRecord, Option<LocalAuthority>)>, StoreError> {
+        self.lookup_with(keys, nhs, |_| StagedProbe::Scan)
+    }
+
+    /// The hot path of a check: one indexed read of `flags`, then, only while a first download is
+    /// staged, one seek of the person's staged row.
+    pub fn lookup_indexed(
+        &self,
+        keys: &CacheKeys,
+        nhs: &NhsNumber,
+        index: &StagedIndex,
+    ) -> Result<Option<(FlagRecord, Option<LocalAuthority>)>, StoreError> {
+        // Held for the lookup, so a page that may stage cannot commit between reading the state and
+        // reading the rows.
+        let state = index.state.read().unwrap_or_else(|p| p.into_inner());
+        self.lookup_with(keys, nhs, |blind| match &*state {
+            StagedState::Unknown => StagedProbe::Scan,
+            StagedState::Idle => StagedProbe::Skip,
+            StagedState::Staging(map) => match map.get(blind) {
+                Some(rowid) => StagedProbe::Row(*rowid),
+                None => StagedProbe::Skip,
+            },
+        })
+    }
+
+    fn lookup_with(
+        &self,
+        keys: &CacheKeys,
+        nhs: &NhsNumber,
+        staged: impl FnOnce(&[u8; 32]) -> StagedProbe,
     ) -> Result<Option<(FlagRecord, Option<LocalAuthority>)>, StoreError> {
         let blind = keys.index.blind_index(nhs);
         let sealed: Option<Vec<u8>> = self
@@ -297,15 +455,26 @@ impl DeviceStore {
             .query_row([&blind[..]], |r| r.get(0))
             .optional()
             .ctx("looking up a flag")?;
-        let sealed = match sealed {
-            Some(s) => Some(s),
+        let sealed = match (sealed, staged(&blind)) {
+            (Some(s), _) => Some(s),
+            (None, StagedProbe::Skip) => None,
             // Halfway through a staged first download the person may be waiting to move into
-            // place: a slow scan, but only then (the table is empty otherwise).
-            None => self
+            // place. A NULL sealed row is a staged removal.
+            (None, StagedProbe::Row(rowid)) => self
                 .conn
                 .prepare_cached(
-                    "SELECT sealed FROM flags_staged WHERE blind_index = ?1 ORDER BY seq DESC LIMIT 1",
+                    "SELECT sealed FROM flags_staged WHERE rowid = ?1 AND blind_index = ?2",
                 )
+                .ctx("preparing a staged lookup")?
+                .query_row(params![rowid, &blind[..]], |r| {
+                    r.get::<_, Option<Vec<u8>>>(0)
+                })
+                .optional()
+                .ctx("looking up a staged flag")?
+                .flatten(),
+            (None, StagedProbe::Scan) => self
+                .conn
+                .prepare_cached(STAGED_LOOKUP)
                 .ctx("preparing a staged lookup")?
                 .query_row([&blind[..]], |r| r.get::<_, Option<Vec<u8>>>(0))
                 .optional()

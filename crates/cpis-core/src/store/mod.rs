@@ -31,7 +31,7 @@ use crate::vault::{self, DeviceSecret};
 use crate::wire::UserProfile;
 
 pub use crate::vault::{CacheKeys, DataKey, IndexKey, VaultError};
-pub use cache::{region_digest, AuditEntry, PageApplied};
+pub use cache::{region_digest, AuditEntry, PageApplied, StagedIndex};
 pub use migrations::{migration_sha256, MIGRATIONS};
 pub use outbox::{DeadLetter, OutboxSummary};
 

@@ -809,6 +809,68 @@ fn the_cache_digest_matches_the_region_digest_of_the_same_records() {
     assert_eq!(store.cache_digest(keys).unwrap().len(), 64);
 }
 
+/// A check on its own connection, during a first download applied on another, gives the same answers
+/// as scanning the staged rows (renames and removals included) by seeking only the rows the download
+/// staged; once the download has moved into place it does not read the staged table at all.
+#[test]
+fn a_check_during_a_first_download_seeks_its_person_instead_of_scanning_the_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut syncer, _c, unlocked) = ready(dir.path());
+    let keys = &unlocked.keys;
+    let reader = open_store(dir.path());
+    let index = StagedIndex::default();
+    reader.load_staged_index(&index).unwrap();
+    let remove = |i: u32| FeedChange::RemoveFlag {
+        nhs_number: NhsNumber::test_range(i),
+    };
+    let mut renamed = flag(1);
+    renamed.given_names = "Renamed".into();
+    let pages = [
+        vec![FeedChange::PutLa { la: la(1) }, put(1), put(2), put(3)],
+        vec![remove(2), FeedChange::PutFlag { record: renamed }, put(4)],
+        vec![put(5), remove(4), put(4)],
+    ];
+    let head = pages.iter().map(|p| p.len() as u64).sum::<u64>();
+    // A row that no page staged: only a scan could find it.
+    let stray = |store: &DeviceStore, i: u32| {
+        let blind = keys.index.blind_index(&NhsNumber::test_range(i));
+        store
+            .conn()
+            .execute(
+                "INSERT INTO flags_staged (blind_index, sealed, seq) VALUES (?1, X'00', 0)",
+                [&blind[..]],
+            )
+            .unwrap();
+    };
+    let mut cursor = 0;
+    for (k, changes) in pages.iter().enumerate() {
+        let p = page_towards(cursor, changes.clone(), head);
+        syncer.apply_page_indexed(keys, &p, t0(), &index).unwrap();
+        cursor = p.last;
+        if k < pages.len() - 1 {
+            for i in 1..=5 {
+                let seek = reader
+                    .lookup_indexed(keys, &NhsNumber::test_range(i), &index)
+                    .unwrap();
+                let scan = reader.lookup(keys, &NhsNumber::test_range(i)).unwrap();
+                assert_eq!(seek, scan, "page {k}, person {i}");
+            }
+        }
+    }
+    let (found, _) = reader
+        .lookup_indexed(keys, &NhsNumber::test_range(1), &index)
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.given_names, "Renamed");
+    // Moved into place: a stray staged row is not read by a check (the scan would trip on it).
+    stray(&syncer, 9);
+    assert!(reader
+        .lookup_indexed(keys, &NhsNumber::test_range(9), &index)
+        .unwrap()
+        .is_none());
+    assert!(reader.lookup(keys, &NhsNumber::test_range(9)).is_err());
+}
+
 /// A first download of many pages is staged in feed order and moved into place when it reaches
 /// the head; halfway, the staged records already answer, removals included, and the result is the
 /// same copy as applying every page directly.
