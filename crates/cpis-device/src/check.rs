@@ -394,18 +394,20 @@ mod tests {
         }
 
         /// (case, held, live) -> (source, shown person, caveat, audit source)
+        type Case = (
+            &'static str,
+            Option<Shown>,
+            Option<LiveCheckResponse>,
+            Source,
+            Option<u32>,
+            Option<&'static str>,
+            &'static str,
+        );
+
         #[test]
         fn one_rule_set_for_live_and_held_answers() {
             use LiveOutcome::*;
-            let cases: Vec<(
-                &str,
-                Option<Shown>,
-                Option<LiveCheckResponse>,
-                Source,
-                Option<u32>,
-                Option<&str>,
-                &str,
-            )> = vec![
+            let cases: Vec<Case> = vec![
                 (
                     "no live answer: the copy",
                     Some(held(1, Source::Cache)),

@@ -224,7 +224,7 @@ struct AuditQueue {
 /// whole round, network waits included, and by nothing a check needs).
 pub struct Device {
     config: DeviceConfig,
-    reader: StdMutex<DeviceStore>,
+    reader: Arc<StdMutex<DeviceStore>>,
     writer: Arc<StdMutex<DeviceStore>>,
     syncer: tokio::sync::Mutex<DeviceStore>,
     state: RwLock<State>,
@@ -251,9 +251,12 @@ fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Writes the sealed audit records of checks off the answer's path, in order, on its own thread.
+/// Writes the sealed audit records of checks off the answer's path, in order, on its own thread,
+/// through the checks' own connection: another connection's commit would make SQLite drop that
+/// connection's page cache, and the next check would pay to reload it. The write never waits for
+/// the sync's transaction: when the database is busy the batch waits for the next round.
 fn spawn_audit_writer(
-    writer: Arc<StdMutex<DeviceStore>>,
+    reader: Arc<StdMutex<DeviceStore>>,
     queue: Arc<AuditQueue>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
@@ -272,17 +275,29 @@ fn spawn_audit_writer(
                         .0;
                     continue;
                 }
-                let batch = std::mem::take(&mut pending.records);
+                let mut batch = std::mem::take(&mut pending.records);
                 drop(pending);
-                {
-                    let mut store = lock(&writer);
-                    for (session, entry) in &batch {
-                        if let Err(e) = store.record_check(&session.keys, entry) {
-                            tracing::error!(error = %e, "could not write the local audit record");
-                        }
+                let entries: Vec<_> = batch.iter().map(|(s, e)| (&s.keys, e)).collect();
+                let written = lock(&reader).try_record_checks(&entries);
+                drop(entries);
+                pending = lock(&queue.pending);
+                match written {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // The sync is writing: keep the batch, in order, for the next round.
+                        batch.append(&mut pending.records);
+                        pending.records = batch;
+                        pending = queue
+                            .changed
+                            .wait_timeout(pending, AUDIT_GATHER)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not write the local audit records")
                     }
                 }
-                pending = lock(&queue.pending);
                 pending.written += batch.len() as u64;
                 queue.changed.notify_all();
             }
@@ -339,10 +354,11 @@ impl Device {
             ..State::default()
         };
         let audit = Arc::new(AuditQueue::default());
-        let audit_thread = spawn_audit_writer(writer.clone(), audit.clone());
+        let reader = Arc::new(StdMutex::new(reader));
+        let audit_thread = spawn_audit_writer(reader.clone(), audit.clone());
         Ok(Self {
             config,
-            reader: StdMutex::new(reader),
+            reader,
             writer,
             syncer: tokio::sync::Mutex::new(syncer),
             state: RwLock::new(state),
@@ -1005,14 +1021,16 @@ impl Device {
             Some(session) => Some(
                 sync::pull(
                     store,
-                    &client,
-                    &session.keys,
-                    &enrolment,
-                    now,
-                    self.config.page_limit,
-                    progress,
-                    ticket,
-                    &self.staged,
+                    sync::Pull {
+                        client: &client,
+                        keys: &session.keys,
+                        enrolment: &enrolment,
+                        now,
+                        page_limit: self.config.page_limit,
+                        progress,
+                        ticket,
+                        staged: &self.staged,
+                    },
                 )
                 .await,
             ),

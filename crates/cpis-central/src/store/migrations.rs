@@ -90,6 +90,7 @@ mod tests {
             "aced1d82047b0b4230bfe9121d5c6ad39017bd9dd5bc5ea529d1a8c6b25b0aa6",
         ),
         (
+            "sqlite",
             "0004_fhir_clients.sql",
             "5bb1c0058712a3f6cc55d0063379a9c24357c47d7cfa7359cc1e7cada49b5d1a",
         ),
