@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and runs every test of CP-IS Field: formatting and lints, the Rust suites (domain core,
-# device store, central on SQLite and PostgreSQL, sync faults, kill tests, end to end), the UI in
-# headless Chromium, and the real app window under Xvfb.
+# device store, central on SQLite and PostgreSQL, sync faults, kill tests, end to end), the FHIR
+# facade against independent FHIR software, the UI in headless Chromium, and the real app window
+# under Xvfb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -27,6 +28,9 @@ if grep -qE '^test result: FAILED|error: test failed|error\[|could not compile' 
   echo "Rust tests FAILED: see target/rust-tests.log"; grep -E 'FAILED|panicked|error' target/rust-tests.log | head -50; exit 1
 fi
 grep -q '^test result: ok' target/rust-tests.log || { echo "Rust tests did not run"; tail -50 target/rust-tests.log; exit 1; }
+
+step "FHIR facade against independent FHIR software (fhir.resources models, fhirpy client)"
+bash scripts/fhir-test.sh
 
 step "UI in headless Chromium (mocked commands)"
 bash scripts/ui-test.sh

@@ -73,7 +73,7 @@ pub async fn check_patient(
         open: false,
         pregnant,
         case_reference: case_reference.filter(|r| !r.trim().is_empty()),
-        cache_only: false,
+        ..Default::default()
     };
     Ok(state.device.check(&nhs_number, request).await)
 }

@@ -1,7 +1,7 @@
 //! CP-IS Field central service: the national register that local authorities upload, region feeds
 //! published to enrolled devices (signed pages), device enrolment and authentication, user sign-in
 //! and leases, access-event intake (exactly once), LA notifications (feed, webhook, inbox page) and
-//! the live online check. One `Store` trait with SQLite and PostgreSQL implementations.
+//! the live online check, and a FHIR R4 facade in the national CP-IS API's shape. One `Store` trait with SQLite and PostgreSQL implementations.
 //!
 //! To run a central inside a test:
 //! ```no_run
@@ -16,6 +16,7 @@ pub mod auth;
 pub mod demo;
 pub mod digest;
 pub mod error;
+pub mod fhir;
 pub mod http;
 pub mod server;
 pub mod service;

@@ -142,7 +142,7 @@ pub async fn spawn_with_store(
         .with_context(|| format!("could not listen on {}", config.listen))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let app = crate::http::router(central.clone()).into_make_service();
+    let app = crate::http::router(central.clone(), config.tls.is_some()).into_make_service();
     let handle = axum_server::Handle::new();
     let server = match &config.tls {
         None => {

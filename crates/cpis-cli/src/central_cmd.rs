@@ -127,8 +127,8 @@ enum CentralCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Who asked the central about this person in a live check (device, user, when, found or not),
-    /// newest first: the information-governance officer's view. The NHS number is read from the
+    /// Who asked the central about this person in a live check or a FHIR search (device or FHIR
+    /// client, user, when, found or not), newest first: the information-governance officer's view. The NHS number is read from the
     /// argument and never printed.
     Lookups {
         #[arg(long)]
@@ -156,6 +156,12 @@ enum CentralCommand {
         #[arg(long)]
         device: Uuid,
     },
+    /// Client systems that may use the FHIR R4 facade (`/fhir/R4`): add (prints the token once),
+    /// list, revoke.
+    FhirClient {
+        #[command(subcommand)]
+        command: FhirClientCommand,
+    },
     /// The SHA-256 digest of a region's live content (printed on the last line).
     RegionDigest {
         #[arg(long)]
@@ -173,6 +179,37 @@ enum CentralCommand {
     Expire {
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FhirClientCommand {
+    /// Register a client system (e.g. a trust's electronic patient record). Its accesses are
+    /// recorded under this organisation and care setting; the token is printed alone on the last
+    /// line, once.
+    Add {
+        /// The ODS code of the organisation running the system.
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        org_name: String,
+        /// Care setting: ambulance, ooh-gp, emergency-department, walk-in, minor-injuries,
+        /// paediatric-ward, maternity, nhs-111 (unscheduled: accesses notify), or gp,
+        /// school-nursing, health-visiting (scheduled: reads are silent).
+        #[arg(long)]
+        setting: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List registered client systems (never their tokens).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a client system: its token is refused from the next request on.
+    Revoke {
+        #[arg(long)]
+        client: Uuid,
     },
 }
 
@@ -408,11 +445,23 @@ async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
             } else if lookups.is_empty() {
                 println!("no live checks of this person at the central");
             } else {
+                // FHIR searches are kept under the client system's id where a device's would be.
+                let clients: std::collections::HashSet<Uuid> = central
+                    .fhir_clients()
+                    .await?
+                    .iter()
+                    .map(|c| c.client_id)
+                    .collect();
                 for l in &lookups {
                     println!(
-                        "{} user {} on device {}: {}",
+                        "{} user {} on {} {}: {}",
                         l.at.format("%Y-%m-%d %H:%M:%S UTC"),
                         l.user_id,
+                        if clients.contains(&l.device_id) {
+                            "FHIR client"
+                        } else {
+                            "device"
+                        },
                         l.device_id,
                         match (l.found, l.search_id) {
                             (_, Some(id)) => format!("returned by name search {id}"),
@@ -481,6 +530,64 @@ async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
             }
             println!("device {device} revoked: it is refused from its next contact");
         }
+        CentralCommand::FhirClient { command } => match command {
+            FhirClientCommand::Add {
+                org,
+                org_name,
+                setting,
+                json,
+            } => {
+                let org = OdsCode::parse(&org)?;
+                let setting: CareSetting = setting.parse()?;
+                let issued = central.add_fhir_client(&org, &org_name, setting).await?;
+                let c = &issued.client;
+                if json {
+                    print_json(&serde_json::json!({
+                        "client_id": c.client_id, "org_ods": c.org_ods, "org_name": c.org_name,
+                        "setting": c.setting, "token": issued.token,
+                    }))?;
+                } else {
+                    println!(
+                        "FHIR client {} for {} ({}), setting: {}; its token (shown once; keep it secret):",
+                        c.client_id,
+                        c.org_name,
+                        c.org_ods,
+                        c.setting.in_words()
+                    );
+                    println!("{}", issued.token);
+                }
+            }
+            FhirClientCommand::List { json } => {
+                let clients = central.fhir_clients().await?;
+                if json {
+                    print_json(&clients)?;
+                } else if clients.is_empty() {
+                    println!("no FHIR client systems registered");
+                } else {
+                    for c in &clients {
+                        println!(
+                            "{}  {} ({})  {}  registered {}{}",
+                            c.client_id,
+                            c.org_name,
+                            c.org_ods,
+                            c.setting,
+                            c.created_at.format("%Y-%m-%d %H:%M"),
+                            if c.revoked_at.is_some() {
+                                "  REVOKED"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                }
+            }
+            FhirClientCommand::Revoke { client } => {
+                if !central.revoke_fhir_client(client).await? {
+                    bail!("no FHIR client {client}");
+                }
+                println!("FHIR client {client} revoked: its token is refused from now on");
+            }
+        },
         CentralCommand::RegionDigest { region, json } => {
             let region = Region::parse(&region)?;
             let digest = store.region_digest(&region).await?;

@@ -109,6 +109,18 @@ enum DeviceCommand {
         #[arg(long)]
         user: String,
     },
+    /// Serve the FHIR door on 127.0.0.1 for an electronic patient record on this device: CareTeam and
+    /// AuditEvent searches as the national CP-IS API, answered offline from this device's copy, as
+    /// the signed-in user (PIN from CPIS_PIN or the terminal). The bearer token is in the data
+    /// directory's fhir-door.token (0600). Keeps syncing in the background; stops on Ctrl-C or SIGTERM.
+    FhirServe {
+        #[arg(long)]
+        user: String,
+        /// Change the door's port (kept in the device's settings, fhir-door.json; default 8760).
+        /// 0 picks a free port for this run only.
+        #[arg(long)]
+        port: Option<u16>,
+    },
     /// Cached flags, cursor, last sync, data age, queued events, dead letters, lease, online or not.
     Status {
         #[arg(long)]
@@ -385,7 +397,7 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
                 }
                 let pin = read_pin()?;
                 let view = match device.sign_in(&user, &pin).await {
-                    Ok(_) => device.check(&nhs_number, CheckRequest { open, pregnant, case_reference, cache_only: false }).await,
+                    Ok(_) => device.check(&nhs_number, CheckRequest { open, pregnant, case_reference, ..Default::default() }).await,
                     Err(e) => {
                         let now = chrono::Utc::now();
                         let status = device.status();
@@ -478,6 +490,33 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
                 let pin = read_pin()?;
                 device.sign_in(&user, &pin).await.map_err(|e| anyhow::anyhow!(e.view().message))?;
                 println!("{}", device.cache_digest().map_err(|e| anyhow::anyhow!(e.to_string()))?);
+                Ok(ExitCode::SUCCESS)
+            }
+            DeviceCommand::FhirServe { user, port } => {
+                use cpis_device::fhir_door;
+                let mut settings = fhir_door::load_settings(&args.data_dir)?;
+                match port {
+                    Some(0) => settings.port = 0,
+                    Some(p) => {
+                        settings.port = p;
+                        fhir_door::save_settings(&args.data_dir, &settings)?;
+                    }
+                    None => {}
+                }
+                let token = fhir_door::door_token(&args.data_dir)?;
+                let pin = read_pin()?;
+                device.sign_in(&user, &pin).await.map_err(|e| anyhow::anyhow!(e.view().message))?;
+                let device = std::sync::Arc::new(device);
+                let sync = cpis_device::spawn_background_sync(device.clone(), std::sync::Arc::new(|_| {}));
+                let door = fhir_door::serve(device, &token, settings.port).await?;
+                println!("FHIR door serving at {} (bearer token in {})", door.base_url(), args.data_dir.join(fhir_door::TOKEN_FILE).display());
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                sync.abort();
+                door.shutdown().await;
                 Ok(ExitCode::SUCCESS)
             }
             DeviceCommand::Status { json } => {

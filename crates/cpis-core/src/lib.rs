@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod crypto;
+pub mod fhir;
 pub mod la;
 pub mod nhs;
 pub mod plan;

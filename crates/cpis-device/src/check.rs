@@ -411,7 +411,7 @@ mod tests {
         }
 
         /// (case, held, live) -> (source, shown person, caveat, audit source)
-        type DecideCase = (
+        type Case = (
             &'static str,
             Option<Shown>,
             Option<LiveCheckResponse>,
@@ -424,7 +424,7 @@ mod tests {
         #[test]
         fn one_rule_set_for_live_and_held_answers() {
             use LiveOutcome::*;
-            let cases: Vec<DecideCase> = vec![
+            let cases: Vec<Case> = vec![
                 (
                     "no live answer: the copy",
                     Some(held(1, Source::Cache)),

@@ -66,6 +66,9 @@ pub struct CheckRequest {
     pub case_reference: Option<String>,
     /// Answer from this device's copy alone, without asking the central (benchmarks, support).
     pub cache_only: bool,
+    /// The caller declares a scheduled access (the national API's `IsUnscheduledAccessEvent:
+    /// false`): opening shows the details without notifying.
+    pub scheduled: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +174,7 @@ struct RecentCheck {
     shown: Option<Shown>,
     pregnant: bool,
     case_reference: Option<String>,
+    scheduled: bool,
     /// How the clinician found the person: the access event tells the LA.
     found_by: FoundBy,
 }
@@ -247,7 +251,7 @@ struct AuditQueue {
 /// whole round, network waits included, and by nothing a check needs).
 pub struct Device {
     config: DeviceConfig,
-    reader: StdMutex<DeviceStore>,
+    reader: Arc<StdMutex<DeviceStore>>,
     writer: Arc<StdMutex<DeviceStore>>,
     syncer: tokio::sync::Mutex<DeviceStore>,
     state: RwLock<State>,
@@ -274,9 +278,12 @@ fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Writes the sealed audit records of checks off the answer's path, in order, on its own thread.
+/// Writes the sealed audit records of checks off the answer's path, in order, on its own thread,
+/// through the checks' own connection: another connection's commit would make SQLite drop that
+/// connection's page cache, and the next check would pay to reload it. The write never waits for
+/// the sync's transaction: when the database is busy the batch waits for the next round.
 fn spawn_audit_writer(
-    writer: Arc<StdMutex<DeviceStore>>,
+    reader: Arc<StdMutex<DeviceStore>>,
     queue: Arc<AuditQueue>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
@@ -295,17 +302,29 @@ fn spawn_audit_writer(
                         .0;
                     continue;
                 }
-                let batch = std::mem::take(&mut pending.records);
+                let mut batch = std::mem::take(&mut pending.records);
                 drop(pending);
-                {
-                    let mut store = lock(&writer);
-                    for (session, entry) in &batch {
-                        if let Err(e) = store.record_check(&session.keys, entry) {
-                            tracing::error!(error = %e, "could not write the local audit record");
-                        }
+                let entries: Vec<_> = batch.iter().map(|(s, e)| (&s.keys, e)).collect();
+                let written = lock(&reader).try_record_checks(&entries);
+                drop(entries);
+                pending = lock(&queue.pending);
+                match written {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // The sync is writing: keep the batch, in order, for the next round.
+                        batch.append(&mut pending.records);
+                        pending.records = batch;
+                        pending = queue
+                            .changed
+                            .wait_timeout(pending, AUDIT_GATHER)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not write the local audit records")
                     }
                 }
-                pending = lock(&queue.pending);
                 pending.written += batch.len() as u64;
                 queue.changed.notify_all();
             }
@@ -401,10 +420,11 @@ impl Device {
             ..State::default()
         };
         let audit = Arc::new(AuditQueue::default());
-        let audit_thread = spawn_audit_writer(writer.clone(), audit.clone());
+        let reader = Arc::new(StdMutex::new(reader));
+        let audit_thread = spawn_audit_writer(reader.clone(), audit.clone());
         Ok(Self {
             config,
-            reader: StdMutex::new(reader),
+            reader,
             writer,
             syncer: tokio::sync::Mutex::new(syncer),
             state: RwLock::new(state),
@@ -743,7 +763,8 @@ impl Device {
         };
         // Whether opening would notify, without building the accessor the check does not need.
         let notifies =
-            cpis_core::setting::opening_notifies(enrolment.setting, session.user.activity);
+            cpis_core::setting::opening_notifies(enrolment.setting, session.user.activity)
+                && !request.scheduled;
         let today = now.date_naive();
         let rules = self.config.visibility;
 
@@ -838,6 +859,7 @@ impl Device {
                 shown: decision.record,
                 pregnant: request.pregnant,
                 case_reference: request.case_reference.clone(),
+                scheduled: request.scheduled,
                 found_by: FoundBy::NhsNumber,
             },
         );
@@ -915,7 +937,7 @@ impl Device {
     /// the record the check showed even when the link has gone since.
     pub async fn open_alert(&self, check_id: Uuid) -> Result<CheckView, DeviceError> {
         let now = self.now();
-        let (nhs, shown, pregnant, case_reference, found_by) = {
+        let (nhs, shown, pregnant, case_reference, scheduled, found_by) = {
             let state = self.read_state();
             let recent = state.recent.get(&check_id).ok_or_else(|| {
                 DeviceError::InvalidInput(
@@ -927,6 +949,7 @@ impl Device {
                 recent.shown.clone(),
                 recent.pregnant,
                 recent.case_reference.clone(),
+                recent.scheduled,
                 recent.found_by,
             )
         };
@@ -938,7 +961,7 @@ impl Device {
             .map_err(|_| DeviceError::NotSignedIn)?;
         let enrolment = self.enrolment()?;
         let accessor = self.accessor(&enrolment, &session);
-        let notifies = accessor.notifies();
+        let notifies = accessor.notifies() && !scheduled;
         let rules = self.config.visibility;
         let today = now.date_naive();
 
@@ -1407,6 +1430,7 @@ impl Device {
                 shown: Some(shown),
                 pregnant: false,
                 case_reference,
+                scheduled: false,
                 found_by: FoundBy::NameAndDateOfBirth,
             },
         );
@@ -1490,14 +1514,16 @@ impl Device {
             Some(session) => Some(
                 sync::pull(
                     store,
-                    &client,
-                    &session.keys,
-                    &enrolment,
-                    now,
-                    self.config.page_limit,
-                    progress,
-                    ticket,
-                    &self.staged,
+                    sync::Pull {
+                        client: &client,
+                        keys: &session.keys,
+                        enrolment: &enrolment,
+                        now,
+                        page_limit: self.config.page_limit,
+                        progress,
+                        ticket,
+                        staged: &self.staged,
+                    },
                 )
                 .await,
             ),

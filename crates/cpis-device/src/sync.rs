@@ -120,22 +120,33 @@ pub struct PullTotals {
     pub cursor: u64,
 }
 
+/// What a pull works with: the central, the session's keys, the enrolment it checks pages against,
+/// and the round it belongs to.
+pub struct Pull<'a> {
+    pub client: &'a CentralClient,
+    pub keys: &'a CacheKeys,
+    pub enrolment: &'a Enrolment,
+    pub now: DateTime<Utc>,
+    pub page_limit: u32,
+    pub progress: &'a (dyn Fn(SyncProgress) + Send + Sync),
+    pub ticket: Ticket<'a>,
+    /// Kept in step with what the download stages, for the checks that run meanwhile.
+    pub staged: &'a StagedIndex,
+}
+
 /// Pulls until the central has nothing newer. The first download and later deltas are the same path;
 /// a drop at any point resumes from the last applied page.
-// Each argument is a separate piece of the round's context the caller already holds; a struct
-// bundling them would only be built to be taken apart here.
-#[allow(clippy::too_many_arguments)]
-pub async fn pull(
-    store: &mut DeviceStore,
-    client: &CentralClient,
-    keys: &CacheKeys,
-    enrolment: &Enrolment,
-    now: DateTime<Utc>,
-    page_limit: u32,
-    progress: &(dyn Fn(SyncProgress) + Send + Sync),
-    ticket: Ticket<'_>,
-    staged: &StagedIndex,
-) -> Result<PullTotals, SyncError> {
+pub async fn pull(store: &mut DeviceStore, pull: Pull<'_>) -> Result<PullTotals, SyncError> {
+    let Pull {
+        client,
+        keys,
+        enrolment,
+        now,
+        page_limit,
+        progress,
+        ticket,
+        staged,
+    } = pull;
     let mut totals = PullTotals {
         cursor: store.cursor()?,
         ..Default::default()

@@ -1,6 +1,7 @@
 //! The HTTP API (see `cpis_core::wire` for the contract): routing, authentication extractors, body
 //! limits, request ids and refusal logging. Handlers are thin: the work is in `service`.
 
+pub mod fhir;
 mod inbox;
 mod openapi;
 
@@ -36,8 +37,9 @@ pub const UPLOAD_BODY_LIMIT: usize = 50 * 1024 * 1024;
 /// Largest body of any other request.
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 
-/// The whole API, ready to serve.
-pub fn router(central: Central) -> Router {
+/// The whole API, ready to serve. `tls` tells the FHIR routes which scheme their absolute URLs use.
+pub fn router(central: Central, tls: bool) -> Router {
+    let fhir_routes = fhir::router(central.clone(), tls);
     let api = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/enrol", post(enrol))
@@ -87,6 +89,11 @@ pub fn router(central: Central) -> Router {
             }))
             .layer(PropagateRequestIdLayer::x_request_id()),
     )
+    // Outside the request-id layers: the FHIR routes must see whether the client sent a trace id
+    // (none is a refusal there), and echo the client's own.
+    .nest("/fhir/R4", fhir_routes.layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+        tracing::info_span!("fhir", method = %req.method(), path = %req.uri().path())
+    })))
 }
 
 async fn not_found() -> ApiFailure {

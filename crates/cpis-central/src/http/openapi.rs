@@ -33,17 +33,78 @@ fn obj(required: &[&str], props: Value) -> Value {
     json!({ "type": "object", "required": required, "properties": props })
 }
 
+fn fhir_ok(resource: &str) -> Value {
+    json!({ "description": format!("A FHIR R4 {resource}"),
+        "headers": { "TraceID": { "schema": { "type": "string" }, "description": "Echoed from the request" },
+                     "X-Request-ID": { "schema": { "type": "string" }, "description": "Echoed from the request" } },
+        "content": { "application/fhir+json": { "schema": { "$ref": "#/components/schemas/FhirResource" } } } })
+}
+
+/// The FHIR searches' refusals: OperationOutcomes with England Spine error codes.
+fn fhir_responses(resource: &str) -> Value {
+    let outcome = |d: &str| json!({ "description": d, "content": { "application/fhir+json": { "schema": { "$ref": "#/components/schemas/FhirResource" } } } });
+    json!({
+        "200": fhir_ok(resource),
+        "400": outcome("OperationOutcome: INVALID_SEARCH_DATA (invalid NHS number or search parameter) or PRECONDITION_FAILED (a header missing or invalid)"),
+        "401": outcome("OperationOutcome: ACCESS_DENIED (no bearer token, or not a registered client's)"),
+        "403": outcome("OperationOutcome: ACCESS_DENIED (the client system was revoked)")
+    })
+}
+
+fn fhir_params(audit: bool) -> Value {
+    let header = |name: &str, required: bool, d: &str| json!({ "name": name, "in": "header", "required": required, "schema": { "type": "string" }, "description": d });
+    let mut p = vec![
+        json!({ "name": "patient:identifier", "in": "query", "schema": { "type": "string" }, "example": "https://fhir.nhs.uk/Id/nhs-number|9990000018",
+            "description": "https://fhir.nhs.uk/Id/nhs-number|{NHS number}; or give `patient` instead" }),
+        json!({ "name": "patient", "in": "query", "schema": { "type": "string" }, "description": "The NHS number alone" }),
+        header("TraceID", false, "The consumer's trace id (required unless X-Request-ID is sent); echoed back. A retry with the same TraceID is the same access"),
+        header("X-Request-ID", false, "Accepted in place of TraceID; echoed back"),
+        json!({ "name": "IsUnscheduledAccessEvent", "in": "header", "schema": { "type": "string", "enum": ["true", "false"] },
+            "description": "Absent means true: the access is recorded and notifies the LA; false records neither" }),
+        header("X-CPIS-User-Id", false, "The acting clinician's user id (with X-CPIS-User-Role); without them the access is recorded against the client system"),
+        header("X-CPIS-User-Role", false, "The acting clinician's role code"),
+        header("X-CPIS-User-Name", false, "The acting clinician's name (recorded with the user id in the LA's notification)"),
+    ];
+    if audit {
+        p.push(json!({ "name": "_include", "in": "query", "schema": { "type": "string", "enum": [cpis_core::fhir::AUDIT_INCLUDE] },
+            "description": "Include each access's PractitionerRole" }));
+    }
+    Value::Array(p)
+}
+
+/// The search endpoint and its schemas, kept apart from the main literal (one `json!` that large
+/// passes the macro's recursion limit).
+fn search_parts(device: &Value) -> (Value, Value) {
+    let path = json!({
+            "/v1/search": { "post": { "summary": "Live search by family name and date of birth (given name, sex, postcode district optional) over the whole register, answered in tiers: match, possible_matches (at most 5), too_many or no_match; people are returned only for the first two; every search is kept in the lookup trail", "security": device,
+                "requestBody": body("LiveSearchRequest"), "responses": responses("LiveSearchResponse", &["400", "401", "403", "422"]) } }
+    });
+    let schemas = json!({
+                "LiveSearchRequest": obj(&["user_id", "query"], json!({ "user_id": { "type": "string" },
+                    "query": obj(&["family_name", "date_of_birth"], json!({ "family_name": { "type": "string" }, "given_name": { "type": "string", "nullable": true },
+                        "date_of_birth": { "type": "string", "format": "date" }, "sex": { "type": "string", "enum": ["female", "male", "unknown"], "nullable": true },
+                        "postcode_district": { "type": "string", "nullable": true } })) })),
+                "LiveSearchResponse": obj(&["outcome", "candidates", "total"], json!({
+                    "outcome": { "type": "string", "enum": ["match", "possible_matches", "too_many", "no_match"] },
+                    "candidates": { "type": "array", "maxItems": 5, "items": obj(&["record", "as_of"], json!({ "record": { "type": "object" },
+                        "local_authority": { "type": "object", "nullable": true }, "as_of": { "type": "string", "format": "date-time" } })) },
+                    "total": { "type": "integer" } }))
+    });
+    (path, schemas)
+}
+
 pub fn spec() -> Value {
+    let fhir_client = json!([{ "fhirClientToken": [] }]);
     let device = json!([{ "deviceToken": [] }]);
     let la = json!([{ "laToken": [] }]);
     let ods =
         json!([{ "name": "ods", "in": "path", "required": true, "schema": { "type": "string" } }]);
-    json!({
+    let mut spec = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "CP-IS Field central",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Region feeds, device enrolment and authentication, access-event intake, live checks, LA uploads and notifications. Every refusal is an ApiError with a 4xx/5xx status."
+            "description": "Region feeds, device enrolment and authentication, access-event intake, live checks, LA uploads and notifications: every refusal is an ApiError with a 4xx/5xx status. Under /fhir/R4, a FHIR R4 facade in the national CP-IS API's shape (CareTeam and AuditEvent searches, metadata): its answers and refusals are application/fhir+json, refusals OperationOutcomes with England Spine error codes."
         },
         "paths": {
             "/v1/status": { "get": { "summary": "Connectivity probe", "responses": responses("CentralStatus", &[]) } },
@@ -67,8 +128,6 @@ pub fn spec() -> Value {
                 "requestBody": body("EventBatch"), "responses": responses("EventBatchResult", &["400", "401", "403", "413", "422"]) } },
             "/v1/check": { "post": { "summary": "Live check of one NHS number by a user of the device's organisation (403 otherwise), optionally recording the access; every answered check is kept in the lookup trail", "security": device,
                 "requestBody": body("LiveCheckRequest"), "responses": responses("LiveCheckResponse", &["400", "401", "403", "422"]) } },
-            "/v1/search": { "post": { "summary": "Live search by family name and date of birth (given name, sex, postcode district optional) over the whole register, answered in tiers: match, possible_matches (at most 5), too_many or no_match; people are returned only for the first two; every search is kept in the lookup trail", "security": device,
-                "requestBody": body("LiveSearchRequest"), "responses": responses("LiveSearchResponse", &["400", "401", "403", "422"]) } },
             "/v1/la/{ods}/notifications": { "get": { "summary": "The LA's notifications after a cursor", "security": la,
                 "parameters": [ods[0], { "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0 } }],
                 "responses": responses("NotificationPage", &["400", "401", "403"]) } },
@@ -76,15 +135,24 @@ pub fn spec() -> Value {
                 "parameters": [ods[0], { "name": "allow_large_removal", "in": "query", "schema": { "type": "boolean", "default": false } }],
                 "requestBody": { "required": true, "content": { "text/csv": { "schema": { "type": "string" } } } },
                 "responses": responses("UploadReport", &["400", "401", "403", "404", "413", "422"]) } },
+            "/fhir/R4/metadata": { "get": { "summary": "FHIR R4 CapabilityStatement: exactly the CareTeam and AuditEvent searches below",
+                "responses": { "200": fhir_ok("CapabilityStatement") } } },
+            "/fhir/R4/CareTeam": { "get": { "summary": "FHIR R4 search, as the national CP-IS API: one CareTeam per plan shown for the patient (SNOMED CT category 342191000000101 child protection plan, 764841000000100 looked after child, 818901000000100 unborn child protection plan; name the LA; telecom mobile = emergency duty team, work = office hours; period the plan's dates). No record is a searchset with total 0. This search is the access: unless IsUnscheduledAccessEvent is false it is recorded once per client, TraceID and patient, enters the access history and notifies the responsible LA (a client registered in a scheduled setting, or a user the central holds as B0170, reads silently). Every search is kept in the lookup trail",
+                "security": fhir_client.clone(), "parameters": fhir_params(false), "responses": fhir_responses("Bundle") } },
+            "/fhir/R4/AuditEvent": { "get": { "summary": "FHIR R4 search: the patient's access history from unscheduled care (at most 25, newest first; the same user again within 24 hours listed once). Each AuditEvent is ISO 21089 Access/View with agents PAT (the NHS number) and ASSIGNED (a PractitionerRole: practitioner.display and code the role, organization.display \"NAME (ODS)\"), included with search.mode include when _include asks. Reading the history records no access",
+                "security": fhir_client, "parameters": fhir_params(true), "responses": fhir_responses("Bundle") } },
             "/la/{ods}/inbox": { "get": { "summary": "The LA inbox page (HTML; cookie sign-in)", "parameters": ods,
                 "responses": { "200": { "description": "HTML page", "content": { "text/html": {} } } } } }
         },
         "components": {
             "securitySchemes": {
                 "deviceToken": { "type": "http", "scheme": "bearer", "description": "From /v1/auth/token" },
-                "laToken": { "type": "http", "scheme": "bearer", "description": "From `cpis central la-token`" }
+                "laToken": { "type": "http", "scheme": "bearer", "description": "From `cpis central la-token`" },
+                "fhirClientToken": { "type": "http", "scheme": "bearer", "description": "From `cpis central fhir-client add`" }
             },
             "schemas": {
+                "FhirResource": { "type": "object", "required": ["resourceType"], "description": "A FHIR R4 resource (Bundle, CapabilityStatement or OperationOutcome) in JSON; see hl7.org/fhir/R4",
+                    "properties": { "resourceType": { "type": "string" } } },
                 "ApiError": obj(&["error", "message"], json!({ "error": { "type": "string" }, "message": { "type": "string" } })),
                 "CentralStatus": obj(&["service", "version", "time"], json!({ "service": { "type": "string" }, "version": { "type": "string" }, "time": { "type": "string", "format": "date-time" } })),
                 "EnrolRequest": obj(&["code", "device_public_key"], json!({ "code": { "type": "string" }, "device_public_key": { "type": "string", "description": "base64 raw Ed25519 public key" } })),
@@ -117,22 +185,23 @@ pub fn spec() -> Value {
                     "outcome": { "type": "string", "enum": ["record_found", "no_record"] }, "record": { "type": "object", "nullable": true },
                     "local_authority": { "type": "object", "nullable": true }, "access_history": { "type": "array", "items": { "type": "object" } },
                     "access_recorded": { "type": "boolean" }, "as_of": { "type": "string", "format": "date-time" } })),
-                "LiveSearchRequest": obj(&["user_id", "query"], json!({ "user_id": { "type": "string" },
-                    "query": obj(&["family_name", "date_of_birth"], json!({ "family_name": { "type": "string" }, "given_name": { "type": "string", "nullable": true },
-                        "date_of_birth": { "type": "string", "format": "date" }, "sex": { "type": "string", "enum": ["female", "male", "unknown"], "nullable": true },
-                        "postcode_district": { "type": "string", "nullable": true } })) })),
-                "LiveSearchResponse": obj(&["outcome", "candidates", "total"], json!({
-                    "outcome": { "type": "string", "enum": ["match", "possible_matches", "too_many", "no_match"] },
-                    "candidates": { "type": "array", "maxItems": 5, "items": obj(&["record", "as_of"], json!({ "record": { "type": "object" },
-                        "local_authority": { "type": "object", "nullable": true }, "as_of": { "type": "string", "format": "date-time" } })) },
-                    "total": { "type": "integer" } })),
                 "NotificationPage": obj(&["notifications", "next"], json!({ "notifications": { "type": "array", "items": { "type": "object" } }, "next": { "type": "integer" } })),
                 "UploadReport": obj(&["la", "rows", "accepted_rows", "rejected_rows", "people", "removed"], json!({ "la": { "type": "string" },
                     "rows": { "type": "array", "items": obj(&["line", "accepted"], json!({ "line": { "type": "integer" }, "accepted": { "type": "boolean" }, "reason": { "type": "string", "nullable": true } })) },
                     "accepted_rows": { "type": "integer" }, "rejected_rows": { "type": "integer" }, "people": { "type": "integer" }, "removed": { "type": "integer" } }))
             }
         }
-    })
+    });
+    let (path, schemas) = search_parts(&device);
+    if let (Some(paths), Value::Object(path)) = (spec["paths"].as_object_mut(), path) {
+        paths.extend(path);
+    }
+    if let (Some(all), Value::Object(schemas)) =
+        (spec["components"]["schemas"].as_object_mut(), schemas)
+    {
+        all.extend(schemas);
+    }
+    spec
 }
 
 pub async fn document() -> Json<Value> {

@@ -28,6 +28,10 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../../../../migrations/central/sqlite/0003_la_last_upload.sql"),
     },
     Migration {
+        name: "0004_fhir_clients.sql",
+        sql: include_str!("../../../../migrations/central/sqlite/0004_fhir_clients.sql"),
+    },
+    Migration {
         name: "0005_name_search.sql",
         sql: include_str!("../../../../migrations/central/sqlite/0005_name_search.sql"),
     },
@@ -45,6 +49,10 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         name: "0003_la_last_upload.sql",
         sql: include_str!("../../../../migrations/central/postgres/0003_la_last_upload.sql"),
+    },
+    Migration {
+        name: "0004_fhir_clients.sql",
+        sql: include_str!("../../../../migrations/central/postgres/0004_fhir_clients.sql"),
     },
     Migration {
         name: "0005_name_search.sql",
@@ -88,6 +96,16 @@ mod tests {
             "postgres",
             "0003_la_last_upload.sql",
             "aced1d82047b0b4230bfe9121d5c6ad39017bd9dd5bc5ea529d1a8c6b25b0aa6",
+        ),
+        (
+            "sqlite",
+            "0004_fhir_clients.sql",
+            "5bb1c0058712a3f6cc55d0063379a9c24357c47d7cfa7359cc1e7cada49b5d1a",
+        ),
+        (
+            "postgres",
+            "0004_fhir_clients.sql",
+            "df4cbda316f6769024c9fd081afc985c78dbb575d9192571c21fd1365e283434",
         ),
         (
             "sqlite",

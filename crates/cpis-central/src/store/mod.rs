@@ -205,6 +205,18 @@ pub struct LiveSearch {
     pub candidates: usize,
 }
 
+/// A client system registered for the FHIR facade: its accesses are recorded under this
+/// organisation and care setting. The token is held only as a hash, never in this record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FhirClientRecord {
+    pub client_id: Uuid,
+    pub org_ods: OdsCode,
+    pub org_name: String,
+    pub setting: CareSetting,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
 /// A device as the admin's `devices` listing shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceSummary {
@@ -404,6 +416,22 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
     async fn la_for_token(&self, token_hash: &str) -> StoreResult<Option<OdsCode>>;
+
+    // FHIR client systems.
+
+    async fn create_fhir_client(
+        &self,
+        client: &FhirClientRecord,
+        token_hash: &str,
+    ) -> StoreResult<()>;
+    /// The client a token belongs to, revoked or not (the caller tells the two apart).
+    async fn fhir_client_for_token(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<FhirClientRecord>>;
+    async fn fhir_clients(&self) -> StoreResult<Vec<FhirClientRecord>>;
+    /// Revokes a client (its token stops working at once). False when there is no such client.
+    async fn revoke_fhir_client(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
 
     // Access events and notifications.
 

@@ -22,10 +22,10 @@ use zeroize::Zeroizing;
 use super::migrations::POSTGRES;
 use super::sqlite::feed_op_name;
 use super::{
-    flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, FeedSlice, ImportApplied,
-    Ingested, LaRecord, LiveLookup, LiveSearch, NewDevice, NewEnrolment, PendingDelivery,
-    PeopleUpload, RegionRecord, Store, StoreError, StoreResult, StoredKeys, UserRecord,
-    WebhookChange,
+    flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, FeedSlice, FhirClientRecord,
+    ImportApplied, Ingested, LaRecord, LiveLookup, LiveSearch, NewDevice, NewEnrolment,
+    PendingDelivery, PeopleUpload, RegionRecord, Store, StoreError, StoreResult, StoredKeys,
+    UserRecord, WebhookChange,
 };
 
 const POOL_SIZE: usize = 16;
@@ -295,6 +295,22 @@ fn la_record(r: &Row) -> StoreResult<LaRecord> {
 const LA_COLUMNS: &str = "ods, name, emergency_phone, office_phone, region, webhook_url";
 const DEVICE_COLUMNS: &str =
     "device_id, public_key, region, org_ods, org_name, setting, lease_key, enrolled_at, last_seen, revoked_at";
+
+const FHIR_CLIENT_COLUMNS: &str = "client_id, org_ods, org_name, setting, created_at, revoked_at";
+
+fn fhir_client_record(r: &Row) -> StoreResult<FhirClientRecord> {
+    Ok(FhirClientRecord {
+        client_id: r.get(0),
+        org_ods: OdsCode::parse(r.get::<_, &str>(1)).map_err(corrupt)?,
+        org_name: r.get(2),
+        setting: r
+            .get::<_, &str>(3)
+            .parse::<CareSetting>()
+            .map_err(corrupt)?,
+        created_at: r.get(4),
+        revoked_at: r.get(5),
+    })
+}
 
 fn device_record(r: &Row) -> StoreResult<DeviceRecord> {
     Ok(DeviceRecord {
@@ -1054,6 +1070,64 @@ impl Store for PostgresStore {
             .await?;
         row.map(|r| OdsCode::parse(r.get::<_, &str>(0)).map_err(corrupt))
             .transpose()
+    }
+
+    async fn create_fhir_client(&self, c: &FhirClientRecord, token_hash: &str) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO fhir_clients (client_id, token_hash, org_ods, org_name, setting, created_at, revoked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &c.client_id,
+                    &token_hash,
+                    &c.org_ods.as_str(),
+                    &c.org_name,
+                    &c.setting.code(),
+                    &c.created_at,
+                    &c.revoked_at,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn fhir_client_for_token(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<FhirClientRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {FHIR_CLIENT_COLUMNS} FROM fhir_clients WHERE token_hash = $1"),
+                &[&token_hash],
+            )
+            .await?;
+        row.as_ref().map(fhir_client_record).transpose()
+    }
+
+    async fn fhir_clients(&self) -> StoreResult<Vec<FhirClientRecord>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {FHIR_CLIENT_COLUMNS} FROM fhir_clients ORDER BY created_at, client_id"
+                ),
+                &[],
+            )
+            .await?;
+        rows.iter().map(fhir_client_record).collect()
+    }
+
+    async fn revoke_fhir_client(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE fhir_clients SET revoked_at = COALESCE(revoked_at, $1) WHERE client_id = $2",
+                &[&now, &id],
+            )
+            .await?;
+        Ok(n > 0)
     }
 
     async fn ingest_events(

@@ -17,10 +17,10 @@ use zeroize::Zeroizing;
 
 use super::migrations::{Migration, SQLITE};
 use super::{
-    flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, FeedSlice, ImportApplied,
-    Ingested, LaRecord, LiveLookup, LiveSearch, NewDevice, NewEnrolment, PendingDelivery,
-    PeopleUpload, RegionRecord, Store, StoreError, StoreResult, StoredKeys, UserRecord,
-    WebhookChange,
+    flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, FeedSlice, FhirClientRecord,
+    ImportApplied, Ingested, LaRecord, LiveLookup, LiveSearch, NewDevice, NewEnrolment,
+    PendingDelivery, PeopleUpload, RegionRecord, Store, StoreError, StoreResult, StoredKeys,
+    UserRecord, WebhookChange,
 };
 
 const READERS: usize = 4;
@@ -337,6 +337,34 @@ impl DeviceRow {
             revoked_at: opt_ts(self.revoked_at)?,
         })
     }
+}
+
+const FHIR_CLIENT_COLUMNS: &str = "client_id, org_ods, org_name, setting, created_at, revoked_at";
+
+type FhirClientRow = (String, String, String, String, String, Option<String>);
+
+fn fhir_client_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FhirClientRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn fhir_client_record(
+    (id, ods, name, setting, created, revoked): FhirClientRow,
+) -> StoreResult<FhirClientRecord> {
+    Ok(FhirClientRecord {
+        client_id: Uuid::parse_str(&id).map_err(corrupt)?,
+        org_ods: OdsCode::parse(&ods).map_err(corrupt)?,
+        org_name: name,
+        setting: setting.parse::<CareSetting>().map_err(corrupt)?,
+        created_at: parse_ts(&created)?,
+        revoked_at: opt_ts(revoked)?,
+    })
 }
 
 fn device_in(tx: &Transaction<'_>, id: Uuid) -> StoreResult<Option<DeviceRecord>> {
@@ -1051,6 +1079,77 @@ impl Store for SqliteStore {
                 )
                 .optional()?;
             la.map(|l| OdsCode::parse(&l).map_err(corrupt)).transpose()
+        })
+        .await
+    }
+
+    async fn create_fhir_client(
+        &self,
+        client: &FhirClientRecord,
+        token_hash: &str,
+    ) -> StoreResult<()> {
+        let (c, token_hash) = (client.clone(), token_hash.to_string());
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO fhir_clients (client_id, token_hash, org_ods, org_name, setting, created_at, revoked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    c.client_id.to_string(),
+                    token_hash,
+                    c.org_ods.as_str(),
+                    c.org_name,
+                    c.setting.code(),
+                    ts(c.created_at),
+                    c.revoked_at.map(ts)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn fhir_client_for_token(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<FhirClientRecord>> {
+        let token_hash = token_hash.to_string();
+        self.read(move |tx| {
+            let row = tx
+                .query_row(
+                    &format!(
+                        "SELECT {FHIR_CLIENT_COLUMNS} FROM fhir_clients WHERE token_hash = ?1"
+                    ),
+                    [token_hash],
+                    fhir_client_row,
+                )
+                .optional()?;
+            row.map(fhir_client_record).transpose()
+        })
+        .await
+    }
+
+    async fn fhir_clients(&self) -> StoreResult<Vec<FhirClientRecord>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {FHIR_CLIENT_COLUMNS} FROM fhir_clients ORDER BY created_at, client_id"
+            ))?;
+            let rows = stmt.query_map([], fhir_client_row)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(fhir_client_record(row?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn revoke_fhir_client(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE fhir_clients SET revoked_at = COALESCE(revoked_at, ?1) WHERE client_id = ?2",
+                params![ts(now), id.to_string()],
+            )?;
+            Ok(n > 0)
         })
         .await
     }

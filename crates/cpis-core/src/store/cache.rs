@@ -333,6 +333,32 @@ pub fn region_digest<'a>(
 const STAGED_LOOKUP: &str =
     "SELECT sealed FROM flags_staged WHERE blind_index = ?1 ORDER BY seq DESC LIMIT 1";
 
+/// Writes `entries` in `tx` (begun without waiting) and commits.
+fn write_audit_entries_in(
+    tx: Transaction<'_>,
+    entries: &[(&CacheKeys, &AuditEntry)],
+) -> Result<bool, StoreError> {
+    tx.busy_timeout(super::BUSY_TIMEOUT)
+        .ctx("setting the busy timeout")?;
+    let mut id: i64 = tx
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM audit_log")
+        .ctx("numbering audit entries")?
+        .query_row([], |r| r.get(0))
+        .ctx("numbering audit entries")?;
+    for (keys, entry) in entries {
+        id += 1;
+        let json =
+            zeroize::Zeroizing::new(serde_json::to_vec(entry).expect("an entry always serialises"));
+        let sealed = keys.data.seal(&audit_aad(id), &json);
+        tx.prepare_cached("INSERT INTO audit_log (id, at, sealed) VALUES (?1, ?2, ?3)")
+            .ctx("writing an audit entry")?
+            .execute(params![id, ts(entry.at), sealed])
+            .ctx("writing an audit entry")?;
+    }
+    tx.commit().ctx("committing audit entries")?;
+    Ok(true)
+}
+
 impl DeviceStore {
     /// Applies a verified page in ONE transaction with its cursor: fails with
     /// `CursorMismatch { expected, got }` (nothing written) unless `page.after` equals the cursor;
@@ -705,6 +731,53 @@ impl DeviceStore {
             .pragma_update(None, "synchronous", "FULL")
             .ctx("restoring synchronous=FULL")?;
         written
+    }
+
+    /// Appends checks to the sealed audit log in one transaction, unless another connection is
+    /// writing at this moment: then nothing is written and `Ok(false)` says to try again shortly.
+    /// This lets the connection that answers checks keep the audit log itself (a connection's own
+    /// commits leave its page cache warm; another connection's commit makes SQLite drop it) without
+    /// ever waiting behind the sync's transaction. Commits without its own fsync, as `record_check`.
+    pub fn try_record_checks(
+        &mut self,
+        entries: &[(&CacheKeys, &AuditEntry)],
+    ) -> Result<bool, StoreError> {
+        if entries.is_empty() {
+            return Ok(true);
+        }
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .ctx("relaxing synchronous for audit entries")?;
+        let written = self.try_write_audit_entries(entries);
+        let restored = self.conn.pragma_update(None, "synchronous", "FULL");
+        let written = written?;
+        restored.ctx("restoring synchronous=FULL")?;
+        Ok(written)
+    }
+
+    fn try_write_audit_entries(
+        &mut self,
+        entries: &[(&CacheKeys, &AuditEntry)],
+    ) -> Result<bool, StoreError> {
+        self.conn
+            .busy_timeout(std::time::Duration::ZERO)
+            .ctx("setting the busy timeout")?;
+        let refused = match self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Ok(tx) => return write_audit_entries_in(tx, entries),
+            Err(e) => e,
+        };
+        self.conn
+            .busy_timeout(super::BUSY_TIMEOUT)
+            .ctx("setting the busy timeout")?;
+        match refused.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                Ok(false)
+            }
+            _ => Err(refused).ctx("starting audit entries"),
+        }
     }
 
     fn write_audit_entry(

@@ -187,6 +187,9 @@ pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("a stored timestamp does not parse: {s:?}")))
 }
 
+/// How long a statement waits for another connection's write transaction.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The device's store. `Send`, not `Sync`: share it behind a mutex.
 pub struct DeviceStore {
     conn: Connection,
@@ -228,7 +231,7 @@ impl DeviceStore {
             .ctx("setting temp_store")?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .ctx("enabling foreign keys")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
+        conn.busy_timeout(BUSY_TIMEOUT)
             .ctx("setting the busy timeout")?;
         conn.set_prepared_statement_cache_capacity(64);
         migrations::apply(&mut conn)?;
