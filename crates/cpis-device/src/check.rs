@@ -142,8 +142,30 @@ pub fn decide(
     }
 }
 
+type MissCaveatsKey = (Source, Option<DateTime<Utc>>);
+
+thread_local! {
+    /// The caveats change only with the answer's source and data age: the last set is reused
+    /// rather than worded and formatted again for every miss.
+    static LAST_MISS_CAVEATS: std::cell::RefCell<Option<(MissCaveatsKey, Vec<String>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// What a miss could not see. Shown with every "no record" so a miss never discourages a referral.
 pub fn miss_caveats(source: Source, data_as_of: Option<DateTime<Utc>>) -> Vec<String> {
+    LAST_MISS_CAVEATS.with(|last| {
+        if let Some((key, caveats)) = &*last.borrow() {
+            if *key == (source, data_as_of) {
+                return caveats.clone();
+            }
+        }
+        let caveats = word_miss_caveats(source, data_as_of);
+        *last.borrow_mut() = Some(((source, data_as_of), caveats.clone()));
+        caveats
+    })
+}
+
+fn word_miss_caveats(source: Source, data_as_of: Option<DateTime<Utc>>) -> Vec<String> {
     let freshness = match (source, data_as_of) {
         (Source::Central, _) => "Changes made by the local authority since its last upload are not shown.".to_string(),
         (Source::Cache, Some(at)) => format!(

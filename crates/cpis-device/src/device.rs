@@ -852,17 +852,20 @@ impl Device {
             );
         }
         let found = decision.record.is_some();
-        self.remember(
-            check_id,
-            RecentCheck {
-                nhs,
-                shown: decision.record,
-                pregnant: request.pregnant,
-                case_reference: request.case_reference.clone(),
-                scheduled: request.scheduled,
-                found_by: FoundBy::NhsNumber,
-            },
-        );
+        // Only a found record has an alert to open.
+        if found {
+            self.remember(
+                check_id,
+                RecentCheck {
+                    nhs,
+                    shown: decision.record,
+                    pregnant: request.pregnant,
+                    case_reference: request.case_reference.clone(),
+                    scheduled: request.scheduled,
+                    found_by: FoundBy::NhsNumber,
+                },
+            );
+        }
         if found && request.open {
             return self.open_alert(check_id).await.unwrap_or(view);
         }

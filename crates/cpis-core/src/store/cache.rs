@@ -49,6 +49,13 @@ enum StagedState {
     Staging(HashMap<[u8; 32], i64>),
 }
 
+/// LAs opened by one connection's lookups, and the `data_version` they were read at.
+#[derive(Debug, Default)]
+pub(super) struct LaCache {
+    data_version: i64,
+    las: HashMap<OdsCode, Option<LocalAuthority>>,
+}
+
 /// How a lookup treats the staged table.
 enum StagedProbe {
     Scan,
@@ -537,7 +544,7 @@ impl DeviceStore {
                 what: "a cached flag",
             });
         }
-        let la = self.local_authority(keys, &record.local_authority)?;
+        let la = self.cached_local_authority(keys, &record.local_authority)?;
         Ok(Some((record, la)))
     }
 
@@ -647,6 +654,32 @@ impl DeviceStore {
             tracing::info!(rows = done, "dates of birth indexed for search");
         }
         Ok(done)
+    }
+
+    /// `local_authority`, remembered until another connection commits: a check of a flagged person
+    /// then reads one row, not two.
+    fn cached_local_authority(
+        &self,
+        keys: &CacheKeys,
+        ods: &OdsCode,
+    ) -> Result<Option<LocalAuthority>, StoreError> {
+        let version: i64 = self
+            .conn
+            .prepare_cached("PRAGMA data_version")
+            .ctx("reading the data version")?
+            .query_row([], |r| r.get(0))
+            .ctx("reading the data version")?;
+        let mut cache = self.la_cache.borrow_mut();
+        if cache.data_version != version {
+            cache.las.clear();
+            cache.data_version = version;
+        }
+        if let Some(la) = cache.las.get(ods) {
+            return Ok(la.clone());
+        }
+        let la = self.local_authority(keys, ods)?;
+        cache.las.insert(ods.clone(), la.clone());
+        Ok(la)
     }
 
     pub fn local_authority(

@@ -196,6 +196,9 @@ pub struct DeviceStore {
     dir: PathBuf,
     secret: DeviceSecret,
     options: StoreOptions,
+    /// LA contact details already opened by this connection's lookups, valid while no other
+    /// connection has committed (`PRAGMA data_version`). Public numbers, not personal data.
+    la_cache: std::cell::RefCell<cache::LaCache>,
 }
 
 impl std::fmt::Debug for DeviceStore {
@@ -242,6 +245,7 @@ impl DeviceStore {
             dir: dir.to_path_buf(),
             secret,
             options,
+            la_cache: Default::default(),
         })
     }
 
