@@ -221,6 +221,36 @@ pub struct RawHeaders {
     pub unreadable: Vec<&'static str>,
 }
 
+impl RawHeaders {
+    /// Reads the facade's headers through `get`: a header's value as text, `Err(())` when it is
+    /// present but not text (then it is named in `unreadable`), `None` when absent.
+    pub fn read(mut get: impl FnMut(&str) -> Option<Result<String, ()>>) -> Self {
+        let mut unreadable = Vec::new();
+        let mut read = |name: &str, label: &'static str| match get(name)? {
+            Ok(value) => Some(value),
+            Err(()) => {
+                unreadable.push(label);
+                None
+            }
+        };
+        let trace_id = read(HEADER_TRACE_ID, "TraceID");
+        let request_id = read(HEADER_REQUEST_ID, "X-Request-ID");
+        let unscheduled = read(HEADER_UNSCHEDULED, "IsUnscheduledAccessEvent");
+        let user_id = read(HEADER_USER_ID, "X-CPIS-User-Id");
+        let user_name = read(HEADER_USER_NAME, "X-CPIS-User-Name");
+        let user_role = read(HEADER_USER_ROLE, "X-CPIS-User-Role");
+        RawHeaders {
+            trace_id,
+            request_id,
+            unscheduled,
+            user_id,
+            user_name,
+            user_role,
+            unreadable,
+        }
+    }
+}
+
 /// The clinician a client system says is acting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActingUser {

@@ -223,32 +223,10 @@ fn router(state: DoorState) -> Router {
 }
 
 fn raw_headers(h: &HeaderMap) -> RawHeaders {
-    let mut raw = RawHeaders::default();
-    let mut read = |name: &'static str, label: &'static str| -> Option<String> {
-        let v = h.get(name)?;
-        match v.to_str() {
-            Ok(s) => Some(s.to_string()),
-            Err(_) => {
-                raw.unreadable.push(label);
-                None
-            }
-        }
-    };
-    let trace_id = read(fhir::HEADER_TRACE_ID, "TraceID");
-    let request_id = read(fhir::HEADER_REQUEST_ID, "X-Request-ID");
-    let unscheduled = read(fhir::HEADER_UNSCHEDULED, "IsUnscheduledAccessEvent");
-    let user_id = read(fhir::HEADER_USER_ID, "X-CPIS-User-Id");
-    let user_name = read(fhir::HEADER_USER_NAME, "X-CPIS-User-Name");
-    let user_role = read(fhir::HEADER_USER_ROLE, "X-CPIS-User-Role");
-    RawHeaders {
-        trace_id,
-        request_id,
-        unscheduled,
-        user_id,
-        user_name,
-        user_role,
-        ..raw
-    }
+    RawHeaders::read(|name| {
+        h.get(name)
+            .map(|v| v.to_str().map(str::to_string).map_err(|_| ()))
+    })
 }
 
 fn respond(status: StatusCode, body: &Value, request: &HeaderMap) -> Response {

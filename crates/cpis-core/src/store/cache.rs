@@ -340,7 +340,8 @@ pub fn region_digest<'a>(
 const STAGED_LOOKUP: &str =
     "SELECT sealed FROM flags_staged WHERE blind_index = ?1 ORDER BY seq DESC LIMIT 1";
 
-/// Writes `entries` in `tx` (begun without waiting) and commits.
+/// Writes `entries` in `tx` and commits. Each id is chosen before its insert so it can be bound into
+/// the AAD.
 fn write_audit_entries_in(
     tx: Transaction<'_>,
     entries: &[(&CacheKeys, &AuditEntry)],
@@ -822,20 +823,7 @@ impl DeviceStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting an audit entry")?;
-        // The id is chosen before the insert so it can be bound into the AAD.
-        let id: i64 = tx
-            .prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM audit_log")
-            .ctx("numbering an audit entry")?
-            .query_row([], |r| r.get(0))
-            .ctx("numbering an audit entry")?;
-        let json =
-            zeroize::Zeroizing::new(serde_json::to_vec(entry).expect("an entry always serialises"));
-        let sealed = keys.data.seal(&audit_aad(id), &json);
-        tx.prepare_cached("INSERT INTO audit_log (id, at, sealed) VALUES (?1, ?2, ?3)")
-            .ctx("writing an audit entry")?
-            .execute(params![id, ts(entry.at), sealed])
-            .ctx("writing an audit entry")?;
-        tx.commit().ctx("committing an audit entry")
+        write_audit_entries_in(tx, &[(keys, entry)]).map(|_| ())
     }
 
     /// The local audit log, oldest first.
