@@ -19,6 +19,30 @@ fn data_dir(app: &tauri::App) -> Result<PathBuf, Box<dyn std::error::Error>> {
     Ok(app.path().app_data_dir()?)
 }
 
+/// The FHIR door: the national CP-IS API's CareTeam and AuditEvent reads on 127.0.0.1 (port in the
+/// data directory's settings, per-install 0600 token), so clinical software on this device can ask
+/// the signed-in engine, offline too. A door that cannot open is logged; the app runs on without it.
+fn open_fhir_door(device: Arc<Device>, dir: PathBuf) {
+    use cpis_device::fhir_door;
+    tauri::async_runtime::spawn(async move {
+        let opened = async {
+            let settings = fhir_door::load_settings(&dir)?;
+            let token = fhir_door::door_token(&dir)?;
+            fhir_door::serve(device, &token, settings.port).await
+        }
+        .await;
+        match opened {
+            Ok(door) => {
+                tracing::info!(url = %door.base_url(), "FHIR door open on this device");
+                // Open for as long as the app runs.
+                std::future::pending::<()>().await;
+                door.shutdown().await;
+            }
+            Err(e) => tracing::warn!(error = %e, "the FHIR door did not open"),
+        }
+    });
+}
+
 pub fn run() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -33,7 +57,8 @@ pub fn run() {
             let dir = data_dir(app)?;
             std::fs::create_dir_all(&dir)?;
             tracing::info!(dir = %dir.display(), "opening the device store");
-            let device = Arc::new(Device::open(DeviceConfig::new(dir))?);
+            let device = Arc::new(Device::open(DeviceConfig::new(dir.clone()))?);
+            open_fhir_door(device.clone(), dir);
             app.manage(AppState {
                 device: device.clone(),
             });

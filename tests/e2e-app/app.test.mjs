@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { WebDriver } from './webdriver.mjs';
@@ -66,6 +66,7 @@ let port;
 // signal or hold them like a tunnel (the last test uses it; until then it passes everything on).
 let proxy = null;
 let proxyUrl;
+let doorPort;
 const wd = new WebDriver(DRIVER);
 
 async function startCentral() {
@@ -132,6 +133,12 @@ before(async () => {
   cpis('user', '--id', 'e2e.para', '--name', 'Robin Paramedic', '--org', 'RX6', '--activity', 'B0107', '--role', 'Paramedic');
   await startCentral();
   await startProxy();
+  // The app's FHIR door on a free port, set the way a trust's device management would.
+  doorPort = await freePort();
+  if (process.env.CPIS_DEVICE_DIR) {
+    mkdirSync(process.env.CPIS_DEVICE_DIR, { recursive: true });
+    writeFileSync(join(process.env.CPIS_DEVICE_DIR, 'fhir-door.json'), JSON.stringify({ port: doorPort }));
+  }
   await wd.start(APP);
 });
 
@@ -226,6 +233,24 @@ test('a flagged child: the record exists, the alert opens, the LA is told', asyn
   assert.match(await wd.text('#access-history'), /accesses from unscheduled care/);
   await shot('06-alert-opened');
   await wd.click('#check-again');
+});
+
+test('the app\'s FHIR door answers a CareTeam search as the national API does', { skip: !process.env.CPIS_DEVICE_DIR }, async () => {
+  const token = readFileSync(join(process.env.CPIS_DEVICE_DIR, 'fhir-door.token'), 'utf8').trim();
+  const url = `http://127.0.0.1:${doorPort}/fhir/R4/CareTeam?patient:identifier=https://fhir.nhs.uk/Id/nhs-number|${FLAGGED_ONLINE}`;
+  const headers = { Authorization: `Bearer ${token}`, TraceID: 'e2e-door-1', IsUnscheduledAccessEvent: 'false' };
+  const r = await fetch(url, { headers });
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get('content-type'), /application\/fhir\+json/);
+  assert.equal(r.headers.get('traceid'), 'e2e-door-1');
+  const bundle = await r.json();
+  assert.equal(bundle.resourceType, 'Bundle');
+  assert.equal(bundle.type, 'searchset');
+  const teams = bundle.entry.filter((e) => e.resource.resourceType === 'CareTeam').map((e) => e.resource);
+  assert.ok(teams.length >= 1, JSON.stringify(bundle));
+  assert.equal(teams[0].subject.identifier.value, FLAGGED_ONLINE);
+  const refused = await fetch(url, { headers: { ...headers, Authorization: 'Bearer not-the-token' } });
+  assert.equal(refused.status, 401);
 });
 
 test('offline: the check answers from this device\'s copy and the notification queues', async () => {
