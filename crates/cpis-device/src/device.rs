@@ -403,6 +403,7 @@ impl Device {
 
     pub fn open(config: DeviceConfig) -> Result<Self, DeviceError> {
         let reader = DeviceStore::open(&config.data_dir)?;
+        reader.tune_for_lookups()?;
         let writer = Arc::new(StdMutex::new(DeviceStore::open(&config.data_dir)?));
         let syncer = DeviceStore::open(&config.data_dir)?;
         let enrolment = reader.enrolment()?;
