@@ -26,7 +26,8 @@ use cpis_device::views::{CheckOutcome, SyncPhase};
 use cpis_device::{spawn_background_sync, CheckRequest, Device, DeviceConfig};
 use cpis_tests::proxy::{Fault, FaultProxy};
 
-use crate::central_proc::{admin, last_line, CentralProcess};
+use crate::central_bench::{Ctx, USER};
+use crate::central_proc::CentralProcess;
 use crate::data;
 use crate::report::Row;
 use crate::stats::{fmt_ns, Samples};
@@ -38,8 +39,6 @@ pub struct Options {
     pub checks: usize,
 }
 
-const USER: &str = "bench-clinician";
-const ORG: &str = "RBENCH";
 const REGION: &str = "north-west";
 const PACE_BYTES_PER_SEC: u32 = 20_000;
 const PAGE_LIMIT: u32 = 100;
@@ -86,50 +85,10 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
     std::fs::create_dir_all(&dir)?;
     let db = format!("sqlite:{}", dir.join("central.sqlite").display());
     eprintln!("B7: loading the demo register ({} flags)", opts.flags);
-    admin(
-        &db,
-        &[
-            "demo",
-            "--flags",
-            &opts.flags.to_string(),
-            "--seed",
-            &opts.seed.to_string(),
-        ],
-        &[],
-    )?;
-    let pin = crate::b1_check::random_pin();
-    admin(
-        &db,
-        &[
-            "user",
-            "--id",
-            USER,
-            "--name",
-            "Bench Clinician",
-            "--org",
-            ORG,
-            "--activity",
-            "B0107",
-            "--role",
-            "Paramedic",
-        ],
-        &[("CPIS_PIN", &pin)],
-    )?;
-    let code = last_line(&admin(
-        &db,
-        &[
-            "enrol",
-            "--region",
-            REGION,
-            "--org",
-            ORG,
-            "--setting",
-            "ambulance",
-            "--org-name",
-            "Bench Ambulance Service",
-        ],
-        &[],
-    )?);
+    let ctx = Ctx::new(dir.clone(), crate::b1_check::random_pin());
+    ctx.load_demo(&db, opts.flags, opts.seed)?;
+    let code = ctx.enrol_code(&db, REGION)?;
+    let pin = ctx.pin.clone();
     let central = CentralProcess::start(&db, &dir.join("central.log"))?;
     let upstream: SocketAddr = central
         .url

@@ -48,14 +48,20 @@ pub struct Options {
 
 /// The clinician every bench device signs in as; the load generator checks and records as them too.
 pub const USER: &str = "bench-clinician";
-const ORG: &str = "RBENCH";
+pub(crate) const ORG: &str = "RBENCH";
 
-struct Ctx {
+/// A benchmark's scratch directory and its clinician's PIN, with the admin steps every central here
+/// starts with. Also used by B7.
+pub(crate) struct Ctx {
     work: PathBuf,
-    pin: String,
+    pub(crate) pin: String,
 }
 
 impl Ctx {
+    pub(crate) fn new(work: PathBuf, pin: String) -> Self {
+        Self { work, pin }
+    }
+
     /// Runs this binary with `args` in a child process and decodes the JSON line it prints.
     fn child<T: DeserializeOwned>(&self, args: &[&str], code: Option<&str>) -> anyhow::Result<T> {
         let mut cmd = Command::new(std::env::current_exe()?);
@@ -78,7 +84,7 @@ impl Ctx {
             .with_context(|| format!("`cpis-bench {}` printed no result", args.join(" ")))
     }
 
-    fn enrol_code(&self, db: &str, region: &str) -> anyhow::Result<String> {
+    pub(crate) fn enrol_code(&self, db: &str, region: &str) -> anyhow::Result<String> {
         let out = admin(
             db,
             &[
@@ -98,15 +104,15 @@ impl Ctx {
     }
 
     /// The demo register (`cpis central demo`) and the bench's clinician, into the central at `db`.
-    fn load_demo(&self, db: &str, opts: &Options) -> anyhow::Result<()> {
+    pub(crate) fn load_demo(&self, db: &str, flags: u32, seed: u64) -> anyhow::Result<()> {
         admin(
             db,
             &[
                 "demo",
                 "--flags",
-                &opts.flags.to_string(),
+                &flags.to_string(),
                 "--seed",
-                &opts.seed.to_string(),
+                &seed.to_string(),
             ],
             &[],
         )?;
@@ -209,7 +215,7 @@ pub async fn run(opts: &Options, work: &Path) -> anyhow::Result<Vec<Row>> {
             opts.flags
         );
         let started = Instant::now();
-        ctx.load_demo(&db, opts)?;
+        ctx.load_demo(&db, opts.flags, opts.seed)?;
         eprintln!("  loaded in {:.1} s", started.elapsed().as_secs_f64());
         let sync_code = ctx.enrol_code(&db, region.as_str())?;
         let drain_code = ctx.enrol_code(&db, region.as_str())?;
@@ -674,7 +680,7 @@ async fn postgres_inner(
     let db = replace_database(base, &name);
     let result = async {
         eprintln!("B5 (PostgreSQL): loading the demo register into database {name}");
-        ctx.load_demo(&db, opts)?;
+        ctx.load_demo(&db, opts.flags, opts.seed)?;
         let codes: Vec<String> = (0..3)
             .map(|_| ctx.enrol_code(&db, region.as_str()))
             .collect::<anyhow::Result<_>>()?;
