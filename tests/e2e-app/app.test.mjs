@@ -220,7 +220,7 @@ test('a flagged child: the record exists, the alert opens, the LA is told', asyn
   await wd.click('#check-submit');
   await wd.waitForSelector('#open-alert', { timeout: 30000 });
   assert.match(await wd.text('#found-callout'), /A CP-IS record exists for this NHS number/);
-  assert.equal(await wd.text('#open-alert-hint'), "The child's local authority will be told you opened this record");
+  assert.equal(await wd.text('#open-alert-hint'), 'The local authority holding the plan will be told you opened this record');
   await shot('05-result-found');
   await wd.click('#open-alert');
   await wd.waitForSelector('#plans', { timeout: 30000 });

@@ -447,7 +447,7 @@ function renderResult() {
 }
 
 function renderFound(view, nhs, err) {
-  const wording = openAlertWording(view.notifies);
+  const wording = openAlertWording(view.notifies, view.local_authorities?.length || 1);
   return [err,
     h('div', { id: 'result', class: 'cpis-result cpis-result--found' },
       h('span', { class: 'nhsuk-caption-l' }, nhs),
@@ -480,31 +480,47 @@ async function onOpenAlert(e) {
   }
 }
 
-function laBlock(la, full) {
+function laBlock(la, full, index = 0) {
   if (!la) return null;
-  return h('section', { id: 'local-authority', 'aria-labelledby': 'la-heading' },
-    h('h2', { id: 'la-heading', class: 'nhsuk-heading-m' }, full ? 'Local authority' : 'Responsible local authority'),
+  // The first LA keeps the plain ids; a second (a child who moved) gets numbered ones.
+  const id = (base) => (index === 0 ? base : `${base}-${index + 1}`);
+  return h('section', { id: id('local-authority'), class: 'cpis-la', 'aria-labelledby': id('la-heading') },
+    h('h2', { id: id('la-heading'), class: 'nhsuk-heading-m' }, full ? `Local authority: ${la.name}` : 'Responsible local authority'),
     h('p', { class: 'nhsuk-body' }, `${la.name} (${la.ods})`),
-    h('a', { class: 'nhsuk-button cpis-call', href: telHref(la.emergency_phone), id: 'call-emergency' },
+    h('a', { class: 'nhsuk-button cpis-call', href: telHref(la.emergency_phone), id: id('call-emergency') },
       `Call the emergency duty team: ${la.emergency_phone}`),
     full && la.office_phone
-      ? h('p', { class: 'nhsuk-body' }, 'Office hours: ', h('a', { href: telHref(la.office_phone), id: 'call-office', class: 'cpis-tel' }, la.office_phone))
+      ? h('p', { class: 'nhsuk-body' }, 'Office hours: ', h('a', { href: telHref(la.office_phone), id: id('call-office'), class: 'cpis-tel' }, la.office_phone))
       : null);
 }
 
 function renderOpened(view, nhs, err) {
   const p = view.person;
   const name = p ? `${p.given_names} ${p.family_name}` : 'this person';
+  const laName = (plan) => plan.local_authority ? plan.local_authority.name : plan.local_authority_ods;
   const plansTable = table('Plans',
-    ['Plan', 'Start', 'End', 'Status'],
+    ['Plan', 'Local authority', 'Start', 'End', 'Status'],
     view.plans.map((plan) => [
-      planKindWording(plan), formatDate(plan.start), planEndWording(plan),
+      planKindWording(plan), laName(plan), formatDate(plan.start), planEndWording(plan),
       plan.status === 'current' ? h('strong', { class: 'nhsuk-tag nhsuk-tag--red' }, 'Current') : planStatusWording(plan),
     ]), 'plans');
-  const history = view.access_history.length
-    ? table('Most recent accesses from unscheduled care (up to 25)', ['When', 'Organisation', 'Role', 'Setting'],
-      view.access_history.map((a) => [formatDateTime(a.at), `${a.org_name} (${a.org_ods})`, a.role, settingWording(a.setting)]), 'access-history')
-    : h('p', { class: 'nhsuk-body', id: 'access-history' }, 'No accesses from unscheduled care are recorded for this person.');
+  const las = view.local_authorities?.length ? view.local_authorities : [view.local_authority].filter(Boolean);
+  const historyHeading = `Accesses to ${name}'s record from unscheduled care`;
+  let history;
+  if (view.access_history.length) {
+    history = table('Most recent accesses from unscheduled care, each user counted at their first access in any 24 hours (up to 25)', ['When', 'Organisation', 'Role', 'Setting'],
+      view.access_history.map((a) => [formatDateTime(a.at), `${a.org_name} (${a.org_ods})`, a.role, settingWording(a.setting)]), 'access-history');
+  } else if (view.source === 'cache') {
+    history = h('p', { class: 'nhsuk-body', id: 'access-history' }, 'Access history is held by the central service and cannot be shown offline.');
+  } else {
+    history = h('p', { class: 'nhsuk-body', id: 'access-history' }, 'No accesses from unscheduled care are recorded for this person.');
+  }
+  const caveats = view.caveats?.length
+    ? h('div', { class: 'nhsuk-inset-text', id: 'alert-caveats-block' },
+      h('span', { class: 'nhsuk-u-visually-hidden' }, 'Information: '),
+      h('h2', { class: 'nhsuk-heading-s' }, 'Before you rely on this'),
+      h('ul', { class: 'nhsuk-list nhsuk-list--bullet', id: 'alert-caveats' }, view.caveats.map((c) => h('li', {}, c))))
+    : null;
   const notifyText = notificationWording(view.notification);
   return [err,
     h('div', { id: 'result', class: 'cpis-result cpis-result--opened' },
@@ -522,10 +538,11 @@ function renderOpened(view, nhs, err) {
         p.local_id ? ['Local authority case ID', p.local_id, 'person-local-id'] : null,
       ], 'person') : null,
       plansTable,
-      laBlock(view.local_authority, true),
-      h('h2', { class: 'nhsuk-heading-m' }, 'Local authority notification'),
+      caveats,
+      ...las.map((la, i) => laBlock(la, true, i)),
+      h('h2', { class: 'nhsuk-heading-m' }, las.length > 1 ? 'Local authority notifications' : 'Local authority notification'),
       h('p', { class: `nhsuk-body cpis-notification cpis-notification--${view.notification ?? 'none'}`, id: 'notification' }, notifyText),
-      h('h2', { class: 'nhsuk-heading-m' }, 'Access history'),
+      h('h2', { class: 'nhsuk-heading-m', id: 'access-history-heading' }, historyHeading),
       history,
       dataAgeLine(view)),
     againButton()].filter(Boolean);

@@ -107,16 +107,18 @@ export function formatDate(isoDate) {
   return `${Number(m[3])} ${MONTHS[Number(m[2]) - 1]} ${m[1]}`;
 }
 
-/** An instant shown in UK local time: "24 November 2026 at 19:32". */
+/** An instant shown in UK local time, marked GMT or BST: "24 November 2026 at 19:32 GMT". */
 export function formatDateTime(iso, timeZone = 'Europe/London') {
   if (!iso) return '';
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return String(iso);
   const parts = new Intl.DateTimeFormat('en-GB', {
-    timeZone, day: 'numeric', month: 'long', year: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
+    timeZone, day: 'numeric', month: 'long', year: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZoneName: 'short',
   }).formatToParts(d);
   const get = (t) => parts.find((p) => p.type === t)?.value ?? '';
-  return `${get('day')} ${get('month')} ${get('year')} at ${get('hour')}:${get('minute')}`;
+  // en-GB names Europe/London's zones GMT and BST; "GMT+1" would be a browser without the names.
+  const zone = get('timeZoneName').replace(/^GMT\+1$/, 'BST');
+  return `${get('day')} ${get('month')} ${get('year')} at ${get('hour')}:${get('minute')} ${zone}`.trim();
 }
 
 /** A duration in words: "less than a minute", "1 minute", "3 hours", "2 days". */
@@ -240,14 +242,18 @@ export function searchErrorField(message) {
   return null;
 }
 
-/** The button to open a found record, and the hint that says who will be told. */
-export function openAlertWording(notifies) {
-  return {
-    text: 'Open the alert',
-    hint: notifies
-      ? "The child's local authority will be told you opened this record"
-      : 'Opening this does not notify anyone (your role reads silently)',
-  };
+/**
+ * The button to open a found record, and the hint that says who will be told: the local authority
+ * holding the plan (for an unborn child plan that is not "the child's"), or each of several.
+ */
+export function openAlertWording(notifies, localAuthorities = 1) {
+  let hint = 'Opening this does not notify anyone (your role reads silently)';
+  if (notifies) {
+    hint = localAuthorities > 1
+      ? `Each of the ${localAuthorities} local authorities holding a plan will be told you opened this record`
+      : 'The local authority holding the plan will be told you opened this record';
+  }
+  return { text: 'Open the alert', hint };
 }
 
 export function notificationWording(state) {
@@ -274,10 +280,12 @@ export function planKindWording(plan) {
 }
 
 export function planEndWording(plan) {
-  return plan.end ? formatDate(plan.end) : 'Open';
+  if (plan.end) return formatDate(plan.end);
+  return plan.due ? `Open (due ${formatDate(plan.due)})` : 'Open';
 }
 
 export function planStatusWording(plan) {
+  if (plan.status_text) return plan.status_text;
   if (plan.status === 'current') return 'Current';
   const ended = plan.ended_on || plan.end;
   const until = plan.shown_until ? ` (shown until ${formatDate(plan.shown_until)})` : '';

@@ -67,8 +67,15 @@ test('field messages while typing and on submit', () => {
 test('dates in NHS style without time-zone drift', () => {
   assert.equal(L.formatDate('2026-03-03'), '3 March 2026');
   assert.equal(L.formatDate('2019-12-31'), '31 December 2019');
-  assert.equal(L.formatDateTime('2026-11-24T19:32:00Z'), '24 November 2026 at 19:32');
-  assert.equal(L.formatDateTime('2026-07-01T12:00:00Z'), '1 July 2026 at 13:00');
+  assert.equal(L.formatDateTime('2026-11-24T19:32:00Z'), '24 November 2026 at 19:32 GMT');
+  assert.equal(L.formatDateTime('2026-07-01T12:00:00Z'), '1 July 2026 at 13:00 BST');
+  // 23:30 UTC in summer is already the next UK day.
+  assert.equal(L.formatDateTime('2026-07-03T23:30:00Z'), '4 July 2026 at 00:30 BST');
+  // Across the clock changes.
+  assert.equal(L.formatDateTime('2026-03-29T00:59:00Z'), '29 March 2026 at 00:59 GMT');
+  assert.equal(L.formatDateTime('2026-03-29T01:00:00Z'), '29 March 2026 at 02:00 BST');
+  assert.equal(L.formatDateTime('2026-10-25T00:59:00Z'), '25 October 2026 at 01:59 BST');
+  assert.equal(L.formatDateTime('2026-10-25T01:00:00Z'), '25 October 2026 at 01:00 GMT');
 });
 
 test('data age wording names the source', () => {
@@ -88,7 +95,9 @@ test('stale warning only when stale, with the age', () => {
 
 test('open-alert wording for notifying and silent readers', () => {
   assert.equal(L.openAlertWording(true).text, 'Open the alert');
-  assert.equal(L.openAlertWording(true).hint, "The child's local authority will be told you opened this record");
+  // An unborn child plan is held against the mother: the hint never says "the child's".
+  assert.equal(L.openAlertWording(true).hint, 'The local authority holding the plan will be told you opened this record');
+  assert.equal(L.openAlertWording(true, 2).hint, 'Each of the 2 local authorities holding a plan will be told you opened this record');
   assert.equal(L.openAlertWording(false).hint, 'Opening this does not notify anyone (your role reads silently)');
 });
 
@@ -108,6 +117,11 @@ test('plan wording: kind, open end, current or ended with the last day shown', (
   assert.equal(L.planEndWording(ended), '15 January 2026');
   assert.equal(L.planStatusWording(ended), 'Ended on 15 January 2026 (shown until 15 January 2027)');
   assert.match(L.planKindWording({ kind: 'UCPI' }), /Unborn/);
+  // The engine's own words win: a plan not started and an unborn plan past its due date.
+  assert.equal(L.planStatusWording({ status: 'not_started', status_text: 'Starts on 4 Jan 2027' }), 'Starts on 4 Jan 2027');
+  const due = { kind: 'UCPI', end: null, due: '2026-11-10', status: 'due_passed', status_text: 'Due date passed on 10 Nov 2026; shown until 8 Dec 2026' };
+  assert.equal(L.planStatusWording(due), 'Due date passed on 10 Nov 2026; shown until 8 Dec 2026');
+  assert.equal(L.planEndWording(due), 'Open (due 10 November 2026)');
 });
 
 test('tel links keep only digits and a leading plus', () => {

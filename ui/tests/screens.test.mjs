@@ -192,7 +192,7 @@ test('a miss says no record found, lists the caveats, the source and data age, a
   assert.equal(caveats.length, fx.VIEWS.miss.caveats.length);
   assert.match(caveats.join('\n'), /marked sensitive/);
   assert.match(caveats.join('\n'), /Wales and Scotland/);
-  assert.equal(await text(page, '#data-age'), "Data from this device's copy, last updated 3 hours ago (24 November 2026 at 16:30)");
+  assert.equal(await text(page, '#data-age'), "Data from this device's copy, last updated 3 hours ago (24 November 2026 at 16:30 GMT)");
   assert.match(await text(page, '#main'), /make a referral as you would without this check/);
   const body = (await page.locator('body').innerText()).toLowerCase();
   for (const banned of ['not at risk', 'no concerns', 'no risk', 'safe to']) assert.ok(!body.includes(banned), banned);
@@ -234,7 +234,7 @@ test('a record found: notifying button wording, open the alert, plans, LA phones
   assert.match(await text(page, '#found-callout'), /A CP-IS record exists for this NHS number/);
   assert.equal(await focusedId(page), 'result-heading');
   assert.equal((await text(page, '#open-alert')).trim(), 'Open the alert');
-  assert.equal(await text(page, '#open-alert-hint'), "The child's local authority will be told you opened this record");
+  assert.equal(await text(page, '#open-alert-hint'), 'The local authority holding the plan will be told you opened this record');
   assert.equal(await page.getAttribute('#open-alert', 'aria-describedby'), 'open-alert-hint');
   assert.equal(await page.locator('#person').count(), 0, 'nothing about the person before opening');
   await shot(page, '06-result-found');
@@ -249,8 +249,8 @@ test('a record found: notifying button wording, open the alert, plans, LA phones
   assert.equal(await text(page, '#person-nhs dd'), '999 000 0018');
   assert.equal(await text(page, '#person-local-id dd'), 'NBC-000123');
   const rows = await page.locator('#plans tbody tr').allInnerTexts();
-  assert.match(rows[0], /Child protection plan\s+1 February 2026\s+Open\s+Current/);
-  assert.match(rows[1], /Looked after child\s+10 May 2024\s+15 January 2026\s+Ended on 15 January 2026 \(shown until 15 January 2027\)/);
+  assert.match(rows[0], /Child protection plan\s+Northfield Borough Council \(synthetic\)\s+1 February 2026\s+Open\s+Current/);
+  assert.match(rows[1], /Looked after child\s+Northfield Borough Council \(synthetic\)\s+10 May 2024\s+15 January 2026\s+Ended on 15 Jan 2026; shown until 15 Jan 2027/);
   assert.equal(await page.getAttribute('#call-emergency', 'href'), 'tel:03005550101');
   assert.match(await text(page, '#call-emergency'), /Call the emergency duty team: 0300 555 0101/);
   assert.equal(await page.getAttribute('#call-office', 'href'), 'tel:03005550202');
@@ -258,7 +258,8 @@ test('a record found: notifying button wording, open the alert, plans, LA phones
   assert.ok(box.height >= 48, `emergency call target is ${box.height}px high`);
   const history = await page.locator('#access-history tbody tr').allInnerTexts();
   assert.equal(history.length, 2);
-  assert.match(history[0], /23 November 2026 at 22:15\s+Synthetic Ambulance Service \(RX9\)\s+Paramedic\s+Ambulance service/);
+  assert.match(await text(page, '#access-history-heading'), /Accesses to Jamie Lee TESTER's record from unscheduled care/);
+  assert.match(history[0], /23 November 2026 at 22:15 GMT\s+Synthetic Ambulance Service \(RX9\)\s+Paramedic\s+Ambulance service/);
   assert.equal(await text(page, '#notification'), 'Queued: will be sent when this device reconnects');
   assert.match(await text(page, '#data-age'), /this device's copy, last updated 3 hours ago/);
   assert.equal(await focusedId(page), 'result-heading');
@@ -275,8 +276,32 @@ test('a silent reader is told opening does not notify, and the notification is n
   assert.match(await text(page, '#plans'), /Unborn child protection plan/);
   assert.match(await text(page, '#notification'), /^Not sent/);
   assert.equal(await page.locator('#call-office').count(), 0, 'no office number when the LA has none');
-  assert.match(await text(page, '#access-history'), /No accesses from unscheduled care are recorded/);
+  assert.match(await text(page, '#plans'), /Due date passed on 10 Nov 2026; shown until 8 Dec 2026/);
+  assert.doesNotMatch(await text(page, '#plans'), /Ended/);
+  assert.equal(await text(page, '#access-history'), 'Access history is held by the central service and cannot be shown offline.');
+  assert.doesNotMatch(await text(page, '#main'), /No accesses/);
   await sweep(page, 'alert opened (silent reader, no history)');
+});
+
+test('a child who moved: each plan shows its local authority, both LAs with their numbers, and the opened alert keeps every caveat', async () => {
+  const page = await signedIn();
+  await checkNumber(page, '9990000077');
+  assert.equal(await text(page, '#open-alert-hint'), 'Each of the 2 local authorities holding a plan will be told you opened this record');
+  await page.click('#open-alert');
+  await page.waitForSelector('#plans');
+  const rows = await page.locator('#plans tbody tr').allInnerTexts();
+  assert.match(rows[0], /Child protection plan\s+Southmoor City Council \(synthetic\)\s+10 October 2026\s+Open\s+Current/);
+  assert.match(rows[1], /Child protection plan\s+Northfield Borough Council \(synthetic\)\s+1 January 2025\s+1 October 2026\s+Ended on 1 Oct 2026/);
+  assert.match(rows[2], /Looked after child\s+Southmoor City Council \(synthetic\)\s+4 January 2027\s+Open\s+Starts on 4 Jan 2027/);
+  assert.doesNotMatch(rows[2], /Current/);
+  assert.equal(await page.getAttribute('#call-emergency', 'href'), 'tel:03005550303');
+  assert.equal(await page.getAttribute('#call-emergency-2', 'href'), 'tel:03005550101');
+  assert.match(await text(page, '#la-heading-2'), /Northfield Borough Council/);
+  const caveats = await page.locator('#alert-caveats li').allInnerTexts();
+  assert.equal(caveats.length, 2);
+  assert.match(caveats[0], /last updated 19:30 GMT, 24 Nov 2026/);
+  assert.equal(await text(page, '#access-history'), 'Access history is held by the central service and cannot be shown offline.');
+  await sweep(page, 'alert opened (child who moved)');
 });
 
 test('offline: the strip says so and the opened alert queues its notification', async () => {
@@ -310,9 +335,9 @@ test('sync now drives the progress bar from sync-progress events', async () => {
   assert.equal(await text(page, '#st-queued dd'), '2 (oldest 40 minutes old)');
   assert.match(await text(page, '#st-dead dd'), /^1/);
   assert.match(await text(page, '#dead-letters'), /rejected: unknown region/);
-  assert.equal(await text(page, '#st-lease dd'), '27 November 2026 at 16:30');
+  assert.equal(await text(page, '#st-lease dd'), '27 November 2026 at 16:30 GMT');
   assert.equal(await text(page, '#st-device dd'), '0192f0a0-1111-7000-8000-00000000d001');
-  assert.match(await text(page, '#st-last-sync dd'), /24 November 2026 at 16:30 \(3 hours ago\)/);
+  assert.match(await text(page, '#st-last-sync dd'), /24 November 2026 at 16:30 GMT \(3 hours ago\)/);
   await sweep(page, 'sync and status');
   await page.click('#sync-now');
   await settle(page);

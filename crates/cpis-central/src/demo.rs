@@ -126,6 +126,7 @@ pub fn generate(flags: u32, seed: u64, today: NaiveDate) -> DemoData {
                         end: None,
                         due: None,
                         delete: None,
+                        local_authority: None,
                     }],
                 )
             }
@@ -140,6 +141,7 @@ pub fn generate(flags: u32, seed: u64, today: NaiveDate) -> DemoData {
                         end,
                         due: None,
                         delete: None,
+                        local_authority: None,
                     }],
                 )
             }
@@ -155,6 +157,7 @@ pub fn generate(flags: u32, seed: u64, today: NaiveDate) -> DemoData {
                         end: None,
                         due: Some(due),
                         delete: None,
+                        local_authority: None,
                     }],
                 )
             }
@@ -172,6 +175,7 @@ pub fn generate(flags: u32, seed: u64, today: NaiveDate) -> DemoData {
                         end: Some(end),
                         due: None,
                         delete: None,
+                        local_authority: None,
                     }],
                 )
             }
@@ -191,6 +195,7 @@ pub fn generate(flags: u32, seed: u64, today: NaiveDate) -> DemoData {
                 end: Some(end.max(dob)),
                 due: None,
                 delete: None,
+                local_authority: None,
             });
         }
         if rng.gen_range(0..1000) < 5 {

@@ -63,9 +63,11 @@ impl From<StoreError> for ApiFailure {
             StoreError::UnknownLa(ods) => {
                 Self::not_found(format!("no local authority with ODS code {ods}"))
             }
-            e @ StoreError::LargeRemoval { .. } => {
-                Self::unprocessable("large_removal", e.to_string())
-            }
+            StoreError::UploadRaced => Self::new(
+                axum::http::StatusCode::CONFLICT,
+                "upload_raced",
+                "another upload for this local authority was being applied: send the file again",
+            ),
             other => {
                 // Store messages carry SQL errors, never row contents, so they are safe to log.
                 tracing::error!(error = %other, "store failure");

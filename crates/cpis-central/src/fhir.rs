@@ -211,7 +211,7 @@ impl Central {
         headers: &RequestHeaders,
     ) -> Result<SearchAnswer, FhirError> {
         let now = Utc::now();
-        let today = now.date_naive();
+        let today = cpis_core::ukdate::uk_today(now);
         let record = self
             .store
             .flag(&query.nhs)
@@ -288,8 +288,12 @@ impl Central {
             None => None,
         };
         if let Some(event) = fhir_access_event(client, headers, known_user, query.nhs, now) {
+            let intake = self
+                .event_intake(vec![event], now)
+                .await
+                .map_err(store_failure)?;
             self.store
-                .ingest_events(vec![event], now)
+                .ingest_events(intake, now)
                 .await
                 .map_err(store_failure)?;
         }

@@ -22,6 +22,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod upload;
+pub mod upload_decision;
 pub mod webhook;
 
 pub use error::ApiFailure;

@@ -191,7 +191,10 @@ pub async fn spawn_with_store(
 /// Turns ended records into removals at start and then once a day.
 async fn expire_daily(central: Central, mut stop: watch::Receiver<bool>) {
     loop {
-        match central.expire(Utc::now().date_naive()).await {
+        match central
+            .expire(cpis_core::ukdate::uk_today(Utc::now()))
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "expired records removed from region feeds"),
             Err(e) => tracing::warn!(error = %e, "expiry pass failed"),

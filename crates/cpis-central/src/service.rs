@@ -18,7 +18,7 @@ use cpis_core::wire::{
     EventBatch, EventBatchResult, EventResult, EventStatus, FeedPage, Lease, LeaseRenewal,
     LiveCheckRequest, LiveCheckResponse, LiveOutcome, LiveSearchCandidate, LiveSearchRequest,
     LiveSearchResponse, LoginRequest, LoginResponse, Notification, NotificationPage, SealedEvent,
-    SignedPage, TokenRequest, TokenResponse, UploadReport, UploadRowResult,
+    SignedPage, TokenRequest, TokenResponse, UploadReport,
 };
 use cpis_core::{
     AccessEvent, Activity, CareSetting, FlagRecord, LocalAuthority, NhsNumber, OdsCode, Region,
@@ -29,10 +29,11 @@ use zeroize::Zeroizing;
 use crate::auth::{self, PinAuthenticator, SignInError, UserAuthenticator};
 use crate::error::ApiFailure;
 use crate::store::{
-    DeviceRecord, EnrolRefusal, Ingested, LiveLookup, LiveSearch, NewDevice, NewEnrolment,
-    PeopleUpload, Store, StoreError, StoredKeys, WebhookChange,
+    DeviceRecord, EnrolRefusal, EventIntake, Ingested, LiveLookup, LiveSearch, NewDevice,
+    NewEnrolment, Store, StoreError, StoredKeys, UploadOps, WebhookChange,
 };
-use crate::upload;
+use crate::{upload, upload_decision};
+use cpis_core::ukdate::uk_today;
 
 /// How long a device bearer token lives.
 pub const TOKEN_LIFETIME: Duration = Duration::hours(1);
@@ -104,6 +105,33 @@ pub fn lease_mac(lease_key: &[u8], device: Uuid, expires_at: DateTime<Utc>) -> S
     ))
 }
 
+/// Who is told of a notifying access: every LA holding a plan the clinician could see, on the UK
+/// date the device recorded or the date the central received it (a child who moved is known to
+/// both LAs). A person on the register with no plan visible on either date still tells the LA the
+/// record names: an extra notification costs a social worker a minute, a missing one can cost a
+/// child.
+pub fn las_to_tell(
+    record: &FlagRecord,
+    event: &AccessEvent,
+    received_at: DateTime<Utc>,
+    rules: &VisibilityRules,
+) -> Vec<OdsCode> {
+    let days = [uk_today(event.device_time), uk_today(received_at)];
+    let mut out: Vec<OdsCode> = Vec::new();
+    for la in record.holders() {
+        let visible = record.plans.iter().any(|p| {
+            p.holder(record) == &la && days.iter().any(|d| p.visibility(*d, rules).is_shown())
+        });
+        if visible {
+            out.push(la);
+        }
+    }
+    if out.is_empty() {
+        out.push(record.local_authority.clone());
+    }
+    out
+}
+
 /// The notification an LA receives for a notifying access to one of its people.
 pub fn notification_for(
     event: &AccessEvent,
@@ -130,14 +158,17 @@ pub fn notification_for(
     }
 }
 
-/// Access history from a person's unscheduled accesses (newest first): the same user again within
-/// 24 hours of an access already listed is not listed again; at most 25 entries.
+/// Access history from a person's unscheduled accesses (given newest first), as the national rule
+/// has it: the *first* access by a user is listed, and that user's further accesses within 24 hours
+/// of it are not; newest first, at most 25 entries.
 pub fn access_history(events: &[AccessEvent]) -> Vec<AccessHistoryEntry> {
+    let mut oldest_first: Vec<&AccessEvent> = events.iter().collect();
+    oldest_first.sort_by_key(|e| e.device_time);
     let mut listed: HashMap<&str, DateTime<Utc>> = HashMap::new();
     let mut out = Vec::new();
-    for e in events {
-        if let Some(newer) = listed.get(e.accessor.user_id.as_str()) {
-            if *newer - e.device_time < Duration::hours(24) {
+    for e in oldest_first {
+        if let Some(first) = listed.get(e.accessor.user_id.as_str()) {
+            if e.device_time - *first < Duration::hours(24) {
                 continue;
             }
         }
@@ -149,10 +180,9 @@ pub fn access_history(events: &[AccessEvent]) -> Vec<AccessHistoryEntry> {
             role: e.accessor.role.clone(),
             setting: e.accessor.setting,
         });
-        if out.len() == ACCESS_HISTORY_LEN {
-            break;
-        }
     }
+    out.reverse();
+    out.truncate(ACCESS_HISTORY_LEN);
     out
 }
 
@@ -645,8 +675,10 @@ impl Central {
             tracing::warn!(device = %device.id, rejected, "access events rejected");
         }
         if !to_store.is_empty() {
+            let received_at = Utc::now();
             let (positions, events): (Vec<usize>, Vec<AccessEvent>) = to_store.into_iter().unzip();
-            let outcome = self.store.ingest_events(events, Utc::now()).await?;
+            let intake = self.event_intake(events, received_at).await?;
+            let outcome = self.store.ingest_events(intake, received_at).await?;
             for (pos, ingested) in positions.into_iter().zip(outcome) {
                 if ingested == Ingested::Stored {
                     results[pos].status = EventStatus::Accepted;
@@ -654,6 +686,30 @@ impl Central {
             }
         }
         Ok(EventBatchResult { results })
+    }
+
+    /// Each event with the notifications it brings (`las_to_tell`), ready for the store.
+    pub(crate) async fn event_intake(
+        &self,
+        events: Vec<AccessEvent>,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<EventIntake>, StoreError> {
+        let mut intake = Vec::with_capacity(events.len());
+        for event in events {
+            let mut notifications = Vec::new();
+            if event.notifies {
+                if let Some(record) = self.store.flag(&event.nhs_number).await? {
+                    for la in las_to_tell(&record, &event, received_at, &self.rules) {
+                        notifications.push((la, notification_for(&event, &record, 0, received_at)));
+                    }
+                }
+            }
+            intake.push(EventIntake {
+                event,
+                notifications,
+            });
+        }
+        Ok(intake)
     }
 
     /// The central's own account of who looked and where. The organisation and setting come from the
@@ -737,7 +793,7 @@ impl Central {
                 None => {}
             }
         }
-        let today = Utc::now().date_naive();
+        let today = uk_today(Utc::now());
         let record = self
             .store
             .flag(&req.nhs_number)
@@ -762,28 +818,19 @@ impl Central {
                 outcome: LiveOutcome::NoRecord,
                 record: None,
                 local_authority: None,
+                local_authorities: Vec::new(),
                 access_history: Vec::new(),
                 access_recorded,
                 as_of: Utc::now(),
             });
         };
-        let la = self
-            .store
-            .local_authority(&record.local_authority)
-            .await?
-            .map(|l| l.la);
+        let (las, as_of) = self.holders_of(&record).await?;
         let access_history = self.access_history(&req.nhs_number).await?;
-        // The record is as fresh as its LA's last accepted upload: the device marks it stale past
-        // the same warning age as its own copy.
-        let as_of = self
-            .store
-            .la_last_upload(&record.local_authority)
-            .await?
-            .unwrap_or_else(Utc::now);
         Ok(LiveCheckResponse {
             outcome: LiveOutcome::RecordFound,
             record: Some(record),
-            local_authority: la,
+            local_authority: las.first().cloned(),
+            local_authorities: las,
             access_history,
             access_recorded,
             as_of,
@@ -823,10 +870,10 @@ impl Central {
                 Sex::Unknown => "unknown",
             }),
             q.postcode_district.as_deref(),
-            Utc::now().date_naive(),
+            uk_today(Utc::now()),
         )
         .map_err(|e| ApiFailure::bad_request(e.to_string()))?;
-        let today = Utc::now().date_naive();
+        let today = uk_today(Utc::now());
         let records: Vec<FlagRecord> = self
             .store
             .flags_born_on(&search::candidate_dates(query.date_of_birth))
@@ -856,19 +903,11 @@ impl Central {
             .await?;
         let mut candidates = Vec::with_capacity(returned.len());
         for record in returned {
-            let la = self
-                .store
-                .local_authority(&record.local_authority)
-                .await?
-                .map(|l| l.la);
-            let as_of = self
-                .store
-                .la_last_upload(&record.local_authority)
-                .await?
-                .unwrap_or_else(Utc::now);
+            let (las, as_of) = self.holders_of(record).await?;
             candidates.push(LiveSearchCandidate {
                 record: record.clone(),
-                local_authority: la,
+                local_authority: las.first().cloned(),
+                local_authorities: las,
                 as_of,
             });
         }
@@ -877,6 +916,26 @@ impl Central {
             candidates,
             total: tiered.candidates(),
         })
+    }
+
+    /// The LAs holding a record's plans (the record's own first), and how old the record is: as
+    /// old as the oldest last accepted upload among them, so the device marks it stale past the
+    /// same warning age as its own copy.
+    async fn holders_of(
+        &self,
+        record: &FlagRecord,
+    ) -> Result<(Vec<LocalAuthority>, DateTime<Utc>), ApiFailure> {
+        let mut las = Vec::new();
+        let mut as_of: Option<DateTime<Utc>> = None;
+        for ods in record.holders() {
+            if let Some(la) = self.store.local_authority(&ods).await? {
+                las.push(la.la);
+            }
+            if let Some(at) = self.store.la_last_upload(&ods).await? {
+                as_of = Some(as_of.map_or(at, |a| a.min(at)));
+            }
+        }
+        Ok((las, as_of.unwrap_or_else(Utc::now)))
     }
 
     pub async fn access_history(
@@ -914,8 +973,9 @@ impl Central {
         })
     }
 
-    /// Applies an LA upload file. The file is refused whole when unreadable, or when it would remove
-    /// more than 10% of the LA's people without `allow_large_removal`.
+    /// Applies an LA upload file (the rule is `upload_decision`). The file is refused whole when
+    /// unreadable, or when it would end the open plans of more than 10% of the LA's people without
+    /// `allow_large_removal`.
     pub async fn import(
         &self,
         la: &OdsCode,
@@ -928,65 +988,61 @@ impl Central {
             )));
         }
         let (la_c, bytes) = (la.clone(), bytes.to_vec());
-        let parsed = tokio::task::spawn_blocking(move || upload::parse_upload(&la_c, &bytes))
-            .await
-            .map_err(|_| ApiFailure::internal())?
-            .map_err(|e| ApiFailure::unprocessable("invalid_upload_file", e.to_string()))?;
-        let mut lines_of: HashMap<NhsNumber, Vec<usize>> = HashMap::new();
-        let people: Vec<FlagRecord> = parsed
-            .people
-            .into_iter()
-            .map(|p| {
-                lines_of.insert(p.record.nhs_number, p.lines);
-                p.record
+        let parsed = tokio::task::spawn_blocking(move || {
+            upload::parse_upload_on(&la_c, &bytes, uk_today(Utc::now()))
+        })
+        .await
+        .map_err(|_| ApiFailure::internal())?
+        .map_err(|e| ApiFailure::unprocessable("invalid_upload_file", e.to_string()))?;
+        // Decide from the LA's own records, then apply; if another upload for the LA landed in
+        // between, decide again from what it left.
+        let mut attempt = 0;
+        let (decision, people) = loop {
+            attempt += 1;
+            let (stored, based_on) = self.store.la_records(la).await?;
+            let decision = upload_decision::decide_upload(upload_decision::UploadInput {
+                stored: &stored,
+                people: &parsed.people,
+                keep: &parsed.keep,
+                today: uk_today(Utc::now()),
+                rules: self.rules,
+                allow_large_removal,
             })
-            .collect();
-        let applied = self
-            .store
-            .import_people(
-                la,
-                PeopleUpload {
-                    people,
-                    keep: parsed.keep,
-                    allow_large_removal,
-                    today: Utc::now().date_naive(),
-                    rules: self.rules,
-                },
-                Utc::now(),
-            )
-            .await?;
-        let mut rows = parsed.rows;
-        let position: HashMap<usize, usize> =
-            rows.iter().enumerate().map(|(i, r)| (r.line, i)).collect();
-        for nhs in &applied.held_elsewhere {
-            for line in lines_of.get(nhs).into_iter().flatten() {
-                if let Some(i) = position.get(line) {
-                    rows[*i] = UploadRowResult {
-                        line: *line,
-                        accepted: false,
-                        reason: Some(
-                            "this NHS number is held by another local authority: it must be removed there first"
-                                .into(),
-                        ),
-                    };
-                }
+            .map_err(|e| ApiFailure::unprocessable("large_removal", e.to_string()))?;
+            let ops = UploadOps {
+                puts: decision.puts.clone(),
+                removes: decision.removes.clone(),
+                based_on,
+            };
+            match self.store.apply_upload(la, ops, Utc::now()).await {
+                Ok(people) => break (decision, people),
+                Err(StoreError::UploadRaced) if attempt < 3 => continue,
+                Err(e) => return Err(e.into()),
             }
-        }
+        };
+        let rows = parsed.rows;
         let accepted_rows = rows.iter().filter(|r| r.accepted).count();
+        let removed = decision
+            .changes
+            .iter()
+            .filter(|c| c.action == "removed")
+            .count();
         let report = UploadReport {
             la: la.clone(),
             accepted_rows,
             rejected_rows: rows.len() - accepted_rows,
             rows,
-            people: applied.people,
-            removed: applied.removed,
+            people,
+            removed,
+            ended: decision.ended,
+            changes: decision.changes,
         };
         tracing::info!(
             la = %la,
             accepted = report.accepted_rows,
             rejected = report.rejected_rows,
             removed = report.removed,
-            expired = applied.expired,
+            ended = report.ended,
             "upload applied"
         );
         Ok(report)
@@ -1020,7 +1076,7 @@ mod tests {
     }
 
     #[test]
-    fn the_same_user_within_24_hours_is_listed_once_and_the_list_holds_25() {
+    fn the_access_history_lists_the_first_access_by_a_user_within_24_hours() {
         let events = vec![
             event("a", 1),
             event("b", 2),
@@ -1033,7 +1089,9 @@ mod tests {
             .iter()
             .map(|h| (Utc::now() - h.at).num_hours())
             .collect();
-        assert_eq!(hours, vec![1, 2, 30]);
+        // "a" first looked 30 hours ago: that is listed, their look 24 hours ago is not; their look
+        // 5 hours ago starts a new day and is listed, the one an hour ago is not.
+        assert_eq!(hours, vec![2, 5, 30]);
         let many: Vec<AccessEvent> = (0..40).map(|i| event(&format!("u{i}"), i)).collect();
         assert_eq!(access_history(&many).len(), 25);
     }

@@ -77,7 +77,7 @@ fn date(field: &str, value: &str, required: bool) -> Result<Option<NaiveDate>, S
         .map_err(|_| format!("{field} is not a date in the form YYYY-MM-DD"))
 }
 
-fn parse_row(line: usize, fields: &[&str]) -> Result<Row, String> {
+fn parse_row(line: usize, fields: &[&str], today: NaiveDate) -> Result<Row, String> {
     let nhs = NhsNumber::parse(fields[0]).map_err(|e| format!("invalid NHS number: {e}"))?;
     let family_name = fields[1].trim().to_string();
     let given_names = fields[2].trim().to_string();
@@ -100,8 +100,10 @@ fn parse_row(line: usize, fields: &[&str]) -> Result<Row, String> {
         end,
         due,
         delete,
+        local_authority: None,
     };
     plan.validate().map_err(|e| e.to_string())?;
+    plausible(&plan, date_of_birth, today)?;
     Ok(Row {
         line,
         nhs,
@@ -113,8 +115,45 @@ fn parse_row(line: usize, fields: &[&str]) -> Result<Row, String> {
     })
 }
 
-/// Parses and validates an upload for `la`.
+/// Rows that parse but cannot be right: refused with the reason, so the LA corrects its extract
+/// rather than devices showing a plan no clinician could trust.
+fn plausible(plan: &Plan, date_of_birth: NaiveDate, today: NaiveDate) -> Result<(), String> {
+    if date_of_birth > today {
+        return Err(format!("date_of_birth {date_of_birth} is in the future"));
+    }
+    if plan.start > today + chrono::Duration::days(365) {
+        return Err(format!(
+            "start_date {} is more than a year ahead",
+            plan.start
+        ));
+    }
+    if plan.kind == PlanKind::UnbornChildProtection {
+        if plan.due.is_none() && plan.end.is_none() {
+            return Err("an unborn child protection plan (UCPI) needs a due_date or an end_date: without either it would never leave devices".into());
+        }
+        let tenth_birthday = date_of_birth
+            .checked_add_months(chrono::Months::new(120))
+            .unwrap_or(NaiveDate::MAX);
+        if tenth_birthday > today {
+            return Err(format!(
+                "a UCPI is held against the pregnant mother, but date_of_birth {date_of_birth} makes her under 10: check the NHS number and date of birth"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses and validates an upload for `la`, judged at today's UK date.
 pub fn parse_upload(la: &OdsCode, bytes: &[u8]) -> Result<ParsedUpload, UploadFileError> {
+    parse_upload_on(la, bytes, cpis_core::ukdate::uk_today(chrono::Utc::now()))
+}
+
+/// Parses and validates an upload for `la` as on `today` (a UK date).
+pub fn parse_upload_on(
+    la: &OdsCode,
+    bytes: &[u8],
+    today: NaiveDate,
+) -> Result<ParsedUpload, UploadFileError> {
     let text = std::str::from_utf8(bytes).map_err(|_| UploadFileError::NotUtf8)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
@@ -192,7 +231,7 @@ pub fn parse_upload(la: &OdsCode, bytes: &[u8]) -> Result<ParsedUpload, UploadFi
             continue;
         }
         let fields: Vec<&str> = index.iter().map(|i| record.get(*i).unwrap_or("")).collect();
-        match parse_row(line, &fields) {
+        match parse_row(line, &fields, today) {
             Ok(row) => good.entry(row.nhs).or_default().push(row),
             Err(reason) => {
                 if let Ok(nhs) = NhsNumber::parse(fields[0]) {

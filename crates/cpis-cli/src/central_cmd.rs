@@ -334,7 +334,7 @@ async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
                 bail!("--flags can be at most {}", demo::GUARANTEED_MISS_FROM);
             }
             let started = Instant::now();
-            let today = Utc::now().date_naive();
+            let today = cpis_core::ukdate::uk_today(Utc::now());
             let data =
                 tokio::task::spawn_blocking(move || demo::generate(flags, seed, today)).await?;
             let las = data.las.len();
@@ -616,7 +616,9 @@ async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
             }
         }
         CentralCommand::Expire { json } => {
-            let removed = central.expire(Utc::now().date_naive()).await?;
+            let removed = central
+                .expire(cpis_core::ukdate::uk_today(Utc::now()))
+                .await?;
             if json {
                 print_json(&serde_json::json!({ "removed": removed }))?;
             } else {

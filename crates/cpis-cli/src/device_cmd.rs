@@ -424,7 +424,7 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
                 // Validate before anything else: bad input never reaches a lookup or a PIN prompt.
                 if let Err(e) = cpis_core::search::SearchQuery::parse(
                     &input.family_name, &input.date_of_birth, input.given_name.as_deref(),
-                    input.sex.as_deref(), input.postcode_district.as_deref(), chrono::Utc::now().date_naive(),
+                    input.sex.as_deref(), input.postcode_district.as_deref(), cpis_core::ukdate::uk_today(chrono::Utc::now()),
                 ) {
                     let view = cpis_device::DeviceError::InvalidInput(e.to_string()).view();
                     if json { print_json(&view)? } else { eprintln!("error: {}", view.message) }

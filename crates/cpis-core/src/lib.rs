@@ -11,6 +11,7 @@ pub mod plan;
 pub mod search;
 pub mod setting;
 pub mod store;
+pub mod ukdate;
 pub mod vault;
 pub mod wire;
 

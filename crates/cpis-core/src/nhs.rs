@@ -21,7 +21,11 @@ pub enum NhsNumberError {
     NonDigit { found: char, position: usize },
     #[error("not a valid NHS number: its check digit would be 10, which is never issued")]
     CheckDigitTen,
-    #[error("not a valid NHS number: the check digit is {found} but the other digits need {expected}; a digit may be mistyped")]
+    /// The message never names the digit the others need: that would turn a mistyped number
+    /// into another valid one, perhaps another child's.
+    #[error(
+        "not a valid NHS number: the last digit does not match the others; a digit may be mistyped"
+    )]
     CheckDigitMismatch { expected: u8, found: u8 },
 }
 
@@ -183,6 +187,19 @@ impl<'de> Deserialize<'de> for NhsNumber {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_invalid_nhs_number_error_never_reveals_the_expected_check_digit() {
+        for i in 0..50 {
+            let good = NhsNumber::test_range(i).as_digits();
+            let last = good.as_bytes()[9] - b'0';
+            for wrong in (0..10u8).filter(|d| *d != last) {
+                let typed = format!("{}{wrong}", &good[..9]);
+                let message = NhsNumber::parse(&typed).unwrap_err().to_string();
+                assert!(!message.chars().any(|c| c.is_ascii_digit()), "{message}");
+            }
+        }
+    }
 
     #[test]
     fn table_of_numbers_and_reasons() {

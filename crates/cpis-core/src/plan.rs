@@ -63,6 +63,11 @@ pub struct Plan {
     pub due: Option<NaiveDate>,
     /// After this date the record must disappear from every device.
     pub delete: Option<NaiveDate>,
+    /// The local authority that holds this plan, in a person's record merged across local
+    /// authorities. `None` in one LA's own record (and in records kept before plans carried their
+    /// LA): the plan is then the record's `local_authority`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_authority: Option<OdsCode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,7 +80,7 @@ pub enum PlanError {
         start: NaiveDate,
         end: NaiveDate,
     },
-    #[error("two {0} plans for one person: a person has at most one plan of each kind")]
+    #[error("two {0} plans for one person from one local authority: a local authority holds at most one plan of each kind for a person")]
     DuplicateKind(&'static str),
     #[error("a flagged person must have at least one plan")]
     NoPlans,
@@ -95,39 +100,55 @@ impl Plan {
         Ok(())
     }
 
-    /// Whether and how this plan shows on `today`.
+    /// Whether and how this plan shows on `today` (a UK calendar date: see `crate::ukdate`).
     pub fn visibility(&self, today: NaiveDate, rules: &VisibilityRules) -> Visibility {
         if let Some(delete) = self.delete {
             if today >= delete {
                 return Visibility::Deleted { on: delete };
             }
         }
-        // For an unborn plan the window runs from the end date, or the due date when it has not ended.
-        let (ended, window) = match self.kind {
-            PlanKind::UnbornChildProtection => (
-                match (self.end, self.due) {
-                    (Some(end), _) => Some(end),
-                    (None, Some(due)) if due < today => Some(due),
-                    _ => None,
-                },
-                rules.unborn_window_days,
-            ),
-            _ => (self.end, rules.ended_window_days),
-        };
-        match ended {
-            Some(ended) if ended < today => {
-                let shown_until = ended + Duration::days(i64::from(window));
-                if today <= shown_until {
+        if let Some(end) = self.end {
+            if end < today {
+                let window = match self.kind {
+                    PlanKind::UnbornChildProtection => rules.unborn_window_days,
+                    _ => rules.ended_window_days,
+                };
+                let shown_until = end + Duration::days(i64::from(window));
+                return if today <= shown_until {
                     Visibility::Ended {
-                        on: ended,
+                        on: end,
                         shown_until,
                     }
                 } else {
-                    Visibility::Gone { ended }
+                    Visibility::Gone { ended: end }
+                };
+            }
+        }
+        // An unborn plan that has not ended is shown for the window after its due date: the baby may
+        // have been born under another NHS number, so the mother's plan still matters.
+        if self.kind == PlanKind::UnbornChildProtection && self.end.is_none() {
+            if let Some(due) = self.due {
+                if due < today {
+                    let shown_until = due + Duration::days(i64::from(rules.unborn_window_days));
+                    return if today <= shown_until {
+                        Visibility::DuePassed { due, shown_until }
+                    } else {
+                        Visibility::Gone { ended: due }
+                    };
                 }
             }
-            _ => Visibility::Current,
         }
+        if self.start > today {
+            return Visibility::NotStarted { starts: self.start };
+        }
+        Visibility::Current
+    }
+
+    /// The local authority that holds this plan within `record`.
+    pub fn holder<'a>(&'a self, record: &'a FlagRecord) -> &'a OdsCode {
+        self.local_authority
+            .as_ref()
+            .unwrap_or(&record.local_authority)
     }
 }
 
@@ -153,6 +174,13 @@ impl Default for VisibilityRules {
 pub enum Visibility {
     /// The plan is in force (or has an end date still to come).
     Current,
+    /// The plan starts on a later day. Shown (it errs towards showing), but never as "Current".
+    NotStarted { starts: NaiveDate },
+    /// An unborn plan whose due date has passed without an end date: shown until `shown_until`.
+    DuePassed {
+        due: NaiveDate,
+        shown_until: NaiveDate,
+    },
     /// The plan has ended but is still shown until `shown_until` inclusive.
     Ended {
         on: NaiveDate,
@@ -166,7 +194,10 @@ pub enum Visibility {
 
 impl Visibility {
     pub fn is_shown(&self) -> bool {
-        matches!(self, Self::Current | Self::Ended { .. })
+        matches!(
+            self,
+            Self::Current | Self::NotStarted { .. } | Self::Ended { .. } | Self::DuePassed { .. }
+        )
     }
 }
 
@@ -184,18 +215,35 @@ pub struct FlagRecord {
 }
 
 impl FlagRecord {
-    /// Checks each plan and that no kind appears twice.
+    /// Checks each plan and that no local authority holds two plans of one kind.
     pub fn validate(&self) -> Result<(), PlanError> {
         if self.plans.is_empty() {
             return Err(PlanError::NoPlans);
         }
         for (i, plan) in self.plans.iter().enumerate() {
             plan.validate()?;
-            if self.plans[..i].iter().any(|p| p.kind == plan.kind) {
+            let holder = plan.holder(self);
+            if self.plans[..i]
+                .iter()
+                .any(|p| p.kind == plan.kind && p.holder(self) == holder)
+            {
                 return Err(PlanError::DuplicateKind(plan.kind.code()));
             }
         }
         Ok(())
+    }
+
+    /// The local authorities holding a plan in this record, the record's own first.
+    pub fn holders(&self) -> Vec<OdsCode> {
+        let mut out = vec![self.local_authority.clone()];
+        for plan in &self.plans {
+            let la = plan.holder(self);
+            if !out.contains(la) {
+                out.push(la.clone());
+            }
+        }
+        out.retain(|la| self.plans.iter().any(|p| p.holder(self) == la));
+        out
     }
 
     /// The plans that show on `today`, with their visibility. Applied at check time so an old cache
@@ -220,6 +268,66 @@ impl FlagRecord {
     }
 }
 
+/// One person as the region feed and the devices carry them: every local authority's plans for
+/// one NHS number, each plan tagged with its LA. A child who moves keeps the old LA's ended plan
+/// beside the new LA's current one. The record's own LA (and the name and date of birth shown) is
+/// that of the LA whose plan started most recently, ties broken by ODS code, so the result never
+/// depends on the order the LAs' records are given in. `None` when no LA holds a plan.
+pub fn merge_person(records: &[FlagRecord]) -> Option<FlagRecord> {
+    let latest_start = |r: &FlagRecord| {
+        r.plans
+            .iter()
+            .map(|p| p.start)
+            .max()
+            .unwrap_or(NaiveDate::MIN)
+    };
+    let primary = records
+        .iter()
+        .filter(|r| !r.plans.is_empty())
+        .max_by(|a, b| {
+            latest_start(a)
+                .cmp(&latest_start(b))
+                .then_with(|| b.local_authority.cmp(&a.local_authority))
+        })?;
+    let mut others: Vec<&FlagRecord> = records
+        .iter()
+        .filter(|r| !r.plans.is_empty() && r.local_authority != primary.local_authority)
+        .collect();
+    others.sort_by(|a, b| a.local_authority.cmp(&b.local_authority));
+    let mut merged = FlagRecord {
+        plans: Vec::new(),
+        ..primary.clone()
+    };
+    for record in std::iter::once(primary).chain(others) {
+        for plan in &record.plans {
+            let la = plan.holder(record).clone();
+            merged.plans.push(Plan {
+                local_authority: Some(la),
+                ..plan.clone()
+            });
+        }
+    }
+    Some(merged)
+}
+
+/// The part of a merged person's record that one local authority holds, as that LA's own record.
+pub fn part_of(record: &FlagRecord, la: &OdsCode) -> Option<FlagRecord> {
+    let plans: Vec<Plan> = record
+        .plans
+        .iter()
+        .filter(|p| p.holder(record) == la)
+        .map(|p| Plan {
+            local_authority: None,
+            ..p.clone()
+        })
+        .collect();
+    (!plans.is_empty()).then(|| FlagRecord {
+        local_authority: la.clone(),
+        plans,
+        ..record.clone()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +343,7 @@ mod tests {
             end: end.map(d),
             due: due.map(d),
             delete: delete.map(d),
+            local_authority: None,
         }
     }
 

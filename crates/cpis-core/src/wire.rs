@@ -328,7 +328,11 @@ pub enum LiveOutcome {
 pub struct LiveCheckResponse {
     pub outcome: LiveOutcome,
     pub record: Option<FlagRecord>,
+    /// The LA whose plan started most recently.
     pub local_authority: Option<LocalAuthority>,
+    /// Every LA holding a plan in `record`, `local_authority` first.
+    #[serde(default)]
+    pub local_authorities: Vec<LocalAuthority>,
     /// The 25 most recent unscheduled accesses, newest first.
     pub access_history: Vec<AccessHistoryEntry>,
     /// Whether the access event in the request was recorded (or had been already).
@@ -348,6 +352,9 @@ pub struct LiveSearchRequest {
 pub struct LiveSearchCandidate {
     pub record: FlagRecord,
     pub local_authority: Option<LocalAuthority>,
+    /// Every LA holding a plan in `record`, `local_authority` first.
+    #[serde(default)]
+    pub local_authorities: Vec<LocalAuthority>,
     pub as_of: DateTime<Utc>,
 }
 
@@ -417,8 +424,29 @@ pub struct UploadReport {
     pub rejected_rows: usize,
     /// People stored after the upload.
     pub people: usize,
-    /// People removed because they were absent from the file.
+    /// People whose every plan is gone from the register (a delete date passed, or every plan
+    /// ended longer ago than it stays shown). Absence from the file never removes anyone.
     pub removed: usize,
+    /// People one of whose plans this upload ended because the file left it out.
+    #[serde(default)]
+    pub ended: usize,
+    /// Per person, what the upload ended, kept or removed and why. People whose record the file
+    /// simply put or left unchanged are not listed.
+    #[serde(default)]
+    pub changes: Vec<PersonChange>,
+}
+
+/// What an upload did to one of the uploading LA's own people, beyond storing the rows it gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonChange {
+    pub nhs_number: NhsNumber,
+    /// The file's lines for this person (none when the file left them out).
+    pub lines: Vec<usize>,
+    /// `ended`, `kept` or `removed`.
+    pub action: String,
+    /// The plan kinds concerned (CPPI, LACI, UCPI).
+    pub plans: Vec<String>,
+    pub reason: String,
 }
 
 #[cfg(test)]
@@ -450,6 +478,7 @@ mod tests {
                             end: None,
                             due: None,
                             delete: None,
+                            local_authority: None,
                         }],
                     },
                 },

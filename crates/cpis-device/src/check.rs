@@ -5,8 +5,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use cpis_core::plan::{FlagRecord, Visibility, VisibilityRules};
+use cpis_core::ukdate::{date_text, uk_time_text, uk_today};
 use cpis_core::wire::{AccessHistoryEntry, LiveCheckResponse, LiveOutcome};
-use cpis_core::{LocalAuthority, NhsNumber};
+use cpis_core::{LocalAuthority, NhsNumber, OdsCode};
 
 use crate::views::*;
 
@@ -44,7 +45,8 @@ pub struct Shown {
     pub source: Source,
     pub data_as_of: Option<DateTime<Utc>>,
     pub record: FlagRecord,
-    pub la: Option<LocalAuthority>,
+    /// The local authorities holding the record's plans, as far as they are known.
+    pub las: Vec<LocalAuthority>,
     pub history: Vec<AccessHistoryEntry>,
 }
 
@@ -120,7 +122,11 @@ pub fn decide(
                 source: Source::Central,
                 data_as_of: Some(answer.as_of),
                 record,
-                la: answer.local_authority,
+                las: if answer.local_authorities.is_empty() {
+                    answer.local_authority.into_iter().collect()
+                } else {
+                    answer.local_authorities
+                },
                 history: answer.access_history,
             }),
             caveats: vec![],
@@ -170,41 +176,82 @@ fn word_miss_caveats(source: Source, data_as_of: Option<DateTime<Utc>>) -> Vec<S
         (Source::Central, _) => "Changes made by the local authority since its last upload are not shown.".to_string(),
         (Source::Cache, Some(at)) => format!(
             "This answer comes from this device's copy, last updated {}: changes since then are not shown.",
-            at.format("%d %b %Y at %H:%M UTC")
+            uk_time_text(at)
         ),
         (Source::Cache, None) => "This device's copy is incomplete: it has not yet finished a download from the central service, so most records may be missing.".to_string(),
     };
-    vec![
+    let mut caveats = vec![
         freshness,
         "Children whose record is marked sensitive cannot carry a CP-IS flag.".into(),
         "Children not matched to an NHS number by their local authority are not shown.".into(),
+        "A newborn's own NHS number does not show the mother's unborn child protection plan: check the mother's NHS number too.".into(),
+        "Only the NHS number checked is matched: a record held under a superseded or merged NHS number is not found.".into(),
         "Children looked after or on a plan in Wales or Scotland are held on their own registers, not CP-IS.".into(),
-        "Cached copies hold only this device's region; people from other regions are found only by the central service.".into(),
-        "This is not an assessment of risk. If you have a safeguarding concern, make a referral as you normally would.".into(),
-    ]
+    ];
+    if source == Source::Cache {
+        caveats.push("Cached copies hold only this device's region; people from other regions are found only by the central service.".into());
+    }
+    caveats.push("This is not an assessment of risk. If you have a safeguarding concern, make a referral as you normally would.".into());
+    caveats
 }
 
 pub fn data_age(now: DateTime<Utc>, as_of: Option<DateTime<Utc>>) -> Option<i64> {
     as_of.map(|at| (now - at).num_seconds().max(0))
 }
 
-pub fn plan_views(record: &FlagRecord, today: NaiveDate, rules: &VisibilityRules) -> Vec<PlanView> {
+/// The plans shown on `today` (a UK date), each with its status in words and its LA.
+pub fn plan_views(
+    record: &FlagRecord,
+    las: &[LocalAuthority],
+    today: NaiveDate,
+    rules: &VisibilityRules,
+) -> Vec<PlanView> {
     record
         .visible_plans(today, rules)
         .into_iter()
         .map(|(plan, visibility)| {
-            let (status, ended_on, shown_until) = match visibility {
-                Visibility::Ended { on, shown_until } => ("ended", Some(on), Some(shown_until)),
-                _ => ("current", None, None),
+            let (status, status_text, ended_on, shown_until) = match visibility {
+                Visibility::Ended { on, shown_until } => (
+                    "ended",
+                    format!(
+                        "Ended on {}; shown until {}",
+                        date_text(on),
+                        date_text(shown_until)
+                    ),
+                    Some(on),
+                    Some(shown_until),
+                ),
+                Visibility::DuePassed { due, shown_until } => (
+                    "due_passed",
+                    format!(
+                        "Due date passed on {}; shown until {}",
+                        date_text(due),
+                        date_text(shown_until)
+                    ),
+                    None,
+                    Some(shown_until),
+                ),
+                Visibility::NotStarted { starts } => (
+                    "not_started",
+                    format!("Starts on {}", date_text(starts)),
+                    None,
+                    None,
+                ),
+                _ => ("current", "Current".to_string(), None, None),
             };
+            let holder = plan.holder(record).clone();
             PlanView {
                 kind: plan.kind.code().to_string(),
                 kind_in_words: plan.kind.in_words().to_string(),
                 start: plan.start,
                 end: plan.end,
+                due: plan.due,
                 status: status.to_string(),
+                status_text,
                 ended_on,
                 shown_until,
+                local_authority: las.iter().find(|la| la.ods == holder).map(la_view),
+                local_authority_ods: holder.to_string(),
             }
         })
         .collect()
@@ -250,6 +297,7 @@ impl ResultContext {
             person: None,
             plans: vec![],
             local_authority: None,
+            local_authorities: vec![],
             access_history: vec![],
             caveats: vec![],
             message: message.to_string(),
@@ -267,13 +315,30 @@ impl ResultContext {
         &self,
         nhs: String,
         record: &FlagRecord,
-        la: Option<&LocalAuthority>,
+        las: &[LocalAuthority],
         history: Vec<AccessHistoryEntry>,
         opened: bool,
         rules: &VisibilityRules,
     ) -> CheckView {
         let mut view = self.base(CheckOutcome::RecordFound, Some(nhs), FOUND_MESSAGE);
-        view.local_authority = la.map(la_view);
+        let today = uk_today(self.now);
+        // The LAs holding a plan shown today, the record's own (most recent) first.
+        let shown_holders: Vec<OdsCode> = record
+            .holders()
+            .into_iter()
+            .filter(|la| {
+                record
+                    .visible_plans(today, rules)
+                    .iter()
+                    .any(|(p, _)| p.holder(record) == la)
+            })
+            .collect();
+        view.local_authorities = shown_holders
+            .iter()
+            .filter_map(|ods| las.iter().find(|la| &la.ods == ods))
+            .map(la_view)
+            .collect();
+        view.local_authority = view.local_authorities.first().cloned();
         if opened {
             view.opened = true;
             view.person = Some(PersonView {
@@ -282,11 +347,11 @@ impl ResultContext {
                 date_of_birth: record.date_of_birth,
                 local_id: record.local_id.clone(),
             });
-            view.plans = plan_views(record, self.now.date_naive(), rules);
+            view.plans = plan_views(record, las, today, rules);
             view.access_history = history;
-            if la.is_none() {
+            if view.local_authorities.len() < shown_holders.len() {
                 view.caveats.push(
-                    "The local authority's contact details have not reached this device yet: use your trust's safeguarding pathway.".into(),
+                    "A local authority's contact details have not reached this device yet: use your trust's safeguarding pathway.".into(),
                 );
             }
         }
@@ -312,6 +377,7 @@ fn refusal(check_id: Uuid, outcome: CheckOutcome, reason: String, message: &str)
         person: None,
         plans: vec![],
         local_authority: None,
+        local_authorities: vec![],
         access_history: vec![],
         caveats: vec![],
         message: message.to_string(),
@@ -407,6 +473,7 @@ mod tests {
                     end: None,
                     due: None,
                     delete: None,
+                    local_authority: None,
                 }],
             }
         }
@@ -416,7 +483,7 @@ mod tests {
                 source,
                 data_as_of: Some(Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap()),
                 record: record(i),
-                la: None,
+                las: vec![],
                 history: vec![],
             }
         }
@@ -426,6 +493,7 @@ mod tests {
                 outcome,
                 record: about.map(record),
                 local_authority: None,
+                local_authorities: vec![],
                 access_history: vec![],
                 access_recorded: false,
                 as_of: Utc.with_ymd_and_hms(2026, 11, 29, 18, 0, 0).unwrap(),

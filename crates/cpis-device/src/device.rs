@@ -718,7 +718,7 @@ impl Device {
         Err(format!(
             "This device has not been in contact with the central service since its access ran out{}. Connect to the network and sign in again.",
             expired
-                .map(|e| format!(" on {}", e.format("%d %b %Y at %H:%M UTC")))
+                .map(|e| format!(" on {}", cpis_core::ukdate::uk_time_text(e)))
                 .unwrap_or_default()
         ))
     }
@@ -766,7 +766,7 @@ impl Device {
         let notifies =
             cpis_core::setting::opening_notifies(enrolment.setting, session.user.activity)
                 && !request.scheduled;
-        let today = now.date_naive();
+        let today = cpis_core::ukdate::uk_today(now);
         let rules = self.config.visibility;
 
         // The cache first: it always answers, on its own connection, whatever the sync is doing.
@@ -782,11 +782,11 @@ impl Device {
                 );
             }
         };
-        let held = cached.map(|(record, la)| Shown {
+        let held = cached.map(|(record, las)| Shown {
             source: Source::Cache,
             data_as_of: last_sync,
             record,
-            la,
+            las,
             history: vec![],
         });
 
@@ -840,7 +840,7 @@ impl Device {
             Some(shown) => ctx.found(
                 nhs.to_string(),
                 &shown.record,
-                shown.la.as_ref(),
+                &shown.las,
                 vec![],
                 false,
                 &rules,
@@ -967,7 +967,7 @@ impl Device {
         let accessor = self.accessor(&enrolment, &session);
         let notifies = accessor.notifies() && !scheduled;
         let rules = self.config.visibility;
-        let today = now.date_naive();
+        let today = cpis_core::ukdate::uk_today(now);
 
         // Record the access first, durably: a notification recorded offline is still a notification.
         // Kept as the sealed envelope the outbox holds: the live call sends that same envelope.
@@ -1026,7 +1026,7 @@ impl Device {
         let mut view = ctx.found(
             nhs.to_string(),
             &shown.record,
-            shown.la.as_ref(),
+            &shown.las,
             shown.history.clone(),
             true,
             &rules,
@@ -1068,7 +1068,7 @@ impl Device {
     pub async fn search(&self, input: &SearchInput) -> Result<SearchView, DeviceError> {
         let search_id = Uuid::now_v7();
         let now = self.now();
-        let today = now.date_naive();
+        let today = cpis_core::ukdate::uk_today(now);
         let query = SearchQuery::parse(
             &input.family_name,
             &input.date_of_birth,
@@ -1114,12 +1114,15 @@ impl Device {
             };
             let mut held = Vec::new();
             for record in found.into_iter().filter(|r| !r.is_expired(today, &rules)) {
-                let la = store.local_authority(&session.keys, &record.local_authority)?;
+                let mut las = Vec::new();
+                for ods in record.holders() {
+                    las.extend(store.local_authority(&session.keys, &ods)?);
+                }
                 held.push(Shown {
                     source: Source::Cache,
                     data_as_of: last_sync,
                     record,
-                    la,
+                    las,
                     history: vec![],
                 });
             }
@@ -1167,7 +1170,11 @@ impl Device {
                         source: Source::Central,
                         data_as_of: Some(c.as_of),
                         record: c.record,
-                        la: c.local_authority,
+                        las: if c.local_authorities.is_empty() {
+                            c.local_authority.into_iter().collect()
+                        } else {
+                            c.local_authorities
+                        },
                         history: vec![],
                     })
                     .collect();
@@ -1419,7 +1426,7 @@ impl Device {
         let mut view = ctx.found(
             nhs.to_string(),
             &shown.record,
-            shown.la.as_ref(),
+            &shown.las,
             vec![],
             false,
             &self.config.visibility,

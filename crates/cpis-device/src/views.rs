@@ -53,11 +53,21 @@ pub struct PlanView {
     pub start: NaiveDate,
     /// `None`: open.
     pub end: Option<NaiveDate>,
-    /// `current` or `ended`.
+    /// For an unborn plan: the expected date of delivery.
+    pub due: Option<NaiveDate>,
+    /// `current`, `not_started`, `ended` or `due_passed`.
     pub status: String,
+    /// The status in words, with its UK dates: "Current", "Starts on 3 Jan 2027", "Ended on
+    /// 1 Mar 2026; shown until 1 Mar 2027", "Due date passed on 2 Nov 2026; shown until 30 Nov 2026".
+    pub status_text: String,
     pub ended_on: Option<NaiveDate>,
-    /// For an ended plan: the last day it is shown.
+    /// For an ended plan (or an unborn plan past its due date): the last day it is shown.
     pub shown_until: Option<NaiveDate>,
+    /// The local authority holding this plan, with its numbers; `None` when its contact details
+    /// have not reached this device.
+    pub local_authority: Option<LocalAuthorityView>,
+    /// The holding LA's ODS code, always present.
+    pub local_authority_ods: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,7 +102,11 @@ pub struct CheckView {
     pub person: Option<PersonView>,
     /// Only once the alert is opened.
     pub plans: Vec<PlanView>,
+    /// The local authority whose plan started most recently (the first to phone).
     pub local_authority: Option<LocalAuthorityView>,
+    /// Every local authority holding a plan shown, the first as `local_authority`: each is told
+    /// when the alert is opened in a notifying setting.
+    pub local_authorities: Vec<LocalAuthorityView>,
     pub access_history: Vec<AccessHistoryEntry>,
     /// What the check could not see. Always present on a miss.
     pub caveats: Vec<String>,

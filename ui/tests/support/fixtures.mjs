@@ -9,6 +9,7 @@ export const CHECK_IDS = {
   locked: '0192f0a0-0000-7000-8000-000000000004',
   stale: '0192f0a0-0000-7000-8000-000000000005',
   central: '0192f0a0-0000-7000-8000-000000000006',
+  moved: '0192f0a0-0000-7000-8000-000000000007',
 };
 
 export const USER = { id: 'para.one', name: 'Alex Paramedic', role: 'R8003', activity: 'B0107', notifies: true };
@@ -71,6 +72,8 @@ function base(overrides) {
 }
 
 const LA = { ods: '812', name: 'Northfield Borough Council (synthetic)', emergency_phone: '0300 555 0101', office_phone: '0300 555 0202' };
+// A child who moved: the new LA's current plan beside the old LA's ended one.
+const NEW_LA = { ods: '815', name: 'Southmoor City Council (synthetic)', emergency_phone: '0300 555 0303', office_phone: '0300 555 0404' };
 
 export const VIEWS = {
   miss: base({ caveats: CAVEATS, message: 'No CP-IS record found for this NHS number' }),
@@ -90,6 +93,10 @@ export const VIEWS = {
     check_id: CHECK_IDS.silent, outcome: 'record_found', nhs_number: '999 000 0034', notifies: false,
     message: 'A CP-IS record exists for this NHS number',
   }),
+  moved: base({
+    check_id: CHECK_IDS.moved, outcome: 'record_found', nhs_number: '999 000 0077', notifies: true,
+    message: 'A CP-IS record exists for this NHS number', local_authority: NEW_LA, local_authorities: [NEW_LA, LA],
+  }),
   locked: base({
     check_id: CHECK_IDS.locked, outcome: 'locked', nhs_number: '999 000 0042', data_age_seconds: 9 * 86400,
     reason: 'Offline access ended on 20 November 2026: this device must reconnect before its copy can be opened',
@@ -98,9 +105,10 @@ export const VIEWS = {
   }),
 };
 
+// As the engine sends them: each plan with its status in words and its LA.
 const PLANS = [
-  { kind: 'CPPI', kind_in_words: 'Child protection plan', start: '2026-02-01', end: null, status: 'current', ended_on: null, shown_until: null },
-  { kind: 'LACI', kind_in_words: 'Looked after child', start: '2024-05-10', end: '2026-01-15', status: 'ended', ended_on: '2026-01-15', shown_until: '2027-01-15' },
+  { kind: 'CPPI', kind_in_words: 'Child protection plan', start: '2026-02-01', end: null, due: null, status: 'current', status_text: 'Current', ended_on: null, shown_until: null, local_authority: LA, local_authority_ods: '812' },
+  { kind: 'LACI', kind_in_words: 'Looked after child', start: '2024-05-10', end: '2026-01-15', due: null, status: 'ended', status_text: 'Ended on 15 Jan 2026; shown until 15 Jan 2027', ended_on: '2026-01-15', shown_until: '2027-01-15', local_authority: LA, local_authority_ods: '812' },
 ];
 
 const HISTORY = [
@@ -123,9 +131,23 @@ export const OPENED = {
     opened: true,
     notification: 'not_sent',
     person: { family_name: 'EXAMPLE', given_names: 'Robin', date_of_birth: '1995-03-12', local_id: null },
-    plans: [{ kind: 'UCPI', kind_in_words: 'Unborn child protection plan', start: '2026-09-01', end: null, status: 'current', ended_on: null, shown_until: null }],
+    plans: [{ kind: 'UCPI', kind_in_words: 'Unborn child protection plan', start: '2026-09-01', end: null, due: '2026-11-10', status: 'due_passed', status_text: 'Due date passed on 10 Nov 2026; shown until 8 Dec 2026', ended_on: null, shown_until: '2026-12-08', local_authority: { ...LA, office_phone: null }, local_authority_ods: '812' }],
     local_authority: { ...LA, office_phone: null },
+    local_authorities: [{ ...LA, office_phone: null }],
     access_history: [],
+  },
+  [CHECK_IDS.moved]: {
+    ...VIEWS.moved,
+    opened: true,
+    notification: 'queued',
+    person: { family_name: 'MOVER', given_names: 'Sam', date_of_birth: '2019-02-03', local_id: null },
+    plans: [
+      { kind: 'CPPI', kind_in_words: 'Child protection plan', start: '2026-10-10', end: null, due: null, status: 'current', status_text: 'Current', ended_on: null, shown_until: null, local_authority: NEW_LA, local_authority_ods: '815' },
+      { kind: 'CPPI', kind_in_words: 'Child protection plan', start: '2025-01-01', end: '2026-10-01', due: null, status: 'ended', status_text: 'Ended on 1 Oct 2026; shown until 1 Oct 2027', ended_on: '2026-10-01', shown_until: '2027-10-01', local_authority: LA, local_authority_ods: '812' },
+      { kind: 'LACI', kind_in_words: 'Looked after child', start: '2027-01-04', end: null, due: null, status: 'not_started', status_text: 'Starts on 4 Jan 2027', ended_on: null, shown_until: null, local_authority: NEW_LA, local_authority_ods: '815' },
+    ],
+    access_history: [],
+    caveats: ["This answer comes from this device's copy, last updated 19:30 GMT, 24 Nov 2026: changes since then are not shown.", 'Access history comes from the central service and is shown when this device is connected.'],
   },
 };
 
@@ -136,6 +158,7 @@ export const CHECKS = {
   9990000069: VIEWS.central,
   9990000018: VIEWS.found,
   9990000034: VIEWS.silent,
+  9990000077: VIEWS.moved,
   9990000042: VIEWS.locked,
 };
 

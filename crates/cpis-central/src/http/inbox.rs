@@ -59,7 +59,7 @@ fn escape(s: &str) -> String {
 }
 
 fn when(t: DateTime<Utc>) -> String {
-    t.format("%-d %b %Y, %H:%M UTC").to_string()
+    cpis_core::ukdate::uk_time_text(t)
 }
 
 fn layout(title: &str, body: &str) -> String {

@@ -35,6 +35,10 @@ pub const SQLITE: &[Migration] = &[
         name: "0005_name_search.sql",
         sql: include_str!("../../../../migrations/central/sqlite/0005_name_search.sql"),
     },
+    Migration {
+        name: "0006_plan_per_la.sql",
+        sql: include_str!("../../../../migrations/central/sqlite/0006_plan_per_la.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -57,6 +61,10 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         name: "0005_name_search.sql",
         sql: include_str!("../../../../migrations/central/postgres/0005_name_search.sql"),
+    },
+    Migration {
+        name: "0006_plan_per_la.sql",
+        sql: include_str!("../../../../migrations/central/postgres/0006_plan_per_la.sql"),
     },
 ];
 
@@ -116,6 +124,16 @@ mod tests {
             "postgres",
             "0005_name_search.sql",
             "4a172357a94b94542f94af43fec0292bb3b7af70483ce285135d7a08ca843021",
+        ),
+        (
+            "sqlite",
+            "0006_plan_per_la.sql",
+            "277826164adaa899d549d68cc8c5bff35b4eff7f3489c4e7663f52f767f32200",
+        ),
+        (
+            "postgres",
+            "0006_plan_per_la.sql",
+            "2d9697766fcfd895f05574c89fe82210b1b9590f47ce15e9e93ee316ed51467a",
         ),
     ];
 

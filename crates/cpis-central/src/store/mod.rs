@@ -34,8 +34,8 @@ pub enum StoreError {
     MigrationChanged { name: String },
     #[error("no local authority with ODS code {0}")]
     UnknownLa(OdsCode),
-    #[error("the upload would remove {would_remove} of the {stored} people stored for this local authority (more than 10%); nothing was changed. Re-send with allow_large_removal if this is intended")]
-    LargeRemoval { would_remove: usize, stored: usize },
+    #[error("another upload for this local authority landed while this one was being decided")]
+    UploadRaced,
     #[error("stored data does not decode: {0}")]
     Corrupt(String),
 }
@@ -92,29 +92,16 @@ pub struct RegionRecord {
     pub lease_hours: u32,
 }
 
-/// An LA's validated upload, ready to apply: the people whose rows were all valid, and those in the
-/// file with a bad row (`keep`: what is stored for them stays as it was).
+/// What an LA's upload comes to (decided by `upload_decision`), for the store to apply in one
+/// transaction: that LA's own records to store and to delete. The store then republishes each
+/// person touched, merged across every LA that holds them.
 #[derive(Debug, Clone)]
-pub struct PeopleUpload {
-    pub people: Vec<FlagRecord>,
-    pub keep: Vec<NhsNumber>,
-    pub allow_large_removal: bool,
-    /// The date visibility is judged at: records with nothing left to show become removals.
-    pub today: NaiveDate,
-    pub rules: VisibilityRules,
-}
-
-/// What an import changed.
-#[derive(Debug, Clone, Default)]
-pub struct ImportApplied {
-    /// People removed because they were absent from the file.
-    pub removed: usize,
-    /// People whose every plan is past its window: turned into removals.
-    pub expired: usize,
-    /// People stored for the LA afterwards.
-    pub people: usize,
-    /// NHS numbers refused because another LA holds them.
-    pub held_elsewhere: Vec<NhsNumber>,
+pub struct UploadOps {
+    pub puts: Vec<FlagRecord>,
+    pub removes: Vec<NhsNumber>,
+    /// The LA's last upload time the decision was based on: if another upload landed since, the
+    /// store refuses with `UploadRaced` and the service decides again.
+    pub based_on: Option<DateTime<Utc>>,
 }
 
 /// A slice of a region's feed, read in one transaction.
@@ -269,6 +256,14 @@ impl fmt::Debug for UserRecord {
     }
 }
 
+/// One access event to store, with the notifications the service decided it brings (their `seq`
+/// is set by the store).
+#[derive(Debug, Clone)]
+pub struct EventIntake {
+    pub event: AccessEvent,
+    pub notifications: Vec<(OdsCode, Notification)>,
+}
+
 /// What became of one event offered to `ingest_events`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingested {
@@ -334,15 +329,19 @@ pub trait Store: Send + Sync + 'static {
 
     // The register and the region feeds.
 
-    /// Replaces an LA's people with `people` (already validated). People in `keep` were in the file
-    /// but had a bad row: what is stored for them stays as it was. Everyone else of this LA is removed,
-    /// unless that is more than 10% of them and `allow_large_removal` is false.
-    async fn import_people(
+    /// One LA's own records (its plans only), with its last upload time.
+    async fn la_records(
         &self,
         la: &OdsCode,
-        upload: PeopleUpload,
+    ) -> StoreResult<(Vec<FlagRecord>, Option<DateTime<Utc>>)>;
+    /// Applies an upload's operations for `la` and records the upload time. Returns how many people
+    /// the LA holds afterwards.
+    async fn apply_upload(
+        &self,
+        la: &OdsCode,
+        ops: UploadOps,
         now: DateTime<Utc>,
-    ) -> StoreResult<ImportApplied>;
+    ) -> StoreResult<usize>;
     /// Loads LAs and flags in one transaction, for demo data: fast, and replaces any person present.
     async fn bulk_load(
         &self,
@@ -351,7 +350,7 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
     async fn flag(&self, nhs: &NhsNumber) -> StoreResult<Option<FlagRecord>>;
-    /// When the LA's last upload was accepted (`import_people` and `bulk_load` keep it).
+    /// When the LA's last upload was accepted (`apply_upload` and `bulk_load` keep it).
     async fn la_last_upload(&self, ods: &OdsCode) -> StoreResult<Option<DateTime<Utc>>>;
     async fn flag_count(&self) -> StoreResult<u64>;
     /// Turns every record with nothing left to show into a removal. Returns how many.
@@ -435,11 +434,12 @@ pub trait Store: Send + Sync + 'static {
 
     // Access events and notifications.
 
-    /// Stores each event once (by id). For a newly stored event that notifies, and whose person is on
-    /// the register, adds one notification for the responsible LA in the same transaction.
+    /// Stores each event once (by id). For a newly stored event, adds its notifications (one per LA
+    /// the service decided to tell, each given that LA's next sequence number) in the same
+    /// transaction; an event already stored adds none.
     async fn ingest_events(
         &self,
-        events: Vec<AccessEvent>,
+        events: Vec<EventIntake>,
         received_at: DateTime<Utc>,
     ) -> StoreResult<Vec<Ingested>>;
     /// A person's accesses from unscheduled settings, newest (device time) first, at most `limit`.

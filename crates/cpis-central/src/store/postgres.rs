@@ -4,7 +4,7 @@
 //! takes its locks in a fixed order (events by id, then LAs by code) so concurrent deliveries of the
 //! same batch wait for each other instead of deadlocking.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -22,9 +22,9 @@ use zeroize::Zeroizing;
 use super::migrations::POSTGRES;
 use super::sqlite::feed_op_name;
 use super::{
-    flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, FeedSlice, FhirClientRecord,
-    ImportApplied, Ingested, LaRecord, LiveLookup, LiveSearch, NewDevice, NewEnrolment,
-    PendingDelivery, PeopleUpload, RegionRecord, Store, StoreError, StoreResult, StoredKeys,
+    flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, EventIntake, FeedSlice,
+    FhirClientRecord, Ingested, LaRecord, LiveLookup, LiveSearch, NewDevice, NewEnrolment,
+    PendingDelivery, RegionRecord, Store, StoreError, StoreResult, StoredKeys, UploadOps,
     UserRecord, WebhookChange,
 };
 
@@ -231,16 +231,138 @@ async fn la_region<C: GenericClient>(tx: &C, ods: &OdsCode) -> StoreResult<Optio
         .transpose()
 }
 
+/// One LA's own records, as its uploads gave them.
 async fn flags_of_la<C: GenericClient>(tx: &C, ods: &OdsCode) -> StoreResult<Vec<FlagRecord>> {
     let rows = tx
         .query(
-            "SELECT record_json FROM flags WHERE la_ods = $1",
+            "SELECT record_json FROM la_flags WHERE la_ods = $1",
             &[&ods.as_str()],
         )
         .await?;
     rows.iter()
         .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(StoreError::from))
         .collect()
+}
+
+fn digits(nhs: &[NhsNumber]) -> Vec<String> {
+    nhs.iter().map(|n| n.as_digits()).collect()
+}
+
+/// The regions whose devices carry each person: those of every LA holding a plan for them.
+async fn regions_holding(
+    tx: &Transaction<'_>,
+    nhs: &[NhsNumber],
+) -> StoreResult<HashMap<NhsNumber, BTreeSet<Region>>> {
+    let mut out: HashMap<NhsNumber, BTreeSet<Region>> = HashMap::new();
+    for chunk in nhs.chunks(CHUNK) {
+        let rows = tx
+            .query(
+                "SELECT DISTINCT f.nhs_number, l.region FROM la_flags f
+                 JOIN local_authorities l ON l.ods = f.la_ods WHERE f.nhs_number = ANY($1)",
+                &[&digits(chunk)],
+            )
+            .await?;
+        for r in rows {
+            let n = NhsNumber::parse(r.get::<_, &str>(0)).map_err(corrupt)?;
+            let region = Region::parse(r.get::<_, &str>(1)).map_err(corrupt)?;
+            out.entry(n).or_default().insert(region);
+        }
+    }
+    Ok(out)
+}
+
+/// Stores LAs' own records of people, one row per (person, LA).
+async fn upsert_la_flags(
+    tx: &Transaction<'_>,
+    records: &[FlagRecord],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    // One statement cannot touch a row twice: the last record for a (person, LA) wins.
+    let mut last: BTreeMap<(NhsNumber, &OdsCode), &FlagRecord> = BTreeMap::new();
+    for r in records {
+        last.insert((r.nhs_number, &r.local_authority), r);
+    }
+    let records: Vec<&FlagRecord> = last.into_values().collect();
+    for chunk in records.chunks(CHUNK) {
+        let nhs: Vec<String> = chunk.iter().map(|r| r.nhs_number.as_digits()).collect();
+        let la: Vec<String> = chunk
+            .iter()
+            .map(|r| r.local_authority.to_string())
+            .collect();
+        let json: Vec<String> = chunk
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<_, _>>()?;
+        tx.execute(
+            "INSERT INTO la_flags (nhs_number, la_ods, record_json, updated_at)
+             SELECT n, l, j, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(n, l, j)
+             ON CONFLICT (nhs_number, la_ods) DO UPDATE SET record_json = EXCLUDED.record_json,
+               updated_at = EXCLUDED.updated_at",
+            &[&nhs, &la, &json, &now],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Rebuilds each person from every LA's record of them and publishes the result: put in each
+/// region of an LA that holds them, removed from any region in `before` that no longer carries
+/// them.
+async fn republish(
+    tx: &Transaction<'_>,
+    feed: &mut FeedWriter,
+    nhs: &[NhsNumber],
+    before: &HashMap<NhsNumber, BTreeSet<Region>>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let mut unique: Vec<NhsNumber> = nhs.to_vec();
+    unique.sort();
+    unique.dedup();
+    let mut parts: HashMap<NhsNumber, Vec<FlagRecord>> = HashMap::new();
+    for chunk in unique.chunks(CHUNK) {
+        let rows = tx
+            .query(
+                "SELECT record_json FROM la_flags WHERE nhs_number = ANY($1)",
+                &[&digits(chunk)],
+            )
+            .await?;
+        for r in rows {
+            let record: FlagRecord = serde_json::from_str(r.get::<_, &str>(0))?;
+            parts.entry(record.nhs_number).or_default().push(record);
+        }
+    }
+    let after = regions_holding(tx, &unique).await?;
+    let none = BTreeSet::new();
+    let mut merged = Vec::new();
+    let mut gone = Vec::new();
+    for n in &unique {
+        let regions = after.get(n).unwrap_or(&none);
+        match parts.get(n).and_then(|p| cpis_core::plan::merge_person(p)) {
+            Some(person) => {
+                for region in regions {
+                    feed.write(
+                        region,
+                        flag_key(n),
+                        &FeedChange::PutFlag {
+                            record: person.clone(),
+                        },
+                    )?;
+                }
+                merged.push(person);
+            }
+            None => gone.push(*n),
+        }
+        for region in before.get(n).unwrap_or(&none).difference(regions) {
+            feed.write(
+                region,
+                flag_key(n),
+                &FeedChange::RemoveFlag { nhs_number: *n },
+            )?;
+        }
+    }
+    upsert_flags(tx, &merged, now).await?;
+    delete_flags(tx, &gone).await?;
+    Ok(())
 }
 
 async fn upsert_flags(
@@ -396,16 +518,7 @@ impl Store for PostgresStore {
         .await?;
         match old {
             Some(old) if old.la.region != la.region => {
-                let people = flags_of_la(&tx, &la.ods).await?;
-                for p in &people {
-                    feed.write(
-                        &old.la.region,
-                        flag_key(&p.nhs_number),
-                        &FeedChange::RemoveFlag {
-                            nhs_number: p.nhs_number,
-                        },
-                    )?;
-                }
+                // Moved: its people are republished from where every LA holding them now sits.
                 feed.write(
                     &old.la.region,
                     la_key(&la.ods),
@@ -418,13 +531,16 @@ impl Store for PostgresStore {
                     la_key(&la.ods),
                     &FeedChange::PutLa { la: la.clone() },
                 )?;
-                for p in people {
-                    feed.write(
-                        &la.region,
-                        flag_key(&p.nhs_number),
-                        &FeedChange::PutFlag { record: p },
-                    )?;
+                let people: Vec<NhsNumber> = flags_of_la(&tx, &la.ods)
+                    .await?
+                    .iter()
+                    .map(|p| p.nhs_number)
+                    .collect();
+                let mut before = regions_holding(&tx, &people).await?;
+                for n in &people {
+                    before.entry(*n).or_default().insert(old.la.region.clone());
                 }
+                republish(&tx, &mut feed, &people, &before, now).await?;
             }
             Some(old) if old.la == *la => {}
             _ => feed.write(
@@ -506,113 +622,77 @@ impl Store for PostgresStore {
         rows.iter().map(la_record).collect()
     }
 
-    async fn import_people(
+    async fn la_records(
         &self,
         la: &OdsCode,
-        upload: PeopleUpload,
-        now: DateTime<Utc>,
-    ) -> StoreResult<ImportApplied> {
-        let PeopleUpload {
-            people,
-            keep,
-            allow_large_removal,
-            today,
-            rules,
-        } = upload;
+    ) -> StoreResult<(Vec<FlagRecord>, Option<DateTime<Utc>>)> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let mut feed = FeedWriter::start(&tx).await?;
-        let region = la_region(&tx, la)
-            .await?
-            .ok_or_else(|| StoreError::UnknownLa(la.clone()))?;
-        let stored: HashMap<NhsNumber, FlagRecord> = flags_of_la(&tx, la)
-            .await?
-            .into_iter()
-            .map(|r| (r.nhs_number, r))
-            .collect();
-        let in_file: HashSet<NhsNumber> = people
-            .iter()
-            .map(|p| p.nhs_number)
-            .chain(keep.iter().copied())
-            .collect();
-        let absent: Vec<NhsNumber> = stored
-            .keys()
-            .filter(|n| !in_file.contains(n))
-            .copied()
-            .collect();
-        if !allow_large_removal && absent.len() * 10 > stored.len() {
-            return Err(StoreError::LargeRemoval {
-                would_remove: absent.len(),
-                stored: stored.len(),
-            });
-        }
-        // Which new people some other LA already holds.
-        let new: Vec<String> = people
-            .iter()
-            .filter(|p| !stored.contains_key(&p.nhs_number))
-            .map(|p| p.nhs_number.as_digits())
-            .collect();
-        let elsewhere: HashSet<String> = tx
-            .query(
-                "SELECT nhs_number FROM flags WHERE nhs_number = ANY($1)",
-                &[&new],
+        let at = tx
+            .query_opt(
+                "SELECT last_upload_at FROM local_authorities WHERE ods = $1",
+                &[&la.as_str()],
             )
             .await?
+            .ok_or_else(|| StoreError::UnknownLa(la.clone()))?
+            .get::<_, Option<DateTime<Utc>>>(0);
+        let records = flags_of_la(&tx, la).await?;
+        tx.commit().await?;
+        Ok((records, at))
+    }
+
+    async fn apply_upload(
+        &self,
+        la: &OdsCode,
+        ops: UploadOps,
+        now: DateTime<Utc>,
+    ) -> StoreResult<usize> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // The LA row is locked first: a second upload for the LA waits, then sees the new time.
+        let at = tx
+            .query_opt(
+                "SELECT last_upload_at FROM local_authorities WHERE ods = $1 FOR UPDATE",
+                &[&la.as_str()],
+            )
+            .await?
+            .ok_or_else(|| StoreError::UnknownLa(la.clone()))?
+            .get::<_, Option<DateTime<Utc>>>(0);
+        if at != ops.based_on {
+            return Err(StoreError::UploadRaced);
+        }
+        let mut feed = FeedWriter::start(&tx).await?;
+        let touched: Vec<NhsNumber> = ops
+            .puts
             .iter()
-            .map(|r| r.get::<_, String>(0))
+            .map(|r| r.nhs_number)
+            .chain(ops.removes.iter().copied())
             .collect();
-        let mut applied = ImportApplied {
-            removed: absent.len(),
-            ..Default::default()
-        };
-        let mut removals = absent;
-        let mut puts = Vec::new();
-        for person in people {
-            let nhs = person.nhs_number;
-            let expired = person.is_expired(today, &rules);
-            match stored.get(&nhs) {
-                Some(old) if *old == person && !expired => {}
-                Some(_) if expired => {
-                    removals.push(nhs);
-                    applied.expired += 1;
-                }
-                Some(_) => puts.push(person),
-                None if elsewhere.contains(&nhs.as_digits()) => applied.held_elsewhere.push(nhs),
-                None if expired => applied.expired += 1,
-                None => puts.push(person),
-            }
+        let before = regions_holding(&tx, &touched).await?;
+        upsert_la_flags(&tx, &ops.puts, now).await?;
+        for chunk in ops.removes.chunks(CHUNK) {
+            tx.execute(
+                "DELETE FROM la_flags WHERE la_ods = $1 AND nhs_number = ANY($2)",
+                &[&la.as_str(), &digits(chunk)],
+            )
+            .await?;
         }
-        delete_flags(&tx, &removals).await?;
-        for nhs in &removals {
-            feed.write(
-                &region,
-                flag_key(nhs),
-                &FeedChange::RemoveFlag { nhs_number: *nhs },
-            )?;
-        }
-        upsert_flags(&tx, &puts, now).await?;
-        for p in puts {
-            feed.write(
-                &region,
-                flag_key(&p.nhs_number),
-                &FeedChange::PutFlag { record: p },
-            )?;
-        }
+        republish(&tx, &mut feed, &touched, &before, now).await?;
         feed.finish(&tx).await?;
         tx.execute(
             "UPDATE local_authorities SET last_upload_at = $2 WHERE ods = $1",
             &[&la.as_str(), &now],
         )
         .await?;
-        applied.people = tx
+        let people = tx
             .query_one(
-                "SELECT COUNT(*) FROM flags WHERE la_ods = $1",
+                "SELECT COUNT(*) FROM la_flags WHERE la_ods = $1",
                 &[&la.as_str()],
             )
             .await?
             .get::<_, i64>(0) as usize;
         tx.commit().await?;
-        Ok(applied)
+        Ok(people)
     }
 
     async fn bulk_load(
@@ -662,15 +742,10 @@ impl Store for PostgresStore {
                 regions.insert(record.local_authority.clone(), r);
             }
         }
-        upsert_flags(&tx, &flags, now).await?;
-        for record in flags {
-            let region = regions[&record.local_authority].clone();
-            feed.write(
-                &region,
-                flag_key(&record.nhs_number),
-                &FeedChange::PutFlag { record },
-            )?;
-        }
+        let touched: Vec<NhsNumber> = flags.iter().map(|r| r.nhs_number).collect();
+        let before = regions_holding(&tx, &touched).await?;
+        upsert_la_flags(&tx, &flags, now).await?;
+        republish(&tx, &mut feed, &touched, &before, now).await?;
         feed.finish(&tx).await?;
         tx.commit().await?;
         Ok(())
@@ -711,33 +786,30 @@ impl Store for PostgresStore {
         &self,
         today: NaiveDate,
         rules: VisibilityRules,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> StoreResult<usize> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let mut feed = FeedWriter::start(&tx).await?;
-        let rows = tx
-            .query("SELECT f.record_json, l.region FROM flags f JOIN local_authorities l ON l.ods = f.la_ods", &[])
-            .await?;
-        let mut expired = Vec::new();
+        // Each LA's record on its own: an LA whose plans have all gone drops out of the person.
+        let rows = tx.query("SELECT record_json FROM la_flags", &[]).await?;
+        let mut expired: Vec<(NhsNumber, OdsCode)> = Vec::new();
         for r in rows {
             let record: FlagRecord = serde_json::from_str(r.get::<_, &str>(0))?;
             if record.is_expired(today, &rules) {
-                expired.push((
-                    record.nhs_number,
-                    Region::parse(r.get::<_, &str>(1)).map_err(corrupt)?,
-                ));
+                expired.push((record.nhs_number, record.local_authority));
             }
         }
-        let numbers: Vec<NhsNumber> = expired.iter().map(|(n, _)| *n).collect();
-        delete_flags(&tx, &numbers).await?;
-        for (nhs, region) in &expired {
-            feed.write(
-                region,
-                flag_key(nhs),
-                &FeedChange::RemoveFlag { nhs_number: *nhs },
-            )?;
+        let touched: Vec<NhsNumber> = expired.iter().map(|(n, _)| *n).collect();
+        let before = regions_holding(&tx, &touched).await?;
+        for (nhs, la) in &expired {
+            tx.execute(
+                "DELETE FROM la_flags WHERE nhs_number = $1 AND la_ods = $2",
+                &[&nhs.as_digits(), &la.as_str()],
+            )
+            .await?;
         }
+        republish(&tx, &mut feed, &touched, &before, now).await?;
         feed.finish(&tx).await?;
         tx.commit().await?;
         Ok(expired.len())
@@ -1132,7 +1204,7 @@ impl Store for PostgresStore {
 
     async fn ingest_events(
         &self,
-        events: Vec<AccessEvent>,
+        events: Vec<EventIntake>,
         received_at: DateTime<Utc>,
     ) -> StoreResult<Vec<Ingested>> {
         let mut attempt = 0;
@@ -1400,7 +1472,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT delivery_state, attempts FROM notifications WHERE event_id = $1",
+                "SELECT delivery_state, attempts FROM notifications WHERE event_id = $1 ORDER BY la_ods LIMIT 1",
                 &[&event_id],
             )
             .await?;
@@ -1435,7 +1507,7 @@ impl PostgresStore {
     /// One attempt at storing a batch: events first in id order, then notifications LA by LA.
     async fn ingest_once(
         &self,
-        events: &[AccessEvent],
+        events: &[EventIntake],
         received_at: DateTime<Utc>,
     ) -> Result<Vec<Ingested>, IngestError> {
         let mut client = self.client().await?;
@@ -1443,7 +1515,7 @@ impl PostgresStore {
         // One statement for the whole batch (a round trip per event made concurrent batches queue),
         // rows in event-id order so overlapping batches take the unique index's locks in one order.
         let mut order: Vec<usize> = (0..events.len()).collect();
-        order.sort_by_key(|i| events[*i].id);
+        order.sort_by_key(|i| events[*i].event.id);
         let mut ids = Vec::with_capacity(order.len());
         let mut devices = Vec::with_capacity(order.len());
         let mut seqs = Vec::with_capacity(order.len());
@@ -1454,7 +1526,7 @@ impl PostgresStore {
         let mut notifies = Vec::with_capacity(order.len());
         let mut payloads = Vec::with_capacity(order.len());
         for &i in &order {
-            let e = &events[i];
+            let e = &events[i].event;
             ids.push(e.id);
             devices.push(e.device_id);
             seqs.push(e.device_seq as i64);
@@ -1495,39 +1567,18 @@ impl PostgresStore {
         let mut out = vec![Ingested::AlreadyStored; events.len()];
         let mut notifying = Vec::new();
         for i in order {
-            if stored.contains(&events[i].id) {
+            if stored.contains(&events[i].event.id) {
                 out[i] = Ingested::Stored;
-                if events[i].notifies {
+                if !events[i].notifications.is_empty() {
                     notifying.push(i);
                 }
             }
         }
-        // Notifications for people on the register, grouped by LA in code order.
-        let digits: Vec<String> = notifying
-            .iter()
-            .map(|i| events[*i].nhs_number.as_digits())
-            .collect();
-        let records: HashMap<String, FlagRecord> = tx
-            .query(
-                "SELECT nhs_number, record_json FROM flags WHERE nhs_number = ANY($1)",
-                &[&digits],
-            )
-            .await?
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.get::<_, String>(0),
-                    serde_json::from_str(r.get::<_, &str>(1))?,
-                ))
-            })
-            .collect::<Result<_, IngestError>>()?;
-        let mut by_la: BTreeMap<String, Vec<(usize, &FlagRecord)>> = BTreeMap::new();
+        // The notifications the service decided on, grouped by LA in code order.
+        let mut by_la: BTreeMap<String, Vec<(usize, &Notification)>> = BTreeMap::new();
         for i in notifying {
-            if let Some(record) = records.get(&events[i].nhs_number.as_digits()) {
-                by_la
-                    .entry(record.local_authority.to_string())
-                    .or_default()
-                    .push((i, record));
+            for (la, n) in &events[i].notifications {
+                by_la.entry(la.to_string()).or_default().push((i, n));
             }
         }
         if !by_la.is_empty() {
@@ -1560,21 +1611,19 @@ impl PostgresStore {
             for (la, items) in by_la {
                 let Some(last) = last.get(&la) else {
                     return Err(IngestError::Store(StoreError::Corrupt(format!(
-                        "a flag names local authority {la}, which is not held"
+                        "a notification names local authority {la}, which is not held"
                     ))));
                 };
                 let first = last - items.len() as i64 + 1;
-                for (k, (i, record)) in items.into_iter().enumerate() {
+                for (k, (i, n)) in items.into_iter().enumerate() {
                     let seq = first + k as i64;
-                    let n = crate::service::notification_for(
-                        &events[i],
-                        record,
-                        seq as u64,
-                        received_at,
-                    );
+                    let n = Notification {
+                        seq: seq as u64,
+                        ..n.clone()
+                    };
                     la_codes.push(la.clone());
                     seqs.push(seq);
-                    ids.push(events[i].id);
+                    ids.push(events[i].event.id);
                     payloads.push(serde_json::to_string(&n)?);
                 }
             }

@@ -1,7 +1,7 @@
 //! The embedded SQLite store: one file, WAL, one writer connection behind a mutex (SQLite allows one
 //! writer at a time anyway) and a small pool of readers. Blocking calls run on tokio's blocking pool.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,9 +17,9 @@ use zeroize::Zeroizing;
 
 use super::migrations::{Migration, SQLITE};
 use super::{
-    flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, FeedSlice, FhirClientRecord,
-    ImportApplied, Ingested, LaRecord, LiveLookup, LiveSearch, NewDevice, NewEnrolment,
-    PendingDelivery, PeopleUpload, RegionRecord, Store, StoreError, StoreResult, StoredKeys,
+    flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, EventIntake, FeedSlice,
+    FhirClientRecord, Ingested, LaRecord, LiveLookup, LiveSearch, NewDevice, NewEnrolment,
+    PendingDelivery, RegionRecord, Store, StoreError, StoreResult, StoredKeys, UploadOps,
     UserRecord, WebhookChange,
 };
 
@@ -246,14 +246,100 @@ fn la_region(tx: &Transaction<'_>, ods: &OdsCode) -> StoreResult<Option<Region>>
     r.map(|r| Region::parse(&r).map_err(corrupt)).transpose()
 }
 
+/// One LA's own records, as its uploads gave them.
 fn flags_of_la(tx: &Transaction<'_>, ods: &OdsCode) -> StoreResult<Vec<FlagRecord>> {
-    let mut stmt = tx.prepare_cached("SELECT record_json FROM flags WHERE la_ods = ?1")?;
+    let mut stmt = tx.prepare_cached("SELECT record_json FROM la_flags WHERE la_ods = ?1")?;
     let rows = stmt.query_map([ods.as_str()], |r| r.get::<_, String>(0))?;
     let mut out = Vec::new();
     for json in rows {
         out.push(serde_json::from_str(&json?)?);
     }
     Ok(out)
+}
+
+/// The regions whose devices carry this person: those of every LA holding a plan for them.
+fn regions_holding(tx: &Transaction<'_>, nhs: &NhsNumber) -> StoreResult<BTreeSet<Region>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT DISTINCT l.region FROM la_flags f JOIN local_authorities l ON l.ods = f.la_ods
+         WHERE f.nhs_number = ?1",
+    )?;
+    let rows = stmt.query_map([nhs.as_digits()], |r| r.get::<_, String>(0))?;
+    let mut out = BTreeSet::new();
+    for r in rows {
+        out.insert(Region::parse(&r?).map_err(corrupt)?);
+    }
+    Ok(out)
+}
+
+/// Rebuilds one person from every LA's record of them and publishes the result: put in each region
+/// of an LA that holds them, removed from any region in `before` that no longer carries them.
+fn republish(
+    tx: &Transaction<'_>,
+    feed: &mut FeedWriter,
+    nhs: &NhsNumber,
+    before: &BTreeSet<Region>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let records: Vec<FlagRecord> = {
+        let mut stmt =
+            tx.prepare_cached("SELECT record_json FROM la_flags WHERE nhs_number = ?1")?;
+        let rows = stmt.query_map([nhs.as_digits()], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for json in rows {
+            out.push(serde_json::from_str(&json?)?);
+        }
+        out
+    };
+    let after = regions_holding(tx, nhs)?;
+    match cpis_core::plan::merge_person(&records) {
+        Some(person) => {
+            tx.prepare_cached(
+                "INSERT INTO flags (nhs_number, la_ods, record_json, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (nhs_number) DO UPDATE SET la_ods = excluded.la_ods,
+                   record_json = excluded.record_json, updated_at = excluded.updated_at",
+            )?
+            .execute(params![nhs.as_digits(), person.local_authority.as_str(), serde_json::to_string(&person)?, ts(now)])?;
+            for region in &after {
+                feed.write(
+                    tx,
+                    region,
+                    &flag_key(nhs),
+                    &FeedChange::PutFlag {
+                        record: person.clone(),
+                    },
+                )?;
+            }
+        }
+        None => {
+            tx.prepare_cached("DELETE FROM flags WHERE nhs_number = ?1")?
+                .execute([nhs.as_digits()])?;
+        }
+    }
+    for region in before.difference(&after) {
+        feed.write(
+            tx,
+            region,
+            &flag_key(nhs),
+            &FeedChange::RemoveFlag { nhs_number: *nhs },
+        )?;
+    }
+    Ok(())
+}
+
+/// Stores one LA's own record of a person.
+fn put_la_flag(tx: &Transaction<'_>, record: &FlagRecord, now: DateTime<Utc>) -> StoreResult<()> {
+    tx.prepare_cached(
+        "INSERT INTO la_flags (nhs_number, la_ods, record_json, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (nhs_number, la_ods) DO UPDATE SET record_json = excluded.record_json,
+           updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        record.nhs_number.as_digits(),
+        record.local_authority.as_str(),
+        serde_json::to_string(record)?,
+        ts(now)
+    ])?;
+    Ok(())
 }
 
 fn la_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LaRow> {
@@ -450,15 +536,13 @@ impl Store for SqliteStore {
             let mut feed = FeedWriter::start(tx)?;
             match old {
                 Some(old) if old.la.region != la.region => {
-                    // Moved: gone from the old region's devices, whole in the new region's.
-                    let people = flags_of_la(tx, &la.ods)?;
-                    for p in &people {
-                        feed.write(tx, &old.la.region, &flag_key(&p.nhs_number), &FeedChange::RemoveFlag { nhs_number: p.nhs_number })?;
-                    }
+                    // Moved: its people are republished from where every LA holding them now sits.
                     feed.write(tx, &old.la.region, &la_key(&la.ods), &FeedChange::RemoveLa { ods: la.ods.clone() })?;
                     feed.write(tx, &la.region, &la_key(&la.ods), &FeedChange::PutLa { la: la.clone() })?;
-                    for p in people {
-                        feed.write(tx, &la.region, &flag_key(&p.nhs_number), &FeedChange::PutFlag { record: p })?;
+                    for p in flags_of_la(tx, &la.ods)? {
+                        let mut before = regions_holding(tx, &p.nhs_number)?;
+                        before.insert(old.la.region.clone());
+                        republish(tx, &mut feed, &p.nhs_number, &before, now)?;
                     }
                 }
                 Some(old) if old.la == la => {}
@@ -554,83 +638,67 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn import_people(
+    async fn la_records(
         &self,
         la: &OdsCode,
-        upload: PeopleUpload,
+    ) -> StoreResult<(Vec<FlagRecord>, Option<DateTime<Utc>>)> {
+        let la = la.clone();
+        self.read(move |tx| {
+            let at: Option<Option<String>> = tx
+                .query_row(
+                    "SELECT last_upload_at FROM local_authorities WHERE ods = ?1",
+                    [la.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let at = at.ok_or_else(|| StoreError::UnknownLa(la.clone()))?;
+            Ok((flags_of_la(tx, &la)?, at.map(|t| parse_ts(&t)).transpose()?))
+        })
+        .await
+    }
+
+    async fn apply_upload(
+        &self,
+        la: &OdsCode,
+        ops: UploadOps,
         now: DateTime<Utc>,
-    ) -> StoreResult<ImportApplied> {
-        let PeopleUpload {
-            people,
-            keep,
-            allow_large_removal,
-            today,
-            rules,
-        } = upload;
+    ) -> StoreResult<usize> {
         let la = la.clone();
         self.write(move |tx| {
-            let region = la_region(tx, &la)?.ok_or_else(|| StoreError::UnknownLa(la.clone()))?;
-            let stored: HashMap<NhsNumber, FlagRecord> =
-                flags_of_la(tx, &la)?.into_iter().map(|r| (r.nhs_number, r)).collect();
-            let in_file: HashSet<NhsNumber> =
-                people.iter().map(|p| p.nhs_number).chain(keep.iter().copied()).collect();
-            let absent: Vec<NhsNumber> = stored.keys().filter(|n| !in_file.contains(n)).copied().collect();
-            if !allow_large_removal && absent.len() * 10 > stored.len() {
-                return Err(StoreError::LargeRemoval { would_remove: absent.len(), stored: stored.len() });
+            let at: Option<Option<String>> = tx
+                .query_row(
+                    "SELECT last_upload_at FROM local_authorities WHERE ods = ?1",
+                    [la.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let at = at.ok_or_else(|| StoreError::UnknownLa(la.clone()))?;
+            if at.map(|t| parse_ts(&t)).transpose()? != ops.based_on {
+                return Err(StoreError::UploadRaced);
             }
-            let mut applied = ImportApplied::default();
             let mut feed = FeedWriter::start(tx)?;
-            let remove = |tx: &Transaction<'_>, feed: &mut FeedWriter, nhs: &NhsNumber| -> StoreResult<()> {
-                tx.prepare_cached("DELETE FROM flags WHERE nhs_number = ?1")?.execute([nhs.as_digits()])?;
-                feed.write(tx, &region, &flag_key(nhs), &FeedChange::RemoveFlag { nhs_number: *nhs })?;
-                Ok(())
-            };
-            for nhs in &absent {
-                remove(tx, &mut feed, nhs)?;
+            for record in &ops.puts {
+                let before = regions_holding(tx, &record.nhs_number)?;
+                put_la_flag(tx, record, now)?;
+                republish(tx, &mut feed, &record.nhs_number, &before, now)?;
             }
-            applied.removed = absent.len();
-            for person in people {
-                let nhs = person.nhs_number;
-                match stored.get(&nhs) {
-                    Some(old) if *old == person && !person.is_expired(today, &rules) => continue,
-                    Some(_) if person.is_expired(today, &rules) => {
-                        remove(tx, &mut feed, &nhs)?;
-                        applied.expired += 1;
-                        continue;
-                    }
-                    Some(_) => {}
-                    None => {
-                        let elsewhere: Option<String> = tx
-                            .prepare_cached("SELECT la_ods FROM flags WHERE nhs_number = ?1")?
-                            .query_row([nhs.as_digits()], |r| r.get(0))
-                            .optional()?;
-                        if elsewhere.is_some() {
-                            applied.held_elsewhere.push(nhs);
-                            continue;
-                        }
-                        if person.is_expired(today, &rules) {
-                            applied.expired += 1;
-                            continue;
-                        }
-                    }
-                }
-                tx.prepare_cached(
-                    "INSERT INTO flags (nhs_number, la_ods, record_json, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (nhs_number) DO UPDATE SET la_ods = excluded.la_ods,
-                       record_json = excluded.record_json, updated_at = excluded.updated_at",
-                )?
-                .execute(params![nhs.as_digits(), la.as_str(), serde_json::to_string(&person)?, ts(now)])?;
-                feed.write(tx, &region, &flag_key(&nhs), &FeedChange::PutFlag { record: person })?;
+            for nhs in &ops.removes {
+                let before = regions_holding(tx, nhs)?;
+                tx.prepare_cached("DELETE FROM la_flags WHERE nhs_number = ?1 AND la_ods = ?2")?
+                    .execute(params![nhs.as_digits(), la.as_str()])?;
+                republish(tx, &mut feed, nhs, &before, now)?;
             }
             feed.finish(tx)?;
             tx.execute(
                 "UPDATE local_authorities SET last_upload_at = ?2 WHERE ods = ?1",
                 params![la.as_str(), ts(now)],
             )?;
-            applied.people = tx.query_row("SELECT COUNT(*) FROM flags WHERE la_ods = ?1", [la.as_str()], |r| {
-                r.get::<_, i64>(0)
-            })? as usize;
-            Ok(applied)
+            let people = tx.query_row(
+                "SELECT COUNT(*) FROM la_flags WHERE la_ods = ?1",
+                [la.as_str()],
+                |r| r.get::<_, i64>(0),
+            )? as usize;
+            Ok(people)
         })
         .await
     }
@@ -663,27 +731,16 @@ impl Store for SqliteStore {
                 feed.write(tx, &la.region, &la_key(&la.ods), &FeedChange::PutLa { la: la.clone() })?;
                 regions.insert(la.ods.clone(), la.region.clone());
             }
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO flags (nhs_number, la_ods, record_json, updated_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (nhs_number) DO UPDATE SET la_ods = excluded.la_ods,
-                   record_json = excluded.record_json, updated_at = excluded.updated_at",
-            )?;
             for record in flags {
-                let region = match regions.get(&record.local_authority) {
-                    Some(r) => r.clone(),
-                    None => la_region(tx, &record.local_authority)?
-                        .ok_or_else(|| StoreError::UnknownLa(record.local_authority.clone()))?,
-                };
-                let nhs = record.nhs_number;
-                insert.execute(params![
-                    nhs.as_digits(),
-                    record.local_authority.as_str(),
-                    serde_json::to_string(&record)?,
-                    now_text
-                ])?;
-                feed.write(tx, &region, &flag_key(&nhs), &FeedChange::PutFlag { record })?;
+                if !regions.contains_key(&record.local_authority) {
+                    let region = la_region(tx, &record.local_authority)?
+                        .ok_or_else(|| StoreError::UnknownLa(record.local_authority.clone()))?;
+                    regions.insert(record.local_authority.clone(), region);
+                }
+                let before = regions_holding(tx, &record.nhs_number)?;
+                put_la_flag(tx, &record, now)?;
+                republish(tx, &mut feed, &record.nhs_number, &before, now)?;
             }
-            drop(insert);
             feed.finish(tx)
         })
         .await
@@ -731,27 +788,27 @@ impl Store for SqliteStore {
         &self,
         today: NaiveDate,
         rules: VisibilityRules,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> StoreResult<usize> {
         self.write(move |tx| {
+            // Each LA's record on its own: an LA whose plans have all gone drops out of the person.
             let mut expired = Vec::new();
             {
-                let mut stmt = tx.prepare(
-                    "SELECT f.record_json, l.region FROM flags f JOIN local_authorities l ON l.ods = f.la_ods",
-                )?;
-                let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-                for row in rows {
-                    let (json, region) = row?;
-                    let record: FlagRecord = serde_json::from_str(&json)?;
+                let mut stmt = tx.prepare("SELECT record_json FROM la_flags")?;
+                let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+                for json in rows {
+                    let record: FlagRecord = serde_json::from_str(&json?)?;
                     if record.is_expired(today, &rules) {
-                        expired.push((record.nhs_number, Region::parse(&region).map_err(corrupt)?));
+                        expired.push((record.nhs_number, record.local_authority));
                     }
                 }
             }
             let mut feed = FeedWriter::start(tx)?;
-            for (nhs, region) in &expired {
-                tx.prepare_cached("DELETE FROM flags WHERE nhs_number = ?1")?.execute([nhs.as_digits()])?;
-                feed.write(tx, region, &flag_key(nhs), &FeedChange::RemoveFlag { nhs_number: *nhs })?;
+            for (nhs, la) in &expired {
+                let before = regions_holding(tx, nhs)?;
+                tx.prepare_cached("DELETE FROM la_flags WHERE nhs_number = ?1 AND la_ods = ?2")?
+                    .execute(params![nhs.as_digits(), la.as_str()])?;
+                republish(tx, &mut feed, nhs, &before, now)?;
             }
             feed.finish(tx)?;
             Ok(expired.len())
@@ -1156,13 +1213,13 @@ impl Store for SqliteStore {
 
     async fn ingest_events(
         &self,
-        events: Vec<AccessEvent>,
+        events: Vec<EventIntake>,
         received_at: DateTime<Utc>,
     ) -> StoreResult<Vec<Ingested>> {
         self.write(move |tx| {
             let mut out = Vec::with_capacity(events.len());
             let received = ts(received_at);
-            for event in events {
+            for EventIntake { event, notifications } in events {
                 let stored = tx
                     .prepare_cached(
                         "INSERT INTO access_events (event_id, device_id, device_seq, device_time, received_at,
@@ -1187,31 +1244,18 @@ impl Store for SqliteStore {
                     continue;
                 }
                 out.push(Ingested::Stored);
-                if !event.notifies {
-                    continue;
-                }
-                let record: Option<String> = tx
-                    .prepare_cached("SELECT record_json FROM flags WHERE nhs_number = ?1")?
-                    .query_row([event.nhs_number.as_digits()], |r| r.get(0))
-                    .optional()?;
-                let Some(record) = record else { continue };
-                let record: FlagRecord = serde_json::from_str(&record)?;
-                let seq: i64 = tx
-                    .prepare_cached(
-                        "UPDATE local_authorities SET notify_seq = notify_seq + 1 WHERE ods = ?1 RETURNING notify_seq",
+                for (la, mut n) in notifications {
+                    let seq: i64 = tx
+                        .prepare_cached(
+                            "UPDATE local_authorities SET notify_seq = notify_seq + 1 WHERE ods = ?1 RETURNING notify_seq",
+                        )?
+                        .query_row([la.as_str()], |r| r.get(0))?;
+                    n.seq = seq as u64;
+                    tx.prepare_cached(
+                        "INSERT INTO notifications (la_ods, seq, event_id, payload_json, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                     )?
-                    .query_row([record.local_authority.as_str()], |r| r.get(0))?;
-                let n = crate::service::notification_for(&event, &record, seq as u64, received_at);
-                tx.prepare_cached(
-                    "INSERT INTO notifications (la_ods, seq, event_id, payload_json, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![
-                    record.local_authority.as_str(),
-                    seq,
-                    event.id.to_string(),
-                    serde_json::to_string(&n)?,
-                    received
-                ])?;
+                    .execute(params![la.as_str(), seq, event.id.to_string(), serde_json::to_string(&n)?, received])?;
+                }
             }
             Ok(out)
         })
@@ -1493,7 +1537,7 @@ impl Store for SqliteStore {
         self.read(move |tx| {
             Ok(tx
                 .query_row(
-                    "SELECT delivery_state, attempts FROM notifications WHERE event_id = ?1",
+                    "SELECT delivery_state, attempts FROM notifications WHERE event_id = ?1 ORDER BY la_ods LIMIT 1",
                     [event_id.to_string()],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )

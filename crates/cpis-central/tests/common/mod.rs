@@ -287,6 +287,20 @@ pub fn row(i: u32, kind: &str) -> String {
     )
 }
 
+/// Adds `la` in `region` with an LA token, and uploads `people` as its list. Returns the token.
+pub async fn setup_register(
+    c: &TestCentral,
+    la: &str,
+    region: &str,
+    people: std::ops::Range<u32>,
+) -> String {
+    c.add_la(la, region).await;
+    let token = c.la_token(la).await;
+    let r = c.upload(la, &token, &csv_of(people), false).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    token
+}
+
 pub fn csv_of(people: impl IntoIterator<Item = u32>) -> String {
     let mut csv = HEADER.to_string();
     for i in people {

@@ -29,6 +29,7 @@ fn person(i: u32, family: &str, given: &str, dob: &str) -> FlagRecord {
             end: None,
             due: None,
             delete: None,
+            local_authority: None,
         }],
     }
 }

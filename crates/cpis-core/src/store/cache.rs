@@ -463,13 +463,14 @@ impl DeviceStore {
         Ok(())
     }
 
-    /// The cached record for `nhs` and its LA, if any, scanning any staged download. Checks use
+    /// The cached record for `nhs` and the LAs holding its plans (those whose details are held),
+    /// scanning any staged download. Checks use
     /// `lookup_indexed`.
     pub fn lookup(
         &self,
         keys: &CacheKeys,
         nhs: &NhsNumber,
-    ) -> Result<Option<(FlagRecord, Option<LocalAuthority>)>, StoreError> {
+    ) -> Result<Option<(FlagRecord, Vec<LocalAuthority>)>, StoreError> {
         self.lookup_with(keys, nhs, |_| StagedProbe::Scan)
     }
 
@@ -480,7 +481,7 @@ impl DeviceStore {
         keys: &CacheKeys,
         nhs: &NhsNumber,
         index: &StagedIndex,
-    ) -> Result<Option<(FlagRecord, Option<LocalAuthority>)>, StoreError> {
+    ) -> Result<Option<(FlagRecord, Vec<LocalAuthority>)>, StoreError> {
         // Held for the lookup, so a page that may stage cannot commit between reading the state and
         // reading the rows.
         let state = index.state.read().unwrap_or_else(|p| p.into_inner());
@@ -499,7 +500,7 @@ impl DeviceStore {
         keys: &CacheKeys,
         nhs: &NhsNumber,
         staged: impl FnOnce(&[u8; 32]) -> StagedProbe,
-    ) -> Result<Option<(FlagRecord, Option<LocalAuthority>)>, StoreError> {
+    ) -> Result<Option<(FlagRecord, Vec<LocalAuthority>)>, StoreError> {
         let blind = keys.index.blind_index(nhs);
         let sealed: Option<Vec<u8>> = self
             .conn
@@ -545,8 +546,13 @@ impl DeviceStore {
                 what: "a cached flag",
             });
         }
-        let la = self.cached_local_authority(keys, &record.local_authority)?;
-        Ok(Some((record, la)))
+        let mut las = Vec::with_capacity(1);
+        for ods in record.holders() {
+            if let Some(la) = self.cached_local_authority(keys, &ods)? {
+                las.push(la);
+            }
+        }
+        Ok(Some((record, las)))
     }
 
     /// The cached people born on one of `dates`, found through the date-of-birth index: every

@@ -128,6 +128,7 @@ fn flag(i: u32) -> FlagRecord {
             end: None,
             due: None,
             delete: None,
+            local_authority: None,
         }],
     }
 }
@@ -436,7 +437,7 @@ fn privacy_no_nhs_number_name_dob_or_phone_in_the_database_or_wal_and_all_found_
             .unwrap()
             .unwrap_or_else(|| panic!("flag {i} is found after reopening"));
         assert_eq!(record, flag(i));
-        assert_eq!(authority, Some(la(i % 10)));
+        assert_eq!(authority, vec![la(i % 10)]);
     }
     assert_eq!(
         store
@@ -864,7 +865,7 @@ fn removals_delete_flags_and_local_authorities_and_puts_replace() {
         .unwrap()
         .unwrap();
     assert_eq!(record, flag(1));
-    assert_eq!(authority, None, "the LA was removed");
+    assert!(authority.is_empty(), "the LA was removed");
     assert_eq!(
         store
             .lookup(keys, &NhsNumber::test_range(21))
@@ -1104,7 +1105,7 @@ fn a_first_download_of_many_pages_is_staged_and_moved_into_place_at_the_head() {
     for r in &expected {
         let (found, la_found) = store.lookup(keys, &r.nhs_number).unwrap().unwrap();
         assert_eq!(&found, r);
-        assert_eq!(la_found.is_some(), r.local_authority == la_code(1));
+        assert_eq!(!la_found.is_empty(), r.local_authority == la_code(1));
     }
 
     // Later deltas go straight into place.
