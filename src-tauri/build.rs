@@ -15,6 +15,7 @@ const COMMANDS: &[&str] = &[
     "choose_candidate",
     "none_of_these",
     "sync_now",
+    "keep_alive",
 ];
 
 fn run(cmd: &mut Command) -> bool {

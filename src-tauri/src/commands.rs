@@ -62,6 +62,13 @@ pub async fn sign_out(state: State<'_, AppState>) -> CmdResult<()> {
     Ok(())
 }
 
+/// The clinician is still there: restarts the engine's idle limit (the screen calls this on use
+/// and from its "Stay signed in" warning).
+#[tauri::command]
+pub async fn keep_alive(state: State<'_, AppState>) -> CmdResult<()> {
+    state.device.keep_alive().map_err(|e| e.view())
+}
+
 #[tauri::command]
 pub async fn check_patient(
     state: State<'_, AppState>,

@@ -35,6 +35,7 @@ export const api = {
   chooseCandidate: (searchId, candidate) => call('choose_candidate', { searchId, candidate }),
   noneOfThese: (searchId) => call('none_of_these', { searchId }),
   syncNow: () => call('sync_now'),
+  keepAlive: () => call('keep_alive'),
 };
 
 /**

@@ -7,7 +7,7 @@ import {
   APPEARANCES, APPEARANCE_KEY, DEFAULT_IDLE_TIMEOUT_MS, FOUND_HEADLINE, INVALID_HEADLINE, LOCKED_ACTION,
   LOCKED_HEADLINE, MISS_HEADLINE, REFERRAL_REMINDER, SEARCH_CAVEATS, SEARCH_CONFIRM_HINT, SEARCH_FOUND_NOTE,
   SEARCH_HEADLINE, SEARCH_MISS_HEADLINE, SEARCH_POSSIBLE_HEADLINE, SEARCH_TOO_MANY_HEADLINE, agoWording, composeDob,
-  searchErrorField, appearanceChoice, caveatsFor, createIdleTimer,
+  searchErrorField, appearanceChoice, caveatsFor, createIdleTimer, IDLE_WARNING_MS,
   dataAgeWording, errorWording, formatDate, formatDateTime, formatNhs, humanDuration, initialState, nhsDigits,
   nhsFieldMessage, notificationWording, openAlertWording, planEndWording, planKindWording, planStatusWording,
   settingWording, staleWarning, stripSourceAndAge, syncAnnouncement, syncFraction, syncProgressWording,
@@ -163,7 +163,10 @@ function render({ keepFocus = false } = {}) {
   main.replaceChildren(...[].concat(draw()));
   document.body.dataset.screen = state.screen;
   renderChrome();
-  if (!keepFocus) focusAfterRender();
+  // An open idle warning keeps focus: a redraw behind it must not take it away.
+  const stay = document.getElementById('stay-signed-in');
+  if (stay) stay.focus();
+  else if (!keepFocus) focusAfterRender();
   else if (focusedId) document.getElementById(focusedId)?.focus();
 }
 
@@ -890,18 +893,57 @@ async function refreshStatus(redrawStatusScreen = false) {
 // ---------------------------------------------------------------------------------------------
 
 const idleTimeoutMs = Number(window.__CPIS_CONFIG__?.idleTimeoutMs) || DEFAULT_IDLE_TIMEOUT_MS;
+// The warning comes a minute before, or halfway when the limit is shorter than two minutes.
+const idleWarnMs = Math.min(IDLE_WARNING_MS, Math.floor(idleTimeoutMs / 2));
+let lastKeepAlive = 0;
+
+/** Tells the engine the clinician is still there (it keeps its own idle limit), at most every 30 s. */
+function keepEngineAlive(force = false) {
+  if (!state.status?.signed_in_user) return;
+  const now = Date.now();
+  if (!force && now - lastKeepAlive < 30000) return;
+  lastKeepAlive = now;
+  api.keepAlive().catch(() => {});
+}
+
+function hideIdleWarning() {
+  const box = document.getElementById('idle-warning');
+  if (!box) return;
+  box.remove();
+  announce('You are still signed in');
+}
+
+function showIdleWarning() {
+  if (document.getElementById('idle-warning')) return;
+  const seconds = Math.round(idleWarnMs / 1000);
+  const stay = h('button', { class: 'nhsuk-button', id: 'stay-signed-in', type: 'button',
+    onclick: () => { idle.touch(); keepEngineAlive(true); } }, 'Stay signed in');
+  const box = h('div', { id: 'idle-warning', class: 'cpis-idle-warning', role: 'alertdialog', 'aria-modal': 'true',
+    'aria-labelledby': 'idle-warning-heading', 'aria-describedby': 'idle-warning-text' },
+  h('div', { class: 'nhsuk-card nhsuk-card--warning cpis-idle-warning__card' },
+    h('div', { class: 'nhsuk-card__content' },
+      h('h2', { class: 'nhsuk-card__heading', id: 'idle-warning-heading' }, `You will be signed out in ${seconds < 60 ? `${seconds} seconds` : '1 minute'}`),
+      h('p', { class: 'nhsuk-card__description', id: 'idle-warning-text' },
+        'This app has not been used for a while. When you are signed out, this screen and any result on it are cleared.'),
+      stay)));
+  document.body.append(box);
+  stay.focus();
+}
+
 const idle = createIdleTimer(idleTimeoutMs, async () => {
+  document.getElementById('idle-warning')?.remove();
   await api.signOut().catch(() => {});
   searchDraft = {};
   announce('Signed out because the app was not used for a while');
   dispatch({ type: 'idle_lock' });
-});
+}, undefined, { warnMs: idleWarnMs, onWarn: showIdleWarning, onActive: hideIdleWarning });
 for (const type of ['pointerdown', 'keydown', 'input', 'wheel', 'touchstart']) {
-  document.addEventListener(type, () => idle.touch(), { passive: true, capture: true });
+  document.addEventListener(type, () => { idle.touch(); keepEngineAlive(); }, { passive: true, capture: true });
 }
 
 async function signOut() {
   idle.stop();
+  document.getElementById('idle-warning')?.remove();
   searchDraft = {};
   await api.signOut().catch(() => {});
   announce('Signed out');

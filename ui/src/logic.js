@@ -422,6 +422,8 @@ export function syncSummaryWording(sum) {
 // ---------------------------------------------------------------------------------------------
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 5 * 60 * 1000;
+/** How long before the idle sign-out the clinician is warned (and can stay signed in). */
+export const IDLE_WARNING_MS = 60 * 1000;
 
 /** The screen a status calls for: enrol first, then sign in, then check. */
 export function screenForStatus(status) {
@@ -542,30 +544,65 @@ const defaultTimers = { set: (fn, ms) => setTimeout(fn, ms), clear: (h) => clear
  * Fires `onIdle` once after `timeoutMs` without `touch()`. Timer functions are injectable so the
  * behaviour is testable without waiting.
  */
-export function createIdleTimer(timeoutMs, onIdle, timers = defaultTimers) {
+/**
+ * The idle sign-out timer. With `warnMs`, `onWarn` fires that long before `onIdle` (WCAG 2.2.1: the
+ * clinician is told, with a way to stay signed in, before a result is cleared); any use of the
+ * screen (`touch`) restarts both and calls `onActive` when a warning was showing. Without a
+ * warning phase (`warnMs` 0) it behaves as a single timer.
+ */
+export function createIdleTimer(timeoutMs, onIdle, timers = defaultTimers, { warnMs = 0, onWarn = () => {}, onActive = () => {} } = {}) {
   let handle = null;
+  let warnHandle = null;
   let armed = false;
+  let warned = false;
+  const warnAfter = warnMs > 0 ? Math.max(0, timeoutMs - warnMs) : null;
+  const clear = () => {
+    if (handle !== null) timers.clear(handle);
+    if (warnHandle !== null) timers.clear(warnHandle);
+    handle = null;
+    warnHandle = null;
+  };
   const fire = () => {
     handle = null;
     if (!armed) return;
     armed = false;
+    warned = false;
+    if (warnHandle !== null) timers.clear(warnHandle);
+    warnHandle = null;
     onIdle();
+  };
+  const warn = () => {
+    warnHandle = null;
+    if (!armed) return;
+    warned = true;
+    onWarn();
+  };
+  const schedule = () => {
+    clear();
+    handle = timers.set(fire, timeoutMs);
+    if (warnAfter !== null) warnHandle = timers.set(warn, warnAfter);
   };
   return {
     start() {
       armed = true;
-      if (handle !== null) timers.clear(handle);
-      handle = timers.set(fire, timeoutMs);
+      warned = false;
+      schedule();
     },
     touch() {
       if (!armed) return;
-      if (handle !== null) timers.clear(handle);
-      handle = timers.set(fire, timeoutMs);
+      schedule();
+      if (warned) {
+        warned = false;
+        onActive();
+      }
     },
     stop() {
       armed = false;
-      if (handle !== null) timers.clear(handle);
-      handle = null;
+      warned = false;
+      clear();
+    },
+    get warned() {
+      return warned;
     },
     get armed() {
       return armed;

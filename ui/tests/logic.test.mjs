@@ -232,6 +232,29 @@ test('idle timer fires once after the timeout and restarts on touch', () => {
   assert.equal(L.DEFAULT_IDLE_TIMEOUT_MS, 5 * 60 * 1000);
 });
 
+test('the idle timer warns before it signs out, and use of the screen withdraws the warning', () => {
+  const pending = new Map();
+  let id = 0;
+  const timers = { set: (fn, ms) => { pending.set(++id, { fn, ms }); return id; }, clear: (h) => pending.delete(h) };
+  const seen = [];
+  const t = L.createIdleTimer(300000, () => seen.push('idle'), timers, {
+    warnMs: L.IDLE_WARNING_MS, onWarn: () => seen.push('warn'), onActive: () => seen.push('active'),
+  });
+  t.start();
+  const byMs = () => new Map([...pending.values()].map((p) => [p.ms, p.fn]));
+  assert.deepEqual([...byMs().keys()].sort((a, b) => a - b), [240000, 300000]);
+  byMs().get(240000)();
+  assert.deepEqual(seen, ['warn']);
+  assert.equal(t.warned, true);
+  t.touch();
+  assert.deepEqual(seen, ['warn', 'active'], 'staying withdraws the warning');
+  assert.equal(t.warned, false);
+  const fns = byMs();
+  fns.get(240000)();
+  fns.get(300000)();
+  assert.deepEqual(seen, ['warn', 'active', 'warn', 'idle'], 'sign-out always follows a warning');
+});
+
 test('a sync the clinician started is announced at each quarter of the download and when sending starts', () => {
   const started = { phase: 'pull', pages: 0, records: 0, bytes: 0, cursor: 0, head: 0, events_sent: 0 };
   const pull = (cursor, head) => ({ ...started, cursor, head });

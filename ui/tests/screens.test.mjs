@@ -591,10 +591,29 @@ test('the flagged-record callout and the emergency call button stay unmistakable
   }
 });
 
+test('idle sign-out warns first with a way to stay signed in, and the result survives staying', async () => {
+  // The warning shows halfway (8 s), leaving time to read and sweep it before the sign-out at 16 s.
+  const page = await signedIn({ idleTimeoutMs: 16000 });
+  await checkNumber(page, '9990000018');
+  await page.waitForSelector('#idle-warning', { timeout: 12000 });
+  assert.match(await text(page, '#idle-warning-heading'), /You will be signed out in/);
+  assert.equal(await focusedId(page), 'stay-signed-in');
+  assert.equal((await calls(page, 'sign_out')).length, 0, 'the warning comes before any sign-out');
+  assert.match(await text(page, '#found-callout'), /A CP-IS record exists/, 'the result is still there');
+  await sweep(page, 'idle warning');
+  await page.click('#stay-signed-in');
+  await page.waitForSelector('#idle-warning', { state: 'detached', timeout: 2000 });
+  assert.ok((await calls(page, 'keep_alive')).length >= 1, 'staying tells the engine too');
+  assert.equal((await calls(page, 'sign_out')).length, 0);
+  assert.match(await text(page, '#found-callout'), /A CP-IS record exists/);
+});
+
 test('the app signs out and hides the patient after being idle', async () => {
   const page = await signedIn({ idleTimeoutMs: 600 });
   await checkNumber(page, '9990000026');
+  await page.waitForSelector('#idle-warning', { timeout: 5000 });
   await page.waitForSelector('#sign-in-form', { timeout: 5000 });
+  assert.equal(await page.locator('#idle-warning').count(), 0, 'the warning goes with the sign-out');
   assert.equal((await calls(page, 'sign_out')).length, 1);
   assert.match(await text(page, '#notice'), /signed out because the app was not used for a while/);
   assert.doesNotMatch(await text(page, 'body'), /999 000 0026/);
@@ -622,7 +641,7 @@ test('only the shell commands and the sync-progress listener are used', async ()
   await page.click('#open-alert');
   await page.waitForSelector('#plans');
   const used = new Set((await calls(page)).map((c) => c.cmd));
-  const allowed = new Set(['app_status', 'enrol', 'sign_in', 'sign_out', 'check_patient', 'open_alert', 'search_patient', 'choose_candidate', 'none_of_these', 'sync_now', 'plugin:event|listen']);
+  const allowed = new Set(['app_status', 'enrol', 'sign_in', 'sign_out', 'check_patient', 'open_alert', 'search_patient', 'choose_candidate', 'none_of_these', 'sync_now', 'keep_alive', 'plugin:event|listen']);
   for (const c of used) assert.ok(allowed.has(c), `unexpected command ${c}`);
 });
 

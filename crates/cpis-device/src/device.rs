@@ -41,6 +41,9 @@ pub struct DeviceConfig {
     pub request_timeout: Duration,
     /// Added to the system clock: lets tests run the device with its clock fast or slow.
     pub clock_offset: chrono::Duration,
+    /// A signed-in user who has not used the device for this long is signed out by the engine
+    /// itself, whatever the screen does (the screen warns a minute before its own, shorter, limit).
+    pub idle_sign_out: Duration,
 }
 
 impl DeviceConfig {
@@ -53,6 +56,7 @@ impl DeviceConfig {
             page_limit: sync::PAGE_LIMIT,
             request_timeout: Duration::from_secs(20),
             clock_offset: chrono::Duration::zero(),
+            idle_sign_out: Duration::from_secs(6 * 60),
         }
     }
 }
@@ -212,6 +216,8 @@ struct State {
     client: Option<Arc<CentralClient>>,
     session: Option<Arc<Session>>,
     lease_expires_at: Option<DateTime<Utc>>,
+    /// When the signed-in user last used the device (a check, an alert, a search, keep-alive).
+    last_activity: Option<DateTime<Utc>>,
     /// When the cache was last brought up to date: changed only by a pull.
     last_sync: Option<DateTime<Utc>>,
     /// The last probe's or request's verdict; `None` until one is made.
@@ -668,6 +674,7 @@ impl Device {
                 user: unlocked.user,
             }));
             state.lease_expires_at = Some(unlocked.lease_expires_at);
+            state.last_activity = Some(now);
             state.recent.clear();
             state.recent_order.clear();
             state.searches.clear();
@@ -705,6 +712,19 @@ impl Device {
     /// The signed-in session, unless its lease has run out (then it is dropped: the cache must not
     /// open past the lease).
     fn session_valid(&self, now: DateTime<Utc>) -> Result<Arc<Session>, String> {
+        let idle_limit =
+            chrono::Duration::from_std(self.config.idle_sign_out).unwrap_or(chrono::Duration::MAX);
+        let idle = {
+            let state = self.read_state();
+            state.session.is_some() && state.last_activity.is_some_and(|at| now - at > idle_limit)
+        };
+        if idle {
+            self.forget_session();
+            return Err(format!(
+                "Signed out because this device was not used for {} minutes. Sign in again.",
+                idle_limit.num_minutes()
+            ));
+        }
         {
             let state = self.read_state();
             match (&state.session, state.lease_expires_at) {
@@ -721,6 +741,22 @@ impl Device {
                 .map(|e| format!(" on {}", cpis_core::ukdate::uk_time_text(e)))
                 .unwrap_or_default()
         ))
+    }
+
+    /// The session for something the signed-in user did: valid, and counted as use (so the idle
+    /// limit restarts). Reading the status never counts.
+    fn session_in_use(&self, now: DateTime<Utc>) -> Result<Arc<Session>, String> {
+        let session = self.session_valid(now)?;
+        self.write_state().last_activity = Some(now);
+        Ok(session)
+    }
+
+    /// The user is still there (the screen's "Stay signed in", or activity on the screen): the
+    /// engine's idle limit restarts. Refused once the session has already ended.
+    pub fn keep_alive(&self) -> Result<(), DeviceError> {
+        self.session_in_use(self.now())
+            .map(|_| ())
+            .map_err(|_| DeviceError::NotSignedIn)
     }
 
     fn remember(&self, check_id: Uuid, check: RecentCheck) {
@@ -755,7 +791,7 @@ impl Device {
             let state = self.read_state();
             (state.enrolment.clone(), state.last_sync)
         };
-        let session = match self.session_valid(now) {
+        let session = match self.session_in_use(now) {
             Ok(s) => s,
             Err(reason) => return check::locked(check_id, reason, last_sync, now),
         };
@@ -961,7 +997,7 @@ impl Device {
             DeviceError::InvalidInput("there is no record to open for that check".into())
         })?;
         let session = self
-            .session_valid(now)
+            .session_in_use(now)
             .map_err(|_| DeviceError::NotSignedIn)?;
         let enrolment = self.enrolment()?;
         let accessor = self.accessor(&enrolment, &session);
@@ -1082,7 +1118,7 @@ impl Device {
             let state = self.read_state();
             (state.enrolment.clone(), state.last_sync)
         };
-        let session = match self.session_valid(now) {
+        let session = match self.session_in_use(now) {
             Ok(s) => s,
             Err(reason) => return Ok(search_locked(search_id, reason, last_sync, now)),
         };
@@ -1315,7 +1351,7 @@ impl Device {
             )
         };
         let session = self
-            .session_valid(now)
+            .session_in_use(now)
             .map_err(|_| DeviceError::NotSignedIn)?;
         let enrolment = self.enrolment()?;
         let nhs = shown.record.nhs_number;
@@ -1356,7 +1392,7 @@ impl Device {
                 DeviceError::InvalidInput("that search is no longer open: search again".into())
             })?;
         let session = self
-            .session_valid(now)
+            .session_in_use(now)
             .map_err(|_| DeviceError::NotSignedIn)?;
         let source = recent
             .candidates

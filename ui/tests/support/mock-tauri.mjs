@@ -46,6 +46,7 @@ export function installMock(scenario) {
     choose_candidate: ({ candidate }) => scenario.chosen[candidate] ?? fail('invalid_input', { message: 'candidate: choose a number from 1 to 3' }),
     none_of_these: () => scenario.noneOfThese,
     open_alert: ({ checkId }) => scenario.opened[checkId] ?? fail('invalid_input', { message: 'unknown check' }),
+    keep_alive: () => (st.signed_in_user ? null : fail('not_signed_in', { message: 'sign in first' })),
     sync_now: () => new Promise((resolve, reject) => { pendingSync = { resolve, reject }; }),
     'plugin:event|listen': ({ event, handler }) => {
       const id = nextId++;
