@@ -218,6 +218,8 @@ struct State {
     lease_expires_at: Option<DateTime<Utc>>,
     /// When the signed-in user last used the device (a check, an alert, a search, keep-alive).
     last_activity: Option<DateTime<Utc>>,
+    /// Why the engine ended the last session itself (idle), said until the next sign-in.
+    signed_out_because: Option<String>,
     /// When the cache was last brought up to date: changed only by a pull.
     last_sync: Option<DateTime<Utc>>,
     /// The last probe's or request's verdict; `None` until one is made.
@@ -674,7 +676,8 @@ impl Device {
                 user: unlocked.user,
             }));
             state.lease_expires_at = Some(unlocked.lease_expires_at);
-            state.last_activity = Some(now);
+            state.last_activity = Some(self.now());
+            state.signed_out_because = None;
             state.recent.clear();
             state.recent_order.clear();
             state.searches.clear();
@@ -694,6 +697,7 @@ impl Device {
 
     pub fn sign_out(&self) {
         self.forget_session();
+        self.write_state().signed_out_because = None;
         // The pull must not go on with the keys of someone who has signed out.
         self.round_stop.stop();
     }
@@ -720,15 +724,22 @@ impl Device {
         };
         if idle {
             self.forget_session();
-            return Err(format!(
+            let why = format!(
                 "Signed out because this device was not used for {} minutes. Sign in again.",
-                idle_limit.num_minutes()
-            ));
+                idle_limit.num_minutes().max(1)
+            );
+            self.write_state().signed_out_because = Some(why.clone());
+            return Err(why);
         }
         {
             let state = self.read_state();
             match (&state.session, state.lease_expires_at) {
-                (None, _) => return Err("Sign in to open this device's copy.".into()),
+                (None, _) => {
+                    return Err(state
+                        .signed_out_because
+                        .clone()
+                        .unwrap_or_else(|| "Sign in to open this device's copy.".into()))
+                }
                 (Some(s), Some(until)) if now <= until => return Ok(s.clone()),
                 _ => {}
             }
