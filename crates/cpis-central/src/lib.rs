@@ -18,11 +18,13 @@ pub mod digest;
 pub mod error;
 pub mod fhir;
 pub mod http;
+pub mod la_access;
 pub mod server;
 pub mod service;
 pub mod store;
 pub mod upload;
 pub mod webhook;
+pub mod webhook_target;
 
 pub use error::ApiFailure;
 pub use server::{

@@ -35,6 +35,10 @@ pub const SQLITE: &[Migration] = &[
         name: "0005_name_search.sql",
         sql: include_str!("../../../../migrations/central/sqlite/0005_name_search.sql"),
     },
+    Migration {
+        name: "0007_security.sql",
+        sql: include_str!("../../../../migrations/central/sqlite/0007_security.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -57,6 +61,10 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         name: "0005_name_search.sql",
         sql: include_str!("../../../../migrations/central/postgres/0005_name_search.sql"),
+    },
+    Migration {
+        name: "0007_security.sql",
+        sql: include_str!("../../../../migrations/central/postgres/0007_security.sql"),
     },
 ];
 
@@ -116,6 +124,16 @@ mod tests {
             "postgres",
             "0005_name_search.sql",
             "4a172357a94b94542f94af43fec0292bb3b7af70483ce285135d7a08ca843021",
+        ),
+        (
+            "sqlite",
+            "0007_security.sql",
+            "be21dce23a5b080025085a9712337d72ccb2a2a24e0d4d4f2d98c7caa026b827",
+        ),
+        (
+            "postgres",
+            "0007_security.sql",
+            "03815aca0a4b652f73dd004d2b6c18612a87f9231ecd220de9931dbe7fa0263a",
         ),
     ];
 
