@@ -55,7 +55,8 @@ pub fn run() {
     tauri::Builder::default()
         .setup(|app| {
             let dir = data_dir(app)?;
-            std::fs::create_dir_all(&dir)?;
+            // 0700 from the start: the device secret and store go in it.
+            cpis_core::store::create_private_dir(&dir)?;
             tracing::info!(dir = %dir.display(), "opening the device store");
             let device = Arc::new(Device::open(DeviceConfig::new(dir.clone()))?);
             open_fhir_door(device.clone(), dir);

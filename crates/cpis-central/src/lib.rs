@@ -18,12 +18,14 @@ pub mod digest;
 pub mod error;
 pub mod fhir;
 pub mod http;
+pub mod la_access;
 pub mod server;
 pub mod service;
 pub mod store;
 pub mod upload;
 pub mod upload_decision;
 pub mod webhook;
+pub mod webhook_target;
 
 pub use error::ApiFailure;
 pub use server::{

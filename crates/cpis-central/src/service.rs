@@ -45,9 +45,13 @@ pub const ENROLMENT_CODE_LIFETIME: Duration = Duration::hours(24);
 pub const DEFAULT_LEASE_HOURS: u32 = 72;
 /// Access history shown with a record.
 pub const ACCESS_HISTORY_LEN: usize = 25;
-/// Wrong PINs in a row before a user's online sign-in pauses, and for how long.
+/// Sign-in attempts in a row (wrong PINs, or any refusal) before a user's online sign-in pauses, and
+/// for how long: the window the store counts them in.
 pub const SIGN_IN_FAILURE_LIMIT: u32 = 5;
 pub const SIGN_IN_PAUSE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// The role an LA is shown for an access by a user the central does not hold at the device's
+/// organisation.
+pub const UNKNOWN_USER_ROLE: &str = "unknown user";
 /// Default and largest feed page.
 pub const DEFAULT_PAGE_OPS: u32 = 1_000;
 
@@ -219,9 +223,6 @@ pub struct Central {
     users: Arc<dyn UserAuthenticator>,
     pub rules: VisibilityRules,
     last_touch: Arc<Mutex<HashMap<Uuid, Instant>>>,
-    /// Wrong PINs in a row per user id, and when the last was: guessing a PIN through an enrolled
-    /// device pauses after a few tries.
-    sign_in_failures: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
 }
 
 impl Central {
@@ -242,7 +243,6 @@ impl Central {
             users,
             rules: VisibilityRules::default(),
             last_touch: Arc::new(Mutex::new(HashMap::new())),
-            sign_in_failures: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -256,11 +256,8 @@ impl Central {
         la.validate()
             .map_err(|e| ApiFailure::unprocessable("invalid_local_authority", e.to_string()))?;
         if let WebhookChange::Set(Some(url)) = &webhook {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(ApiFailure::unprocessable(
-                    "invalid_webhook",
-                    "the webhook must be an http(s) URL",
-                ));
+            if let Some(why) = crate::webhook_target::refusal(url) {
+                return Err(ApiFailure::unprocessable("invalid_webhook", why));
             }
         }
         Ok(self.store.upsert_la(la, webhook, Utc::now()).await?)
@@ -327,13 +324,12 @@ impl Central {
         Ok(self.store.upsert_user(&record, Utc::now()).await?)
     }
 
-    /// A new API token for an LA (shown once; stored hashed).
+    /// A new API token for an LA with the default lifetime (shown once; stored hashed).
     pub async fn create_la_token(&self, la: &OdsCode) -> Result<String, ApiFailure> {
-        let token = auth::new_token();
-        self.store
-            .create_la_token(&auth::secret_hash(&token), la, Utc::now())
-            .await?;
-        Ok(token)
+        Ok(self
+            .issue_la_token(la, crate::la_access::LA_TOKEN_LIFETIME)
+            .await?
+            .token)
     }
 
     /// Turns records with nothing left to show into removals.
@@ -514,66 +510,47 @@ impl Central {
         Ok((Utc::now() + Duration::hours(i64::from(hours))).trunc_subsecs(0))
     }
 
+    /// Signs a user in on a device. Each attempt is counted in the store before the PIN is tried, in
+    /// one statement, so concurrent guesses cannot all pass the check and every central instance
+    /// shares the count; past the limit nothing is verified until the window ends. A right PIN for a
+    /// user of another organisation is refused exactly like a wrong one and does not clear the count.
     pub async fn login(
         &self,
         device: &DeviceRecord,
         req: LoginRequest,
     ) -> Result<LoginResponse, ApiFailure> {
-        {
-            let failures = self
-                .sign_in_failures
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Some((count, last)) = failures.get(&req.user_id) {
-                if *count >= SIGN_IN_FAILURE_LIMIT && last.elapsed() < SIGN_IN_PAUSE {
-                    let minutes = (SIGN_IN_PAUSE - last.elapsed()).as_secs() / 60 + 1;
-                    return Err(ApiFailure::new(
-                        axum::http::StatusCode::TOO_MANY_REQUESTS,
-                        "too_many_attempts",
-                        format!(
-                            "too many wrong PINs for this user: try again in {minutes} minutes"
-                        ),
-                    ));
-                }
-            }
-        }
-        let user = match self.users.sign_in(&req.user_id, &req.pin).await {
-            Ok(u) => {
-                self.sign_in_failures
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&req.user_id);
-                u
-            }
-            Err(SignInError::Refused) => {
-                let mut failures = self
-                    .sign_in_failures
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                let entry = failures
-                    .entry(req.user_id.clone())
-                    .or_insert((0, Instant::now()));
-                if entry.1.elapsed() >= SIGN_IN_PAUSE {
-                    entry.0 = 0;
-                }
-                *entry = (entry.0 + 1, Instant::now());
-                return Err(ApiFailure::new(
-                    axum::http::StatusCode::UNAUTHORIZED,
-                    "sign_in_refused",
-                    "unknown user or wrong PIN",
-                ));
-            }
-            Err(SignInError::Store(e)) => return Err(e.into()),
+        let refused = || {
+            ApiFailure::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "sign_in_refused",
+                "unknown user or wrong PIN",
+            )
         };
-        if user.org_ods != device.org_ods {
-            return Err(ApiFailure::forbidden(
-                "wrong_organisation",
+        // Hashed: a PIN typed into the user id box is not kept in the clear.
+        let user_hash = auth::secret_hash(&req.user_id);
+        let now = Utc::now();
+        let window = Duration::from_std(SIGN_IN_PAUSE).unwrap_or(Duration::minutes(15));
+        let attempts = self
+            .store
+            .take_sign_in_attempt(&user_hash, now, now - window)
+            .await?;
+        if attempts > SIGN_IN_FAILURE_LIMIT {
+            // Decided before any PIN is tried, so it says nothing about this one.
+            return Err(ApiFailure::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
                 format!(
-                    "this user belongs to {} but this device to {}",
-                    user.org_ods, device.org_ods
+                    "too many sign-in attempts for this user: try again in up to {} minutes",
+                    SIGN_IN_PAUSE.as_secs() / 60
                 ),
             ));
         }
+        let user = match self.users.sign_in(&req.user_id, &req.pin).await {
+            Ok(u) if u.org_ods == device.org_ods => u,
+            Ok(_) | Err(SignInError::Refused) => return Err(refused()),
+            Err(SignInError::Store(e)) => return Err(e.into()),
+        };
+        self.store.clear_sign_in_attempts(&user_hash).await?;
         let expires_at = self.lease_expiry(device).await?;
         let mac = lease_mac(&device.lease_key, device.id, expires_at);
         Ok(LoginResponse {
@@ -743,6 +720,8 @@ impl Central {
             None => {
                 tracing::warn!(device = %device.id, "access event from a user not registered at the device's organisation: recorded, and notifies where the setting does");
                 accessor.activity = Activity::B0107;
+                // The device's text for the role is not shown to the LA as if it were known.
+                accessor.role = UNKNOWN_USER_ROLE.to_string();
             }
         }
         accessor.org_ods = device.org_ods.clone();
@@ -951,9 +930,9 @@ impl Central {
 
     pub async fn authenticate_la(&self, token: &str) -> Result<OdsCode, ApiFailure> {
         self.store
-            .la_for_token(&auth::secret_hash(token))
+            .la_for_token(&auth::secret_hash(token), Utc::now())
             .await?
-            .ok_or_else(|| ApiFailure::unauthorised("the LA token is unknown"))
+            .ok_or_else(|| ApiFailure::unauthorised("the LA token is unknown, expired or revoked"))
     }
 
     pub async fn notifications(

@@ -89,10 +89,7 @@ pub async fn run(
     base_delay: StdDuration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let client = reqwest::Client::builder()
-        .timeout(StdDuration::from_secs(10))
-        .build()
-        .expect("an HTTP client with default TLS settings always builds");
+    let client = crate::webhook_target::client();
     loop {
         // A full pass goes straight on to the next: a backlog drains without waiting.
         let attempted = deliver_due(store.as_ref(), &client, base_delay).await;

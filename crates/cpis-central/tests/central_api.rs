@@ -811,7 +811,8 @@ async fn login_gives_a_lease_whose_mac_the_device_can_check_and_refuses_other_or
         .await;
     assert_eq!(refused(r, 429).await.error, "too_many_attempts");
 
-    assert_eq!(refused(other_org, 403).await.error, "wrong_organisation");
+    // Refused exactly as a wrong PIN is: the answer must not tell that the PIN was right.
+    assert_eq!(refused(other_org, 401).await.error, "sign_in_refused");
     c.shutdown().await;
 }
 

@@ -113,10 +113,26 @@ enum CentralCommand {
         #[arg(long, default_value = "Clinician")]
         role: String,
     },
-    /// Create an API token for an LA (printed alone on the last line; shown once).
+    /// Create an API token for an LA (printed alone on the last line; shown once), or with
+    /// --revoke end every token of that LA and every inbox session opened with one.
     LaToken {
         #[arg(long)]
         la: String,
+        /// Days the new token lives.
+        #[arg(long, default_value_t = cpis_central::la_access::LA_TOKEN_LIFETIME.num_days() as u32)]
+        days: u32,
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// The LA upload audit trail, newest first: which LA and token (by reference), when, how many
+    /// rows, and the outcome (accepted, refused, failed, rate_limited).
+    Uploads {
+        #[arg(long)]
+        la: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
     },
     /// What an LA has been notified of (this is the LA's own view: it shows names and NHS numbers).
     Notifications {
@@ -308,7 +324,14 @@ async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
             let la = OdsCode::parse(&la)?;
             let bytes = std::fs::read(&file)
                 .with_context(|| format!("could not read {}", file.display()))?;
-            let report = central.import(&la, &bytes, allow_large_removal).await?;
+            let report = central
+                .audited_import(
+                    &la,
+                    cpis_central::la_access::UploadSender::Operator,
+                    &bytes,
+                    allow_large_removal,
+                )
+                .await?;
             if json {
                 print_json(&report)?;
             } else {
@@ -396,11 +419,45 @@ async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
                 .await?;
             println!("user {id} saved ({role}, {activity}, {org})");
         }
-        CentralCommand::LaToken { la } => {
+        CentralCommand::LaToken { la, days, revoke } => {
             let la = OdsCode::parse(&la)?;
-            let token = central.create_la_token(&la).await?;
-            println!("API token for local authority {la} (shown once; keep it secret):");
-            println!("{token}");
+            if revoke {
+                let n = central.revoke_la_tokens(&la).await?;
+                println!(
+                    "revoked {n} token(s) of local authority {la}; its inbox sessions are ended"
+                );
+            } else {
+                let issued = central
+                    .issue_la_token(&la, chrono::Duration::days(i64::from(days)))
+                    .await?;
+                println!(
+                    "API token for local authority {la}, reference {}, valid until {} (shown once; keep it secret):",
+                    issued.reference,
+                    issued.expires_at.to_rfc3339()
+                );
+                println!("{}", issued.token);
+            }
+        }
+        CentralCommand::Uploads { la, limit, json } => {
+            let la = la.as_deref().map(OdsCode::parse).transpose()?;
+            let uploads = central.la_uploads(la.as_ref(), limit).await?;
+            if json {
+                print_json(&uploads)?;
+            } else if uploads.is_empty() {
+                println!("no uploads recorded");
+            } else {
+                for u in uploads {
+                    println!(
+                        "{}  {}  token {}  {} rows  {}{}",
+                        u.received_at.to_rfc3339(),
+                        u.la,
+                        u.token_ref,
+                        u.rows.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+                        u.outcome,
+                        u.detail.map(|d| format!(" ({d})")).unwrap_or_default()
+                    );
+                }
+            }
         }
         CentralCommand::Notifications { la, after, json } => {
             let la = OdsCode::parse(&la)?;

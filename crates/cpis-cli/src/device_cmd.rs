@@ -1,6 +1,6 @@
 //! `cpis device --data-dir DIR ...`: a headless device over the same engine as the app.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -135,10 +135,8 @@ fn read_pin() -> anyhow::Result<String> {
     if !std::io::stdin().is_terminal() {
         anyhow::bail!("no PIN: set CPIS_PIN or run in a terminal");
     }
-    eprint!("PIN: ");
-    std::io::stderr().flush().ok();
-    let mut pin = String::new();
-    std::io::stdin().read_line(&mut pin)?;
+    // Typed with echo off, so the PIN is neither on screen nor in a terminal's scroll-back.
+    let pin = rpassword::prompt_password("PIN: ").context("reading the PIN from the terminal")?;
     Ok(pin.trim_end_matches(['\r', '\n']).to_string())
 }
 

@@ -93,10 +93,20 @@ pub struct TokenResponse {
     pub expires_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `Debug` shows the user id only: a request logged or in a panic message never shows the PIN.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct LoginRequest {
     pub user_id: String,
     pub pin: String,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("user_id", &self.user_id)
+            .field("pin", &"***")
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -453,6 +463,17 @@ pub struct PersonChange {
 mod tests {
     use super::*;
     use crate::plan::{Plan, PlanKind};
+
+    #[test]
+    fn a_login_requests_debug_never_shows_the_pin() {
+        let req = LoginRequest {
+            user_id: "para1".into(),
+            pin: "8642".into(),
+        };
+        let shown = format!("{req:?} {req:#?}");
+        assert!(shown.contains("para1"));
+        assert!(!shown.contains("8642"), "{shown}");
+    }
 
     fn page() -> FeedPage {
         FeedPage {

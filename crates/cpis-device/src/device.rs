@@ -44,7 +44,13 @@ pub struct DeviceConfig {
     /// A signed-in user who has not used the device for this long is signed out by the engine
     /// itself, whatever the screen does (the screen warns a minute before its own, shorter, limit).
     pub idle_sign_out: Duration,
+    /// How long the local audit log and delivered events are kept; older ones are removed when the
+    /// device opens and before every sync round.
+    pub retention: chrono::Duration,
 }
+
+/// The retention when nobody sets one.
+pub const DEFAULT_RETENTION: chrono::Duration = chrono::Duration::days(90);
 
 impl DeviceConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
@@ -57,6 +63,7 @@ impl DeviceConfig {
             request_timeout: Duration::from_secs(20),
             clock_offset: chrono::Duration::zero(),
             idle_sign_out: Duration::from_secs(6 * 60),
+            retention: DEFAULT_RETENTION,
         }
     }
 }
@@ -382,18 +389,45 @@ fn search_locked(
 /// TLS for every central that is not on this machine: over plain HTTP a hostile network could read
 /// the enrolment code, swap the central's keys at enrolment, or fake a revocation.
 fn central_url_allowed(url: &str) -> bool {
-    if url.starts_with("https://") {
-        return true;
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
+    // Judged on the parsed URL, as the HTTP client will read it: `http://localhost:80@elsewhere`
+    // goes to `elsewhere`. A user name or password in the address is never wanted.
+    let Ok(parsed) = reqwest::Url::parse(url) else {
         return false;
     };
-    let host = rest.split('/').next().unwrap_or("");
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.split(':').next().unwrap_or(""),
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return false;
+    }
+    let Some(host) = parsed.host_str() else {
+        return false;
     };
-    matches!(host, "127.0.0.1" | "::1" | "localhost")
+    match parsed.scheme() {
+        "https" => true,
+        "http" => {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            host.eq_ignore_ascii_case("localhost")
+                || bare
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    }
+}
+
+/// Removes audit entries and delivered events past the retention. A failure is logged and the
+/// next round tries again: it must not stop a sync or the app opening.
+fn apply_retention(store: &mut DeviceStore, config: &DeviceConfig) {
+    let before = Utc::now() + config.clock_offset - config.retention;
+    match store.apply_retention(before) {
+        Ok((0, 0)) => {}
+        Ok((audit, delivered)) => {
+            tracing::info!(
+                audit,
+                delivered,
+                "removed audit entries and delivered events past retention"
+            )
+        }
+        Err(e) => tracing::warn!(error = %e, "could not apply the retention"),
+    }
 }
 
 fn decode_key(b64: &str, what: &str) -> Result<[u8; 32], DeviceError> {
@@ -413,7 +447,8 @@ impl Device {
         let reader = DeviceStore::open(&config.data_dir)?;
         reader.tune_for_lookups()?;
         let writer = Arc::new(StdMutex::new(DeviceStore::open(&config.data_dir)?));
-        let syncer = DeviceStore::open(&config.data_dir)?;
+        let mut syncer = DeviceStore::open(&config.data_dir)?;
+        apply_retention(&mut syncer, &config);
         let enrolment = reader.enrolment()?;
         let staged = StagedIndex::default();
         reader.load_staged_index(&staged)?;
@@ -1514,6 +1549,8 @@ impl Device {
         progress: &(dyn Fn(SyncProgress) + Send + Sync),
     ) -> Result<SyncSummary, DeviceError> {
         let mut store = self.syncer.lock().await;
+        // Offline too: retention does not wait for a signal.
+        apply_retention(&mut store, &self.config);
         let ticket = self.round_stop.ticket();
         let result = self.sync_round(&mut store, progress, ticket).await;
         // A pull applies pages even when a later one fails: what was applied counts.
@@ -1827,6 +1864,76 @@ mod tests {
             "ftp://127.0.0.1",
             "127.0.0.1:8750",
             "http://127.0.0.1.evil.example",
+        ] {
+            assert!(!central_url_allowed(bad), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn delivered_events_past_the_retention_go_when_the_device_opens_and_before_each_sync() {
+        use super::{Device, DeviceConfig};
+        use chrono::Utc;
+        use cpis_core::store::{DeviceStore, Enrolment};
+        use cpis_core::{Accessor, Activity, CareSetting, NhsNumber, OdsCode, Region};
+        let dir = tempfile::tempdir().unwrap();
+        let org = OdsCode::parse("RX1").unwrap();
+        let old = Utc::now() - chrono::Duration::days(100);
+        let deliver_old = |store: &mut DeviceStore, i: u32| {
+            let accessor = Accessor {
+                user_id: "para1".into(),
+                role: "Paramedic".into(),
+                activity: Activity::B0107,
+                org_ods: org.clone(),
+                org_name: "Synthetic Trust".into(),
+                setting: CareSetting::Ambulance,
+            };
+            let e = store
+                .enqueue_access(NhsNumber::test_range(i), accessor, None, old)
+                .unwrap();
+            store.mark_delivered(&[e.id], old).unwrap();
+        };
+        let delivered = || {
+            DeviceStore::open(dir.path())
+                .unwrap()
+                .outbox_summary()
+                .unwrap()
+                .delivered
+        };
+        {
+            let mut store = DeviceStore::open(dir.path()).unwrap();
+            store
+                .enrol(&Enrolment {
+                    device_id: uuid::Uuid::now_v7(),
+                    region: Region::parse("north").unwrap(),
+                    org_ods: org.clone(),
+                    org_name: "Synthetic Trust".into(),
+                    setting: CareSetting::Ambulance,
+                    // Nothing listens there: the sync round below finds the central unreachable.
+                    central_url: "http://127.0.0.1:9".into(),
+                    central_signing_key: [7; 32],
+                    central_sealing_key: [9; 32],
+                })
+                .unwrap();
+            deliver_old(&mut store, 1);
+        }
+        assert_eq!(delivered(), 1);
+        let device = Device::open(DeviceConfig::new(dir.path())).unwrap();
+        assert_eq!(delivered(), 0);
+        deliver_old(&mut DeviceStore::open(dir.path()).unwrap(), 2);
+        assert_eq!(delivered(), 1);
+        let _offline = device.sync(&|_| {}).await;
+        assert_eq!(delivered(), 0);
+    }
+
+    #[test]
+    fn plain_http_is_judged_on_the_parsed_url_and_a_user_name_is_refused() {
+        for bad in [
+            "http://localhost:80@elsewhere.example",
+            "http://[::1]@elsewhere.example",
+            "http://127.0.0.1@elsewhere.example:8750",
+            "https://user@central.example.org",
+            "https://user:secret@central.example.org",
+            "http://user@127.0.0.1:8750",
         ] {
             assert!(!central_url_allowed(bad), "{bad}");
         }

@@ -1,7 +1,9 @@
 //! The LA inbox: a server-rendered page where a social worker sees which of their children were
 //! seen in unscheduled care, when and where. NHS design-system look from a small inline stylesheet;
-//! no scripts, nothing fetched from elsewhere. Signed in with the LA token, held in an HttpOnly,
-//! SameSite=Strict cookie scoped to the LA's inbox path.
+//! no scripts, nothing fetched from elsewhere. Signing in with the LA token opens a short-lived
+//! session at the central; the cookie holds only that session's random id (HttpOnly,
+//! SameSite=Strict, Secure off this machine, scoped to the LA's inbox path), never the token, and
+//! signing out ends the session at the central.
 
 use axum::extract::{Form, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -14,7 +16,7 @@ use serde::Deserialize;
 use crate::error::ApiFailure;
 use crate::service::Central;
 
-const COOKIE: &str = "cpis_la";
+const COOKIE: &str = "cpis_inbox";
 
 /// NHS colours and type scale, enough for the inbox's few components.
 const STYLE: &str = r#"
@@ -108,15 +110,45 @@ fn sign_in_page(ods: &str, error: Option<&str>) -> String {
     )
 }
 
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
+fn cookie_session(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().strip_prefix("cpis_la="))
+        .filter_map(|kv| kv.trim().strip_prefix("cpis_inbox="))
+        .filter(|v| !v.is_empty())
         .map(str::to_string)
         .next()
+}
+
+/// `; Secure` unless the page was asked for on this machine: off it the central serves only HTTPS,
+/// and a browser on 127.0.0.1 over plain HTTP would drop a Secure cookie.
+fn secure_attribute(headers: &HeaderMap) -> &'static str {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    let local = name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if local {
+        ""
+    } else {
+        "; Secure"
+    }
+}
+
+fn session_cookie(ods: &OdsCode, value: &str, max_age: i64, headers: &HeaderMap) -> String {
+    format!(
+        "{COOKIE}={value}; Path=/la/{ods}/; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+        secure_attribute(headers)
+    )
 }
 
 fn inbox_html(la: &OdsCode, la_name: &str, notes: &[Notification]) -> String {
@@ -190,52 +222,64 @@ pub async fn page(
             layout("Not found", "<h1>Page not found</h1>"),
         );
     };
-    let Some(token) = cookie_token(&headers) else {
+    let Some(session) = cookie_session(&headers) else {
         return page_response(StatusCode::OK, sign_in_page(wanted.as_str(), None));
     };
-    match render(&c, &wanted, &token).await {
-        Ok(html) => page_response(StatusCode::OK, html),
-        Err(e) if e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::FORBIDDEN => {
-            tracing::warn!(code = e.code, "inbox refused");
-            page_response(
-                e.status,
+    let la = match c.inbox_session(&session).await {
+        Ok(la) if la == wanted => la,
+        Ok(_) => {
+            return page_response(
+                StatusCode::FORBIDDEN,
                 sign_in_page(
                     wanted.as_str(),
-                    Some("That token is not valid for this local authority."),
+                    Some("You are signed in to another local authority's inbox."),
                 ),
-            )
+            );
         }
-        Err(_) => page_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            layout(
-                "Error",
-                "<h1>Sorry, there is a problem with the service</h1><p>Try again later.</p>",
-            ),
-        ),
+        Err(ApiFailure {
+            status: StatusCode::UNAUTHORIZED,
+            ..
+        }) => {
+            return page_response(
+                StatusCode::UNAUTHORIZED,
+                sign_in_page(
+                    wanted.as_str(),
+                    Some("Your session has ended. Sign in again."),
+                ),
+            );
+        }
+        Err(_) => return problem(),
+    };
+    tracing::Span::current().record("la", tracing::field::display(&la));
+    match render(&c, &la).await {
+        Ok(html) => page_response(StatusCode::OK, html),
+        Err(_) => problem(),
     }
 }
 
-async fn render(c: &Central, wanted: &OdsCode, token: &str) -> Result<String, ApiFailure> {
-    let la = c.authenticate_la(token).await?;
-    tracing::Span::current().record("la", tracing::field::display(&la));
-    if la != *wanted {
-        return Err(ApiFailure::forbidden(
-            "wrong_la",
-            "this token belongs to another local authority",
-        ));
-    }
-    let record = c.store.local_authority(&la).await?;
+fn problem() -> Response {
+    page_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        layout(
+            "Error",
+            "<h1>Sorry, there is a problem with the service</h1><p>Try again later.</p>",
+        ),
+    )
+}
+
+async fn render(c: &Central, la: &OdsCode) -> Result<String, ApiFailure> {
+    let record = c.store.local_authority(la).await?;
     let mut all = Vec::new();
     let mut after = 0;
     loop {
-        let page = c.store.notification_page(&la, after, 1_000).await?;
+        let page = c.store.notification_page(la, after, 1_000).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         all.extend(page);
     }
     let newest = all.split_off(all.len().saturating_sub(INBOX_LEN));
     Ok(inbox_html(
-        &la,
+        la,
         record.map(|r| r.la.name).as_deref().unwrap_or(""),
         &newest,
     ))
@@ -249,6 +293,7 @@ pub struct SignInForm {
 pub async fn sign_in(
     State(c): State<Central>,
     Path(ods): Path<String>,
+    headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
     let Ok(wanted) = OdsCode::parse(&ods) else {
@@ -257,44 +302,55 @@ pub async fn sign_in(
             layout("Not found", "<h1>Page not found</h1>"),
         );
     };
-    let token = form.token.trim();
-    let ok = matches!(c.authenticate_la(token).await, Ok(la) if la == wanted);
-    if !ok {
-        tracing::warn!(la = %wanted, "inbox sign-in refused");
-        return page_response(
-            StatusCode::UNAUTHORIZED,
-            sign_in_page(
-                wanted.as_str(),
-                Some("That token is not valid for this local authority."),
-            ),
-        );
-    }
+    let (session, _) = match c.open_inbox_session(form.token.trim(), &wanted).await {
+        Ok(opened) => opened,
+        Err(e) if e.status.is_client_error() => {
+            tracing::warn!(la = %wanted, "inbox sign-in refused");
+            return page_response(
+                StatusCode::UNAUTHORIZED,
+                sign_in_page(
+                    wanted.as_str(),
+                    Some("That token is not valid for this local authority."),
+                ),
+            );
+        }
+        Err(_) => return problem(),
+    };
     let mut r = (
         StatusCode::SEE_OTHER,
         [(header::LOCATION, format!("/la/{wanted}/inbox"))],
     )
         .into_response();
-    let cookie = format!(
-        "{COOKIE}={token}; Path=/la/{wanted}/; HttpOnly; Secure; SameSite=Strict; Max-Age=28800"
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+    let max_age = crate::la_access::INBOX_SESSION_LIFETIME.num_seconds();
+    if let Ok(v) = HeaderValue::from_str(&session_cookie(&wanted, &session, max_age, &headers)) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
 }
 
-pub async fn sign_out(Path(ods): Path<String>) -> Response {
-    let ods = OdsCode::parse(&ods)
-        .map(|o| o.to_string())
-        .unwrap_or_default();
+/// Ends the session at the central (a copied cookie stops working too) and clears the cookie.
+pub async fn sign_out(
+    State(c): State<Central>,
+    Path(ods): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(ods) = OdsCode::parse(&ods) else {
+        return page_response(
+            StatusCode::NOT_FOUND,
+            layout("Not found", "<h1>Page not found</h1>"),
+        );
+    };
+    if let Some(session) = cookie_session(&headers) {
+        if c.end_inbox_session(&session).await.is_err() {
+            return problem();
+        }
+    }
     let mut r = (
         StatusCode::SEE_OTHER,
         [(header::LOCATION, format!("/la/{ods}/inbox"))],
     )
         .into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "{COOKIE}=; Path=/la/{ods}/; HttpOnly; Secure; SameSite=Strict; Max-Age=0"
-    )) {
+    if let Ok(v) = HeaderValue::from_str(&session_cookie(&ods, "", 0, &headers)) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r

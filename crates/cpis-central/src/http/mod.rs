@@ -131,8 +131,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A refused JSON body, described without any of its values: serde's own text quotes what was sent
+/// (an NHS number or a PIN in the wrong place), and refusals are logged. Where in the body the fault
+/// is (line and column) is kept.
 fn json_rejection(e: JsonRejection) -> ApiFailure {
-    rejection(e.status(), e.body_text())
+    let text = e.body_text();
+    let at = text
+        .rfind(" at line ")
+        .map(|i| text[i..].to_string())
+        .unwrap_or_default();
+    let what = match &e {
+        JsonRejection::JsonDataError(_) => {
+            "the JSON body does not have the fields and types this endpoint takes (see /openapi.json)"
+        }
+        JsonRejection::JsonSyntaxError(_) => "the body is not valid JSON",
+        JsonRejection::MissingJsonContentType(_) => {
+            return rejection(e.status(), "send the body as application/json".into())
+        }
+        _ => return rejection(e.status(), text),
+    };
+    rejection(e.status(), format!("{what}{at}"))
 }
 
 /// A raw body whose refusals (too large) are `ApiError` JSON.
@@ -367,5 +385,10 @@ async fn la_upload(
     ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiFailure> {
     let la = la_auth(token.as_deref(), &c, &ods).await?;
-    Ok(Json(c.import(&la, &body, q.allow_large_removal).await?).into_response())
+    let sender = crate::la_access::UploadSender::LaToken(token.as_deref().unwrap_or_default());
+    Ok(Json(
+        c.audited_import(&la, sender, &body, q.allow_large_removal)
+            .await?,
+    )
+    .into_response())
 }

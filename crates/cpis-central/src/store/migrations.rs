@@ -39,6 +39,10 @@ pub const SQLITE: &[Migration] = &[
         name: "0006_plan_per_la.sql",
         sql: include_str!("../../../../migrations/central/sqlite/0006_plan_per_la.sql"),
     },
+    Migration {
+        name: "0007_security.sql",
+        sql: include_str!("../../../../migrations/central/sqlite/0007_security.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -65,6 +69,10 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         name: "0006_plan_per_la.sql",
         sql: include_str!("../../../../migrations/central/postgres/0006_plan_per_la.sql"),
+    },
+    Migration {
+        name: "0007_security.sql",
+        sql: include_str!("../../../../migrations/central/postgres/0007_security.sql"),
     },
 ];
 
@@ -134,6 +142,16 @@ mod tests {
             "postgres",
             "0006_plan_per_la.sql",
             "2d9697766fcfd895f05574c89fe82210b1b9590f47ce15e9e93ee316ed51467a",
+        ),
+        (
+            "sqlite",
+            "0007_security.sql",
+            "be21dce23a5b080025085a9712337d72ccb2a2a24e0d4d4f2d98c7caa026b827",
+        ),
+        (
+            "postgres",
+            "0007_security.sql",
+            "03815aca0a4b652f73dd004d2b6c18612a87f9231ecd220de9931dbe7fa0263a",
         ),
     ];
 

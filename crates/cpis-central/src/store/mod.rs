@@ -297,6 +297,37 @@ pub enum DeliveryOutcome {
     },
 }
 
+/// An LA upload as it arrives: which LA, which of its tokens (a prefix of the token's hash, enough
+/// to tell tokens apart, not to find one), and when.
+#[derive(Debug, Clone)]
+pub struct NewLaUpload {
+    pub la: OdsCode,
+    pub token_ref: String,
+    pub received_at: DateTime<Utc>,
+}
+
+/// What came of an upload: `accepted`, `refused` (with the refusal's code) or `failed`.
+#[derive(Debug, Clone)]
+pub struct LaUploadOutcome {
+    pub outcome: &'static str,
+    pub rows: Option<u64>,
+    /// Counts or a refusal code; never a row's contents.
+    pub detail: Option<String>,
+}
+
+/// One LA upload as the audit trail keeps it. `outcome` is `started` (no outcome recorded),
+/// `accepted`, `refused`, `failed` or `rate_limited`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LaUploadRecord {
+    pub id: i64,
+    pub la: OdsCode,
+    pub token_ref: String,
+    pub received_at: DateTime<Utc>,
+    pub rows: Option<u64>,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
 /// The central's storage. Each method is one transaction.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -408,13 +439,74 @@ pub trait Store: Send + Sync + 'static {
 
     async fn upsert_user(&self, user: &UserRecord, now: DateTime<Utc>) -> StoreResult<()>;
     async fn user(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    /// Counts one online sign-in attempt for a user (by the hash of its id) and returns the attempts
+    /// in its window, this one included, in one statement: a window that started at or before
+    /// `window_cutoff` starts again at one at `now`. Rows of ended windows are deleted, so the table
+    /// holds only users tried within one window.
+    async fn take_sign_in_attempt(
+        &self,
+        user_hash: &str,
+        now: DateTime<Utc>,
+        window_cutoff: DateTime<Utc>,
+    ) -> StoreResult<u32>;
+    /// Forgets a user's attempts after a sign-in that succeeded.
+    async fn clear_sign_in_attempts(&self, user_hash: &str) -> StoreResult<()>;
     async fn create_la_token(
         &self,
         token_hash: &str,
         la: &OdsCode,
         now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
     ) -> StoreResult<()>;
-    async fn la_for_token(&self, token_hash: &str) -> StoreResult<Option<OdsCode>>;
+    /// The LA of a token that is neither expired nor revoked at `now`.
+    async fn la_for_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<OdsCode>>;
+    /// Revokes every token of the LA not yet revoked and ends its inbox sessions; how many tokens.
+    async fn revoke_la_tokens(&self, la: &OdsCode, now: DateTime<Utc>) -> StoreResult<u64>;
+
+    // The LA inbox page's sessions.
+
+    /// Stores a new inbox session (by the hash of its id), opened with the token of `token_hash`;
+    /// sessions that have ended are deleted.
+    async fn create_inbox_session(
+        &self,
+        session_hash: &str,
+        la: &OdsCode,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The LA of a session that has not ended and whose token is still valid at `now`.
+    async fn inbox_session(
+        &self,
+        session_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<OdsCode>>;
+    async fn end_inbox_session(&self, session_hash: &str) -> StoreResult<()>;
+
+    // The LA upload audit trail, which is also the per-LA upload rate limit.
+
+    /// Records an upload arriving, unless the LA already has `limit` uploads recorded since
+    /// `window_cutoff` (rate-limited ones not counted): then the refusal is recorded instead and
+    /// `None` returned. Count and record are one transaction, serialised per LA, so concurrent
+    /// uploads on several centrals cannot all pass.
+    async fn begin_la_upload(
+        &self,
+        upload: &NewLaUpload,
+        window_cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Option<i64>>;
+    /// Records what came of an upload begun with `begin_la_upload`.
+    async fn finish_la_upload(&self, id: i64, outcome: &LaUploadOutcome) -> StoreResult<()>;
+    /// The newest uploads first, of one LA or of all.
+    async fn la_uploads(
+        &self,
+        la: Option<&OdsCode>,
+        limit: u32,
+    ) -> StoreResult<Vec<LaUploadRecord>>;
 
     // FHIR client systems.
 

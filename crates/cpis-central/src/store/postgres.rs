@@ -23,9 +23,9 @@ use super::migrations::POSTGRES;
 use super::sqlite::feed_op_name;
 use super::{
     flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, EventIntake, FeedSlice,
-    FhirClientRecord, Ingested, LaRecord, LiveLookup, LiveSearch, NewDevice, NewEnrolment,
-    PendingDelivery, RegionRecord, Store, StoreError, StoreResult, StoredKeys, UploadOps,
-    UserRecord, WebhookChange,
+    FhirClientRecord, Ingested, LaRecord, LaUploadOutcome, LaUploadRecord, LiveLookup, LiveSearch,
+    NewDevice, NewEnrolment, NewLaUpload, PendingDelivery, RegionRecord, Store, StoreError,
+    StoreResult, StoredKeys, UploadOps, UserRecord, WebhookChange,
 };
 
 const POOL_SIZE: usize = 16;
@@ -1113,11 +1113,53 @@ impl Store for PostgresStore {
         .transpose()
     }
 
+    async fn take_sign_in_attempt(
+        &self,
+        user_hash: &str,
+        now: DateTime<Utc>,
+        window_cutoff: DateTime<Utc>,
+    ) -> StoreResult<u32> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM sign_in_attempts WHERE window_start <= $1",
+                &[&window_cutoff],
+            )
+            .await?;
+        // One statement: concurrent attempts queue on the row, each seeing the count before it. The
+        // CASEs read the row as it was, so an ended window restarts at one from now.
+        let row = client
+            .query_one(
+                "INSERT INTO sign_in_attempts (user_hash, attempts, window_start) VALUES ($1, 1, $2)
+                 ON CONFLICT (user_hash) DO UPDATE SET
+                    attempts = CASE WHEN sign_in_attempts.window_start <= $3 THEN 1
+                                    ELSE LEAST(sign_in_attempts.attempts + 1, 1000000) END,
+                    window_start = CASE WHEN sign_in_attempts.window_start <= $3 THEN EXCLUDED.window_start
+                                        ELSE sign_in_attempts.window_start END
+                 RETURNING attempts",
+                &[&user_hash, &now, &window_cutoff],
+            )
+            .await?;
+        Ok(u32::try_from(row.get::<_, i32>(0)).unwrap_or(0))
+    }
+
+    async fn clear_sign_in_attempts(&self, user_hash: &str) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM sign_in_attempts WHERE user_hash = $1",
+                &[&user_hash],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn create_la_token(
         &self,
         token_hash: &str,
         la: &OdsCode,
         now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
     ) -> StoreResult<()> {
         let client = self.client().await?;
         if la_region(&client, la).await?.is_none() {
@@ -1125,23 +1167,179 @@ impl Store for PostgresStore {
         }
         client
             .execute(
-                "INSERT INTO la_tokens (token_hash, la_ods, created_at) VALUES ($1, $2, $3)",
-                &[&token_hash, &la.as_str(), &now],
+                "INSERT INTO la_tokens (token_hash, la_ods, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+                &[&token_hash, &la.as_str(), &now, &expires_at],
             )
             .await?;
         Ok(())
     }
 
-    async fn la_for_token(&self, token_hash: &str) -> StoreResult<Option<OdsCode>> {
+    async fn la_for_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<OdsCode>> {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT la_ods FROM la_tokens WHERE token_hash = $1",
-                &[&token_hash],
+                "SELECT la_ods FROM la_tokens WHERE token_hash = $1 AND revoked_at IS NULL
+                   AND (expires_at IS NULL OR expires_at > $2)",
+                &[&token_hash, &now],
             )
             .await?;
         row.map(|r| OdsCode::parse(r.get::<_, &str>(0)).map_err(corrupt))
             .transpose()
+    }
+
+    async fn revoke_la_tokens(&self, la: &OdsCode, now: DateTime<Utc>) -> StoreResult<u64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let n = tx
+            .execute(
+                "UPDATE la_tokens SET revoked_at = $2 WHERE la_ods = $1 AND revoked_at IS NULL",
+                &[&la.as_str(), &now],
+            )
+            .await?;
+        tx.execute(
+            "DELETE FROM inbox_sessions WHERE la_ods = $1",
+            &[&la.as_str()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn create_inbox_session(
+        &self,
+        session_hash: &str,
+        la: &OdsCode,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute("DELETE FROM inbox_sessions WHERE expires_at <= $1", &[&now])
+            .await?;
+        client
+            .execute(
+                "INSERT INTO inbox_sessions (session_hash, la_ods, token_hash, expires_at) VALUES ($1, $2, $3, $4)",
+                &[&session_hash, &la.as_str(), &token_hash, &expires_at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn inbox_session(
+        &self,
+        session_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<OdsCode>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT s.la_ods FROM inbox_sessions s JOIN la_tokens t ON t.token_hash = s.token_hash
+                 WHERE s.session_hash = $1 AND s.expires_at > $2 AND t.la_ods = s.la_ods
+                   AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)",
+                &[&session_hash, &now],
+            )
+            .await?;
+        row.map(|r| OdsCode::parse(r.get::<_, &str>(0)).map_err(corrupt))
+            .transpose()
+    }
+
+    async fn end_inbox_session(&self, session_hash: &str) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM inbox_sessions WHERE session_hash = $1",
+                &[&session_hash],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn begin_la_upload(
+        &self,
+        upload: &NewLaUpload,
+        window_cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Option<i64>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Uploads of one LA take turns here (a lock per LA for this transaction), so the count and
+        // the insert cannot interleave with another central's.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(72750, hashtext($1))",
+            &[&upload.la.as_str()],
+        )
+        .await?;
+        let recent: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM la_uploads
+                 WHERE la_ods = $1 AND received_at > $2 AND outcome <> 'rate_limited'",
+                &[&upload.la.as_str(), &window_cutoff],
+            )
+            .await?
+            .get(0);
+        let allowed = recent < i64::from(limit);
+        let outcome = if allowed { "started" } else { "rate_limited" };
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO la_uploads (la_ods, token_ref, received_at, outcome) VALUES ($1, $2, $3, $4)
+                 RETURNING id",
+                &[
+                    &upload.la.as_str(),
+                    &upload.token_ref,
+                    &upload.received_at,
+                    &outcome,
+                ],
+            )
+            .await?
+            .get(0);
+        tx.commit().await?;
+        Ok(allowed.then_some(id))
+    }
+
+    async fn finish_la_upload(&self, id: i64, o: &LaUploadOutcome) -> StoreResult<()> {
+        let client = self.client().await?;
+        let rows = o.rows.map(|r| i32::try_from(r).unwrap_or(i32::MAX));
+        client
+            .execute(
+                "UPDATE la_uploads SET outcome = $2, rows = $3, detail = $4 WHERE id = $1",
+                &[&id, &o.outcome, &rows, &o.detail],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn la_uploads(
+        &self,
+        la: Option<&OdsCode>,
+        limit: u32,
+    ) -> StoreResult<Vec<LaUploadRecord>> {
+        let client = self.client().await?;
+        let la = la.map(|l| l.as_str().to_string());
+        let rows = client
+            .query(
+                "SELECT id, la_ods, token_ref, received_at, rows, outcome, detail FROM la_uploads
+                 WHERE $1::TEXT IS NULL OR la_ods = $1 ORDER BY id DESC LIMIT $2",
+                &[&la, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LaUploadRecord {
+                    id: r.get(0),
+                    la: OdsCode::parse(r.get::<_, &str>(1)).map_err(corrupt)?,
+                    token_ref: r.get(2),
+                    received_at: r.get(3),
+                    rows: r.get::<_, Option<i32>>(4).map(|n| n.max(0) as u64),
+                    outcome: r.get(5),
+                    detail: r.get(6),
+                })
+            })
+            .collect()
     }
 
     async fn create_fhir_client(&self, c: &FhirClientRecord, token_hash: &str) -> StoreResult<()> {

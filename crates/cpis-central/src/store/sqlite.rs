@@ -18,9 +18,9 @@ use zeroize::Zeroizing;
 use super::migrations::{Migration, SQLITE};
 use super::{
     flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, EventIntake, FeedSlice,
-    FhirClientRecord, Ingested, LaRecord, LiveLookup, LiveSearch, NewDevice, NewEnrolment,
-    PendingDelivery, RegionRecord, Store, StoreError, StoreResult, StoredKeys, UploadOps,
-    UserRecord, WebhookChange,
+    FhirClientRecord, Ingested, LaRecord, LaUploadOutcome, LaUploadRecord, LiveLookup, LiveSearch,
+    NewDevice, NewEnrolment, NewLaUpload, PendingDelivery, RegionRecord, Store, StoreError,
+    StoreResult, StoredKeys, UploadOps, UserRecord, WebhookChange,
 };
 
 const READERS: usize = 4;
@@ -1105,11 +1105,53 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn take_sign_in_attempt(
+        &self,
+        user_hash: &str,
+        now: DateTime<Utc>,
+        window_cutoff: DateTime<Utc>,
+    ) -> StoreResult<u32> {
+        let user_hash = user_hash.to_string();
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM sign_in_attempts WHERE window_start <= ?1",
+                [ts(window_cutoff)],
+            )?;
+            // The CASEs read the row as it was, so an ended window restarts at one from now.
+            let attempts: u32 = tx.query_row(
+                "INSERT INTO sign_in_attempts (user_hash, attempts, window_start) VALUES (?1, 1, ?2)
+                 ON CONFLICT (user_hash) DO UPDATE SET
+                    attempts = CASE WHEN sign_in_attempts.window_start <= ?3 THEN 1
+                                    ELSE MIN(sign_in_attempts.attempts + 1, 1000000) END,
+                    window_start = CASE WHEN sign_in_attempts.window_start <= ?3 THEN excluded.window_start
+                                        ELSE sign_in_attempts.window_start END
+                 RETURNING attempts",
+                params![user_hash, ts(now), ts(window_cutoff)],
+                |r| r.get(0),
+            )?;
+            Ok(attempts)
+        })
+        .await
+    }
+
+    async fn clear_sign_in_attempts(&self, user_hash: &str) -> StoreResult<()> {
+        let user_hash = user_hash.to_string();
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM sign_in_attempts WHERE user_hash = ?1",
+                [user_hash],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn create_la_token(
         &self,
         token_hash: &str,
         la: &OdsCode,
         now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
     ) -> StoreResult<()> {
         let (token_hash, la) = (token_hash.to_string(), la.clone());
         self.write(move |tx| {
@@ -1117,25 +1159,180 @@ impl Store for SqliteStore {
                 return Err(StoreError::UnknownLa(la));
             }
             tx.execute(
-                "INSERT INTO la_tokens (token_hash, la_ods, created_at) VALUES (?1, ?2, ?3)",
-                params![token_hash, la.as_str(), ts(now)],
+                "INSERT INTO la_tokens (token_hash, la_ods, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![token_hash, la.as_str(), ts(now), ts(expires_at)],
             )?;
             Ok(())
         })
         .await
     }
 
-    async fn la_for_token(&self, token_hash: &str) -> StoreResult<Option<OdsCode>> {
+    async fn la_for_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<OdsCode>> {
         let token_hash = token_hash.to_string();
         self.read(move |tx| {
             let la: Option<String> = tx
                 .query_row(
-                    "SELECT la_ods FROM la_tokens WHERE token_hash = ?1",
-                    [token_hash],
+                    "SELECT la_ods FROM la_tokens WHERE token_hash = ?1 AND revoked_at IS NULL
+                       AND (expires_at IS NULL OR expires_at > ?2)",
+                    params![token_hash, ts(now)],
                     |r| r.get(0),
                 )
                 .optional()?;
             la.map(|l| OdsCode::parse(&l).map_err(corrupt)).transpose()
+        })
+        .await
+    }
+
+    async fn revoke_la_tokens(&self, la: &OdsCode, now: DateTime<Utc>) -> StoreResult<u64> {
+        let la = la.clone();
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE la_tokens SET revoked_at = ?2 WHERE la_ods = ?1 AND revoked_at IS NULL",
+                params![la.as_str(), ts(now)],
+            )?;
+            tx.execute(
+                "DELETE FROM inbox_sessions WHERE la_ods = ?1",
+                [la.as_str()],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn create_inbox_session(
+        &self,
+        session_hash: &str,
+        la: &OdsCode,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let (session_hash, la, token_hash) =
+            (session_hash.to_string(), la.clone(), token_hash.to_string());
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM inbox_sessions WHERE expires_at <= ?1",
+                [ts(now)],
+            )?;
+            tx.execute(
+                "INSERT INTO inbox_sessions (session_hash, la_ods, token_hash, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![session_hash, la.as_str(), token_hash, ts(expires_at)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn inbox_session(
+        &self,
+        session_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<OdsCode>> {
+        let session_hash = session_hash.to_string();
+        self.read(move |tx| {
+            let la: Option<String> = tx
+                .query_row(
+                    "SELECT s.la_ods FROM inbox_sessions s JOIN la_tokens t ON t.token_hash = s.token_hash
+                     WHERE s.session_hash = ?1 AND s.expires_at > ?2 AND t.la_ods = s.la_ods
+                       AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)",
+                    params![session_hash, ts(now)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            la.map(|l| OdsCode::parse(&l).map_err(corrupt)).transpose()
+        })
+        .await
+    }
+
+    async fn end_inbox_session(&self, session_hash: &str) -> StoreResult<()> {
+        let session_hash = session_hash.to_string();
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM inbox_sessions WHERE session_hash = ?1",
+                [session_hash],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn begin_la_upload(
+        &self,
+        upload: &NewLaUpload,
+        window_cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Option<i64>> {
+        let u = upload.clone();
+        // One writer at a time: the count and the insert cannot interleave with another upload's.
+        self.write(move |tx| {
+            let recent: u32 = tx.query_row(
+                "SELECT COUNT(*) FROM la_uploads
+                 WHERE la_ods = ?1 AND received_at > ?2 AND outcome <> 'rate_limited'",
+                params![u.la.as_str(), ts(window_cutoff)],
+                |r| r.get(0),
+            )?;
+            let outcome = if recent >= limit { "rate_limited" } else { "started" };
+            tx.execute(
+                "INSERT INTO la_uploads (la_ods, token_ref, received_at, outcome) VALUES (?1, ?2, ?3, ?4)",
+                params![u.la.as_str(), u.token_ref, ts(u.received_at), outcome],
+            )?;
+            Ok((recent < limit).then(|| tx.last_insert_rowid()))
+        })
+        .await
+    }
+
+    async fn finish_la_upload(&self, id: i64, outcome: &LaUploadOutcome) -> StoreResult<()> {
+        let o = outcome.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE la_uploads SET outcome = ?2, rows = ?3, detail = ?4 WHERE id = ?1",
+                params![id, o.outcome, o.rows.map(|r| r as i64), o.detail],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn la_uploads(
+        &self,
+        la: Option<&OdsCode>,
+        limit: u32,
+    ) -> StoreResult<Vec<LaUploadRecord>> {
+        let la = la.map(|l| l.as_str().to_string());
+        self.read(move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, la_ods, token_ref, received_at, rows, outcome, detail FROM la_uploads
+                 WHERE ?1 IS NULL OR la_ods = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![la, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, la, token_ref, at, rows, outcome, detail) = row?;
+                out.push(LaUploadRecord {
+                    id,
+                    la: OdsCode::parse(&la).map_err(corrupt)?,
+                    token_ref,
+                    received_at: parse_ts(&at)?,
+                    rows: rows.map(|r| r as u64),
+                    outcome,
+                    detail,
+                });
+            }
+            Ok(out)
         })
         .await
     }

@@ -106,6 +106,29 @@ fn audit_aad(id: i64) -> Vec<u8> {
     format!("audit:{id}").into_bytes()
 }
 
+/// Audit entries are padded to a multiple of this before sealing, so a hit and a miss (and one
+/// user id and another) seal to the same length. Trailing spaces are valid JSON whitespace, so
+/// entries written before padding read the same way.
+pub const AUDIT_PAD: usize = 1024;
+
+fn padded_audit_json(entry: &AuditEntry) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut json =
+        zeroize::Zeroizing::new(serde_json::to_vec(entry).expect("an entry always serialises"));
+    let target = json.len().div_ceil(AUDIT_PAD).max(1) * AUDIT_PAD;
+    json.resize(target, b' ');
+    json
+}
+
+/// The time kept in the clear beside a sealed audit entry: the day only, enough for retention. The
+/// exact time is inside the seal; a clear one could be matched against the outbox's to tell which
+/// checks found someone.
+pub(crate) fn audit_day(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.date_naive()
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc()
+}
+
 fn open_flag(
     data: &DataKey,
     blind_index: &[u8; 32],
@@ -355,12 +378,11 @@ fn write_audit_entries_in(
         .ctx("numbering audit entries")?;
     for (keys, entry) in entries {
         id += 1;
-        let json =
-            zeroize::Zeroizing::new(serde_json::to_vec(entry).expect("an entry always serialises"));
+        let json = padded_audit_json(entry);
         let sealed = keys.data.seal(&audit_aad(id), &json);
         tx.prepare_cached("INSERT INTO audit_log (id, at, sealed) VALUES (?1, ?2, ?3)")
             .ctx("writing an audit entry")?
-            .execute(params![id, ts(entry.at), sealed])
+            .execute(params![id, ts(audit_day(entry.at)), sealed])
             .ctx("writing an audit entry")?;
     }
     tx.commit().ctx("committing audit entries")?;
@@ -857,10 +879,14 @@ impl DeviceStore {
         Ok(out)
     }
 
-    /// Audit entries older than `before` are removed (a retention policy the app can apply).
+    /// Audit entries from days before `before`'s day are removed (the clear time is the day only,
+    /// so an entry goes with the rest of its day).
     pub fn prune_audit(&mut self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         self.conn
-            .execute("DELETE FROM audit_log WHERE at < ?1", [ts(before)])
+            .execute(
+                "DELETE FROM audit_log WHERE at < ?1",
+                [ts(audit_day(before))],
+            )
             .ctx("pruning the audit log")
     }
 }

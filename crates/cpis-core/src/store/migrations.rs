@@ -21,6 +21,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_dob_index.sql",
         include_str!("../../../../migrations/device/0003_dob_index.sql"),
     ),
+    (
+        "0004_coarse_audit_times.sql",
+        include_str!("../../../../migrations/device/0004_coarse_audit_times.sql"),
+    ),
 ];
 
 /// The checksum recorded for a migration: SHA-256 hex of its text with line endings normalised, so a

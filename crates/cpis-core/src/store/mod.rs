@@ -377,8 +377,16 @@ impl DeviceStore {
         get_meta(&self.conn, key)
     }
 
-    /// Revocation: removes the cache, the audit log, every unlock, the lease and the device key;
-    /// the outbox only when `keep_outbox` is false. The enrolment stays so status can still name
+    /// Removes audit entries and delivered events older than `before`: the retention rule, run by
+    /// the device engine at open and before every sync round. How many of each went.
+    pub fn apply_retention(&mut self, before: DateTime<Utc>) -> Result<(usize, usize), StoreError> {
+        let audit = self.prune_audit(before)?;
+        let delivered = self.prune_delivered(before)?;
+        Ok((audit, delivered))
+    }
+
+    /// Revocation: removes the cache, the audit log, every unlock, the lease, the device key and
+    /// delivered events; events still to send only when `keep_outbox` is false. The enrolment stays so status can still name
     /// the device. Freed pages are overwritten (secure_delete) and the WAL truncated.
     pub fn wipe(&mut self, keep_outbox: bool) -> Result<(), StoreError> {
         let tx = self.conn.transaction().ctx("starting the wipe")?;
@@ -386,7 +394,11 @@ impl DeviceStore {
         tx.execute("DELETE FROM audit_log", [])
             .ctx("wiping the audit log")?;
         unlock::clear_unlocks(&tx, true)?;
-        if !keep_outbox {
+        if keep_outbox {
+            // Delivered events are the central's now; only what is still to send stays.
+            tx.execute("DELETE FROM outbox WHERE state = 'delivered'", [])
+                .ctx("wiping delivered events")?;
+        } else {
             tx.execute("DELETE FROM outbox", [])
                 .ctx("wiping the outbox")?;
         }
@@ -415,7 +427,9 @@ impl DeviceStore {
     }
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+/// Creates the data directory readable by this user only (0700), and narrows one that already
+/// exists: nothing in it is for anyone else.
+pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -425,7 +439,14 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     }
     builder
         .create(dir)
-        .map_err(|e| StoreError::io("creating the data directory", dir, e))
+        .map_err(|e| StoreError::io("creating the data directory", dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StoreError::io("making the data directory private", dir, e))?;
+    }
+    Ok(())
 }
 
 /// The database holds only sealed data, but there is no reason for other users to read it.

@@ -1795,6 +1795,10 @@ fn shipped_migrations_never_change() {
             "0003_dob_index.sql",
             "6856aa1c176a845d67d012314cb0f18f81522980a981b44808ffa895c83df48c",
         ),
+        (
+            "0004_coarse_audit_times.sql",
+            "a491b5ae751bba7c3c2c50f834e9bb31dd6a4b152c868eacbba5dfe7e56a522d",
+        ),
     ];
     assert_eq!(
         MIGRATIONS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
@@ -1940,4 +1944,125 @@ fn a_check_audit_write_leaves_the_outbox_connection_at_synchronous_full() {
         .unwrap();
     assert_eq!(synchronous, 2, "synchronous=FULL after an audit write");
     assert_eq!(store.audit_entries(&unlocked.keys).unwrap().len(), 1);
+}
+
+#[test]
+fn the_data_directory_is_made_0700_and_a_wider_one_is_narrowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let fresh = parent.path().join("fresh");
+    drop(open_store(&fresh));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&fresh), 0o700);
+    // A directory made beforehand with the usual 0755 (as the app once did) is narrowed on open.
+    let wide = parent.path().join("wide");
+    std::fs::create_dir(&wide).unwrap();
+    std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o755)).unwrap();
+    drop(open_store(&wide));
+    assert_eq!(mode(&wide), 0o700);
+}
+
+fn audit(at: DateTime<Utc>, user: &str, nhs: Option<u32>, outcome: &str) -> AuditEntry {
+    AuditEntry {
+        at,
+        user_id: user.into(),
+        nhs_number: nhs.map(NhsNumber::test_range),
+        outcome: outcome.into(),
+        source: "cache".into(),
+        search: None,
+    }
+}
+
+#[test]
+fn sealed_audit_entries_have_one_length_and_a_clear_time_of_the_day_only_whatever_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _c, unlocked) = ready(dir.path());
+    let keys = &unlocked.keys;
+    let entries = [
+        audit(
+            t0() + Duration::minutes(7),
+            "para1",
+            Some(1),
+            "record_found",
+        ),
+        audit(t0() + Duration::minutes(9), "para1", Some(2), "no_record"),
+        audit(
+            t0() + Duration::minutes(11),
+            "a-much-longer-user-id-7",
+            None,
+            "none_of_these",
+        ),
+    ];
+    for e in &entries {
+        store.record_check(keys, e).unwrap();
+    }
+    let rows: Vec<(String, usize)> = {
+        let mut stmt = store
+            .conn()
+            .prepare("SELECT at, length(sealed) FROM audit_log ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|(_, len)| *len == rows[0].1), "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|(at, _)| at == "2026-01-10T00:00:00.000000Z"),
+        "{rows:?}"
+    );
+    // The exact times are still there for whoever holds the keys.
+    assert_eq!(store.audit_entries(keys).unwrap(), entries);
+}
+
+#[test]
+fn retention_removes_old_audit_entries_and_delivered_events_and_keeps_what_is_still_to_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _c, unlocked) = ready(dir.path());
+    let keys = &unlocked.keys;
+    let old = t0() - Duration::days(100);
+    store
+        .record_check(keys, &audit(old, "para1", Some(1), "record_found"))
+        .unwrap();
+    store
+        .record_check(keys, &audit(t0(), "para1", Some(2), "no_record"))
+        .unwrap();
+    let delivered = store
+        .enqueue_access(NhsNumber::test_range(1), accessor(), None, old)
+        .unwrap();
+    store.mark_delivered(&[delivered.id], old).unwrap();
+    store
+        .enqueue_access(NhsNumber::test_range(3), accessor(), None, old)
+        .unwrap();
+    assert_eq!(
+        store.apply_retention(t0() - Duration::days(90)).unwrap(),
+        (1, 1)
+    );
+    let left = store.audit_entries(keys).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].at, t0());
+    let summary = store.outbox_summary().unwrap();
+    assert_eq!((summary.queued, summary.delivered), (1, 0));
+}
+
+#[test]
+fn a_wipe_keeping_the_outbox_still_removes_delivered_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _c, _unlocked) = ready(dir.path());
+    let delivered = store
+        .enqueue_access(NhsNumber::test_range(1), accessor(), None, t0())
+        .unwrap();
+    store.mark_delivered(&[delivered.id], t0()).unwrap();
+    store
+        .enqueue_access(NhsNumber::test_range(2), accessor(), None, t0())
+        .unwrap();
+    store.wipe(true).unwrap();
+    let rows: i64 = store
+        .conn()
+        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1);
+    assert_eq!(store.outbox_summary().unwrap().queued, 1);
 }
