@@ -13,11 +13,13 @@
 //! ```
 
 pub mod auth;
+pub mod backup;
 pub mod demo;
 pub mod digest;
 pub mod error;
 pub mod fhir;
 pub mod http;
+pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod store;

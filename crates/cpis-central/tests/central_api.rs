@@ -1137,7 +1137,14 @@ async fn webhook_delivery_carries_the_event_id_and_retries_until_accepted(c: Tes
         got[0].1["seen_at"],
         serde_json::to_value(e.device_time).unwrap()
     );
-    let (state, attempts) = c.store.delivery_state(e.id).await.unwrap().unwrap();
+    // The central records the delivery once the receiver has answered: wait for that.
+    let (state, attempts) = loop {
+        let (state, attempts) = c.store.delivery_state(e.id).await.unwrap().unwrap();
+        if state != "pending" || std::time::Instant::now() > deadline {
+            break (state, attempts);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(state, "delivered");
     assert_eq!(
         attempts, 3,

@@ -35,6 +35,10 @@ pub const SQLITE: &[Migration] = &[
         name: "0005_name_search.sql",
         sql: include_str!("../../../../migrations/central/sqlite/0005_name_search.sql"),
     },
+    Migration {
+        name: "0008_delivery_claims.sql",
+        sql: include_str!("../../../../migrations/central/sqlite/0008_delivery_claims.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -57,6 +61,10 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         name: "0005_name_search.sql",
         sql: include_str!("../../../../migrations/central/postgres/0005_name_search.sql"),
+    },
+    Migration {
+        name: "0008_delivery_claims.sql",
+        sql: include_str!("../../../../migrations/central/postgres/0008_delivery_claims.sql"),
     },
 ];
 
@@ -116,6 +124,16 @@ mod tests {
             "postgres",
             "0005_name_search.sql",
             "4a172357a94b94542f94af43fec0292bb3b7af70483ce285135d7a08ca843021",
+        ),
+        (
+            "sqlite",
+            "0008_delivery_claims.sql",
+            "20caa51f4a604779368d6d98a49f83cd9b77a43a46661d680d0b5ec7e508ac0e",
+        ),
+        (
+            "postgres",
+            "0008_delivery_claims.sql",
+            "36e9de697840d4108b43f5181ba768fbda17fc13c4a10cb5076202cc4d7ffa8f",
         ),
     ];
 
