@@ -1,8 +1,11 @@
 //! Shared helpers for the end-to-end, fault and kill tests: a fault-injecting HTTP proxy that sits
-//! between a device and the central on loopback, and small utilities for temporary directories and
-//! the `cpis` binary.
+//! between a device and the central on loopback, a round-robin balancer over several centrals, an
+//! LA webhook receiver that counts, and small utilities for temporary directories and the `cpis`
+//! binary.
 
 pub mod proxy;
+pub mod round_robin;
+pub mod webhook_counter;
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +42,10 @@ pub fn free_port() -> u16 {
 pub struct CentralProcess {
     pub db_url: String,
     pub port: u16,
+    /// Extra arguments after `serve --listen ADDR` (e.g. `--admin-listen`).
+    pub serve_args: Vec<String>,
+    /// Where the process's stderr goes (its logs, at `CPIS_LOG=info`); discarded when None.
+    pub log: Option<PathBuf>,
     child: Option<std::process::Child>,
 }
 
@@ -47,6 +54,8 @@ impl CentralProcess {
         Self {
             db_url: db_url.to_string(),
             port,
+            serve_args: Vec::new(),
+            log: None,
             child: None,
         }
     }
@@ -63,11 +72,23 @@ impl CentralProcess {
 
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
+        let stderr = match &self.log {
+            Some(path) => std::process::Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open the central's log file"),
+            ),
+            None => std::process::Stdio::null(),
+        };
         let child = std::process::Command::new(cpis_binary())
             .args(["central", "--db", &self.db_url, "serve", "--listen"])
             .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.serve_args)
+            .env("CPIS_LOG", "info")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start central");
         self.child = Some(child);
@@ -84,6 +105,32 @@ impl CentralProcess {
     /// The running central's process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Asks the central to stop (SIGTERM, as a service manager does) and waits for it to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        self.signal_term(child.id());
+        child.wait().expect("wait for the central")
+    }
+
+    /// Sends SIGTERM to the running central without waiting (see `wait`).
+    pub fn send_term(&self) {
+        self.signal_term(self.pid().expect("running"));
+    }
+
+    fn signal_term(&self, pid: u32) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits for the central to exit on its own.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        child.wait().expect("wait for the central")
     }
 
     /// Stops the central abruptly (SIGKILL): a crash, not a clean shutdown.

@@ -71,6 +71,7 @@ impl From<StoreError> for ApiFailure {
             other => {
                 // Store messages carry SQL errors, never row contents, so they are safe to log.
                 tracing::error!(error = %other, "store failure");
+                crate::metrics::store_error("request");
                 Self::internal()
             }
         }

@@ -13,12 +13,14 @@
 //! ```
 
 pub mod auth;
+pub mod backup;
 pub mod demo;
 pub mod digest;
 pub mod error;
 pub mod fhir;
 pub mod http;
 pub mod la_access;
+pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod store;

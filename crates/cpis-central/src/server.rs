@@ -1,5 +1,6 @@
 //! Running the central: bind, serve (plain HTTP on loopback only, TLS with rustls otherwise), the
-//! background tasks (webhook delivery, daily expiry), and graceful or abrupt shutdown. Tests start a
+//! admin listener (Prometheus metrics, never on the public port), the background tasks (webhook
+//! delivery, daily expiry), and graceful (SIGTERM, Ctrl-C) or abrupt shutdown. Tests start a
 //! central in-process on `127.0.0.1:0` with `spawn` and stop and restart it on the same port.
 
 use std::net::SocketAddr;
@@ -37,6 +38,12 @@ pub struct CentralConfig {
     pub webhook_interval: Duration,
     /// The scale of webhook retry backoff (tests make it short).
     pub webhook_base_delay: Duration,
+    /// How long this instance holds a claimed webhook delivery before another may take it over.
+    pub webhook_claim: Duration,
+    /// Where to serve `/metrics` (plain HTTP), apart from the public port. None: not served.
+    pub admin_listen: Option<SocketAddr>,
+    /// How long a graceful shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
 }
 
 impl CentralConfig {
@@ -49,6 +56,9 @@ impl CentralConfig {
             background_tasks: true,
             webhook_interval: Duration::from_secs(2),
             webhook_base_delay: crate::webhook::BASE_DELAY,
+            webhook_claim: crate::webhook::CLAIM_FOR,
+            admin_listen: None,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 
@@ -61,12 +71,17 @@ impl CentralConfig {
 /// A central serving in this process.
 pub struct RunningCentral {
     pub addr: SocketAddr,
+    /// The admin listener's address, when there is one.
+    pub admin_addr: Option<SocketAddr>,
     pub central: Central,
     tls: bool,
+    grace: Duration,
     handle: axum_server::Handle,
     server: JoinHandle<std::io::Result<()>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Held while serving a SQLite database, so a restore refuses to replace it underneath.
+    _serving: Option<crate::backup::ServingLock>,
 }
 
 impl RunningCentral {
@@ -83,9 +98,10 @@ impl RunningCentral {
         self.central.store.clone()
     }
 
-    /// Stops accepting, lets requests in flight finish (up to 5 s), stops background tasks.
+    /// Stops accepting, lets requests in flight finish (up to `shutdown_grace`), stops background
+    /// tasks.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.handle.graceful_shutdown(Some(Duration::from_secs(5)));
+        self.handle.graceful_shutdown(Some(self.grace));
         self.finish().await
     }
 
@@ -95,11 +111,13 @@ impl RunningCentral {
         self.finish().await
     }
 
-    /// Serves until the server stops (for `cpis central serve`, which stops it on Ctrl-C).
-    pub async fn wait_for_ctrl_c(self) -> anyhow::Result<()> {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-        self.shutdown().await
+    /// Serves until SIGTERM (a service manager stopping it) or Ctrl-C, then shuts down gracefully:
+    /// requests in flight finish, new connections are refused.
+    pub async fn serve_until_signal(self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        self.handle.graceful_shutdown(Some(self.grace));
+        tracing::info!(grace = ?self.grace, "shutting down: no new connections, finishing requests in flight");
+        self.finish().await
     }
 
     async fn finish(self) -> anyhow::Result<()> {
@@ -116,12 +134,43 @@ impl RunningCentral {
     }
 }
 
-/// Opens the store at `config.db_url` and serves.
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Opens the store at `config.db_url` and serves. A SQLite database is marked as served (see
+/// `backup::ServingLock`) for as long as the central runs.
 pub async fn spawn(config: CentralConfig) -> anyhow::Result<RunningCentral> {
+    let serving = match crate::backup::sqlite_path(&config.db_url) {
+        Some(path) => Some(crate::backup::ServingLock::acquire(&path)?),
+        None => None,
+    };
     let store = open_store(&config.db_url)
         .await
         .with_context(|| "could not open the central's database")?;
-    spawn_with_store(store, config).await
+    let mut running = spawn_with_store(store, config).await?;
+    running._serving = serving;
+    Ok(running)
 }
 
 /// Serves over an already open store (e.g. a PostgreSQL schema made for one test).
@@ -167,24 +216,49 @@ pub async fn spawn_with_store(
     };
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let mut admin_addr = None;
+    if let Some(admin) = config.admin_listen {
+        let listener = tokio::net::TcpListener::bind(admin)
+            .await
+            .with_context(|| format!("could not listen on {admin} (--admin-listen)"))?;
+        admin_addr = Some(listener.local_addr()?);
+        let app = crate::metrics::admin_router(central.clone());
+        let mut stopped = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "the admin listener stopped");
+            }
+        }));
+    }
     if config.background_tasks {
         tasks.push(tokio::spawn(crate::webhook::run(
             store.clone(),
-            config.webhook_interval,
-            config.webhook_base_delay,
+            crate::webhook::DeliverySchedule {
+                interval: config.webhook_interval,
+                base_delay: config.webhook_base_delay,
+                claim_for: config.webhook_claim,
+            },
             stop_rx.clone(),
         )));
         tasks.push(tokio::spawn(expire_daily(central.clone(), stop_rx)));
     }
-    tracing::info!(%addr, backend = store.backend(), tls = config.tls.is_some(), "central serving");
+    tracing::info!(%addr, admin = ?admin_addr, backend = store.backend(), tls = config.tls.is_some(), "central serving");
     Ok(RunningCentral {
         addr,
+        admin_addr,
         central,
         tls: config.tls.is_some(),
+        grace: config.shutdown_grace,
         handle,
         server,
         stop,
         tasks,
+        _serving: None,
     })
 }
 

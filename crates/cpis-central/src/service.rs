@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -52,6 +51,8 @@ pub const SIGN_IN_PAUSE: std::time::Duration = std::time::Duration::from_secs(15
 /// The role an LA is shown for an access by a user the central does not hold at the device's
 /// organisation.
 pub const UNKNOWN_USER_ROLE: &str = "unknown user";
+/// How often a device's last contact is written at most.
+pub const CONTACT_INTERVAL: Duration = Duration::minutes(1);
 /// Default and largest feed page.
 pub const DEFAULT_PAGE_OPS: u32 = 1_000;
 
@@ -222,7 +223,6 @@ pub struct Central {
     pub keys: Arc<CentralKeys>,
     users: Arc<dyn UserAuthenticator>,
     pub rules: VisibilityRules,
-    last_touch: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
 
 impl Central {
@@ -242,7 +242,6 @@ impl Central {
             keys,
             users,
             rules: VisibilityRules::default(),
-            last_touch: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -475,26 +474,21 @@ impl Central {
                 )
             })?;
         let device = self.known_device(id).await?;
-        self.note_contact(id, now).await;
+        self.note_contact(&device, now).await;
         Ok(device)
     }
 
     /// Records that a device made contact, at most once a minute per device (a write each time would
-    /// make every read a write).
-    async fn note_contact(&self, id: Uuid, now: DateTime<Utc>) {
-        let due = {
-            let mut seen = self.last_touch.lock().unwrap_or_else(|p| p.into_inner());
-            let recent = std::time::Duration::from_secs(60);
-            let due = !matches!(seen.get(&id), Some(t) if t.elapsed() <= recent);
-            if due {
-                seen.insert(id, Instant::now());
-            }
-            due
-        };
-        if due {
-            if let Err(e) = self.store.touch_device(id, now).await {
-                tracing::warn!(error = %e, "could not record device contact");
-            }
+    /// make every read a write). The last contact is the store's, so whichever instance answers
+    /// sees the same one; the write is conditional, so instances racing write once.
+    async fn note_contact(&self, device: &DeviceRecord, now: DateTime<Utc>) {
+        let since = now - CONTACT_INTERVAL;
+        if device.last_seen.is_some_and(|seen| seen >= since) {
+            return;
+        }
+        if let Err(e) = self.store.touch_device(device.id, now, since).await {
+            crate::metrics::store_error("touch_device");
+            tracing::warn!(error = %e, "could not record device contact");
         }
     }
 
@@ -573,12 +567,25 @@ impl Central {
 
     // ---- the region feed ----
 
+    /// The device's region feed after `after`, signed.
     pub async fn feed(
         &self,
         device: &DeviceRecord,
         after: u64,
         limit: Option<u32>,
     ) -> Result<SignedPage, ApiFailure> {
+        let page = self.feed_page(device, after, limit).await?;
+        Ok(self.keys.sign_page(&page))
+    }
+
+    /// The device's region feed after `after`, before signing (the HTTP layer tags it first and
+    /// signs only what it sends).
+    pub async fn feed_page(
+        &self,
+        device: &DeviceRecord,
+        after: u64,
+        limit: Option<u32>,
+    ) -> Result<FeedPage, ApiFailure> {
         let limit = limit
             .unwrap_or(DEFAULT_PAGE_OPS)
             .clamp(1, wire::MAX_PAGE_OPS);
@@ -593,7 +600,23 @@ impl Central {
             generated_at: Utc::now(),
             ops: slice.ops,
         };
-        Ok(self.keys.sign_page(&page))
+        Ok(page)
+    }
+
+    /// A feed page's entity tag: the same for the same content under the same signing key, whenever
+    /// it was generated. Weak, because the signed body differs in its generation time.
+    pub fn feed_etag(&self, page: &FeedPage) -> String {
+        let content = serde_json::to_vec(&(
+            B64.encode(self.keys.signing_public),
+            &page.region,
+            page.after,
+            page.last,
+            page.head,
+            page.has_more,
+            &page.ops,
+        ))
+        .expect("a feed page serialises");
+        format!("W/\"{}\"", hex::encode(&hazmat::sha256(&content)[..16]))
     }
 
     // ---- access events ----
@@ -666,7 +689,7 @@ impl Central {
     }
 
     /// Each event with the notifications it brings (`las_to_tell`), ready for the store.
-    pub(crate) async fn event_intake(
+    pub async fn event_intake(
         &self,
         events: Vec<AccessEvent>,
         received_at: DateTime<Utc>,

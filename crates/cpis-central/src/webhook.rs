@@ -1,6 +1,9 @@
 //! Delivery of notifications to an LA's own system by webhook: each notification POSTed as JSON with
 //! `X-Cpis-Event-Id` (so the receiver de-duplicates), retried with capped exponential backoff and
-//! full jitter, its state recorded. Delivery is at least once; the event id makes it effectively once.
+//! full jitter, its state recorded. Each instance claims the deliveries it makes in the store, so with
+//! several instances on one database a notification is POSTed by one at a time; a claim lapses after
+//! `claim_for`, so a crashed instance's deliveries are taken over. Delivery is at least once (a
+//! receiver that answers after the claim lapsed may be called again); the event id makes it once.
 
 use std::time::Duration as StdDuration;
 
@@ -15,6 +18,12 @@ pub const MAX_ATTEMPTS: u32 = 20;
 /// The first retry's scale; each later one doubles it, up to `MAX_DELAY`.
 pub const BASE_DELAY: StdDuration = StdDuration::from_secs(5);
 pub const MAX_DELAY: StdDuration = StdDuration::from_secs(3_600);
+/// Deliveries claimed per pass, one after another, each given at most `REQUEST_TIMEOUT`.
+pub const BATCH: u32 = 20;
+pub const REQUEST_TIMEOUT: StdDuration = StdDuration::from_secs(10);
+/// How long a claim lasts: longer than a pass can take (`BATCH` × `REQUEST_TIMEOUT`), so a live
+/// instance never loses its claims to another.
+pub const CLAIM_FOR: StdDuration = StdDuration::from_secs(5 * 60);
 
 /// The wait before attempt `attempts + 1`: full jitter over a capped exponential, never less than a
 /// fifth of `base` so a failing receiver is not hammered.
@@ -42,16 +51,20 @@ async fn deliver(client: &reqwest::Client, d: &PendingDelivery) -> Result<(), St
     }
 }
 
-/// One pass over the due deliveries. Returns how many were attempted.
+/// One pass: claims the due deliveries (at most `BATCH`) and makes them. Returns how many it claimed.
 pub async fn deliver_due(
     store: &dyn Store,
     client: &reqwest::Client,
     base_delay: StdDuration,
+    claim_for: StdDuration,
 ) -> usize {
-    let due = match store.due_deliveries(Utc::now(), 100).await {
+    let now = Utc::now();
+    let claim_until = now + Duration::from_std(claim_for).unwrap_or(Duration::minutes(5));
+    let due = match store.claim_deliveries(now, claim_until, BATCH).await {
         Ok(d) => d,
         Err(e) => {
-            tracing::warn!(error = %e, "could not read due webhook deliveries");
+            crate::metrics::store_error("claim_deliveries");
+            tracing::warn!(error = %e, "could not claim due webhook deliveries");
             return 0;
         }
     };
@@ -59,14 +72,17 @@ pub async fn deliver_due(
         let outcome = match deliver(client, d).await {
             Ok(()) => {
                 tracing::info!(la = %d.la, seq = d.seq, event = %d.notification.event_id, "notification delivered to webhook");
+                crate::metrics::webhook_attempt("delivered");
                 DeliveryOutcome::Delivered { at: Utc::now() }
             }
             Err(error) => {
                 let attempts = d.attempts + 1;
                 tracing::warn!(la = %d.la, seq = d.seq, attempts, reason = %error, "webhook delivery failed");
                 if attempts >= MAX_ATTEMPTS {
+                    crate::metrics::webhook_attempt("gave_up");
                     DeliveryOutcome::GaveUp { attempts, error }
                 } else {
+                    crate::metrics::webhook_attempt("retry");
                     DeliveryOutcome::Retry {
                         attempts,
                         next_attempt_at: Utc::now() + backoff(attempts, base_delay),
@@ -75,29 +91,52 @@ pub async fn deliver_due(
                 }
             }
         };
-        if let Err(e) = store.record_delivery(&d.la, d.seq, outcome).await {
-            tracing::warn!(error = %e, "could not record webhook delivery state");
+        match store.record_delivery(d, outcome).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(la = %d.la, seq = d.seq, "webhook delivery's claim lapsed and another instance took it over")
+            }
+            Err(e) => {
+                crate::metrics::store_error("record_delivery");
+                tracing::warn!(error = %e, "could not record webhook delivery state")
+            }
         }
     }
     due.len()
 }
 
-/// Runs deliveries every `interval` until `stop` turns true.
+/// How the delivery task runs.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliverySchedule {
+    /// How often to look for due deliveries when the last pass found few.
+    pub interval: StdDuration,
+    /// The scale of retry backoff.
+    pub base_delay: StdDuration,
+    /// How long this instance's claims last.
+    pub claim_for: StdDuration,
+}
+
+/// Runs deliveries every `schedule.interval` until `stop` turns true.
 pub async fn run(
     store: std::sync::Arc<dyn Store>,
-    interval: StdDuration,
-    base_delay: StdDuration,
+    schedule: DeliverySchedule,
     mut stop: watch::Receiver<bool>,
 ) {
     let client = crate::webhook_target::client();
     loop {
         // A full pass goes straight on to the next: a backlog drains without waiting.
-        let attempted = deliver_due(store.as_ref(), &client, base_delay).await;
-        if attempted == 100 {
+        let attempted = deliver_due(
+            store.as_ref(),
+            &client,
+            schedule.base_delay,
+            schedule.claim_for,
+        )
+        .await;
+        if attempted == BATCH as usize && !*stop.borrow() {
             continue;
         }
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(schedule.interval) => {}
             _ = stop.changed() => {}
         }
         if *stop.borrow() {

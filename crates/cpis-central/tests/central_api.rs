@@ -1121,7 +1121,7 @@ async fn webhook_delivery_carries_the_event_id_and_retries_until_accepted(c: Tes
         got[0].1["seen_at"],
         serde_json::to_value(e.device_time).unwrap()
     );
-    // The receiver has it before the central records the outcome: wait for the record.
+    // The central records the delivery once the receiver has answered: wait for that.
     let (state, attempts) = loop {
         let (state, attempts) = c.store.delivery_state(e.id).await.unwrap().unwrap();
         if state != "pending" || std::time::Instant::now() > deadline {

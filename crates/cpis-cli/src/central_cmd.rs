@@ -10,10 +10,10 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use chrono::{Duration, Utc};
 use clap::{Args, Subcommand};
-use cpis_central::demo;
 use cpis_central::server::{CentralConfig, TlsFiles};
 use cpis_central::store::{DeviceSummary, WebhookChange};
 use cpis_central::Central;
+use cpis_central::{backup, demo};
 use cpis_core::{Activity, CareSetting, LocalAuthority, NhsNumber, OdsCode, Region};
 use uuid::Uuid;
 
@@ -37,6 +37,34 @@ enum CentralCommand {
         tls_cert: Option<PathBuf>,
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Serve Prometheus metrics at `/metrics` on this address (plain HTTP, apart from the
+        /// public port, which never serves them). Off when not given.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
+        /// How long this instance holds a webhook delivery it claimed before another instance
+        /// on the same database may take it over (after a crash).
+        #[arg(long, default_value_t = cpis_central::webhook::CLAIM_FOR.as_secs())]
+        webhook_claim_seconds: u64,
+        /// How long a shutdown (SIGTERM, Ctrl-C) waits for requests in flight.
+        #[arg(long, default_value_t = 30)]
+        shutdown_grace_seconds: u64,
+    },
+    /// Copy the SQLite database to FILE while the central serves it (a consistent snapshot).
+    /// For PostgreSQL use pg_dump or pg_basebackup.
+    Backup {
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the SQLite database with a backup. Refused while a central serves the database.
+    /// The replaced database is kept beside it; access events, notifications and devices it holds
+    /// that the backup does not are carried over, and devices re-read the restored feed.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
     /// Create or update a local authority (its region is created on first use).
     La {
@@ -255,6 +283,9 @@ async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
         listen,
         tls_cert,
         tls_key,
+        admin_listen,
+        webhook_claim_seconds,
+        shutdown_grace_seconds,
     } = &args.command
     {
         let mut config = CentralConfig::new(db.clone()).listen(*listen);
@@ -264,16 +295,69 @@ async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
                 key: key.clone(),
             });
         }
+        config.admin_listen = *admin_listen;
+        config.webhook_claim = std::time::Duration::from_secs(*webhook_claim_seconds);
+        config.shutdown_grace = std::time::Duration::from_secs(*shutdown_grace_seconds);
         let running = cpis_central::spawn(config).await?;
         println!("central serving at {}", running.url());
-        return running.wait_for_ctrl_c().await.map(|_| ExitCode::SUCCESS);
+        if let Some(admin) = running.admin_addr {
+            println!("metrics at http://{admin}/metrics");
+        }
+        return running
+            .serve_until_signal()
+            .await
+            .map(|_| ExitCode::SUCCESS);
+    }
+    match &args.command {
+        CentralCommand::Backup { to, json } => {
+            let path = backup::sqlite_path(&db).ok_or(backup::BackupError::NotSqlite)?;
+            let (path, to) = (path, to.clone());
+            let summary = tokio::task::spawn_blocking(move || backup::backup(&path, &to)).await??;
+            if *json {
+                print_json(&summary)?;
+            } else {
+                println!(
+                    "backup written to {} ({} bytes, {} access events, {} notifications)",
+                    summary.file.display(),
+                    summary.bytes,
+                    summary.access_events,
+                    summary.notifications
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        CentralCommand::Restore { from, json } => {
+            let path = backup::sqlite_path(&db).ok_or(backup::BackupError::NotSqlite)?;
+            let source = from.clone();
+            let summary =
+                tokio::task::spawn_blocking(move || backup::restore(&source, &path)).await??;
+            if *json {
+                print_json(&summary)?;
+            } else {
+                println!("restored {} from {}", db, from.display());
+                if let Some(kept) = &summary.replaced_kept_at {
+                    println!("the replaced database is kept at {}", kept.display());
+                }
+                println!(
+                    "carried over from it: {} access events, {} notifications, {} devices; {} removals published to devices",
+                    summary.events_carried_over,
+                    summary.notifications_carried_over,
+                    summary.devices_carried_over,
+                    summary.removals_published
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     let store = cpis_central::open_store(&db)
         .await
         .with_context(|| "could not open the central's database")?;
     let central = Central::new(store.clone()).await?;
     match args.command {
-        CentralCommand::Serve { .. } => unreachable!("handled above"),
+        CentralCommand::Serve { .. }
+        | CentralCommand::Backup { .. }
+        | CentralCommand::Restore { .. } => unreachable!("handled above"),
         CentralCommand::La {
             ods,
             name,

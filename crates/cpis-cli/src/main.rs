@@ -13,8 +13,18 @@ use clap::{Parser, Subcommand};
     about = "CP-IS Field: offline child protection information sharing checks"
 )]
 struct Cli {
+    /// How logs (on stderr; level from CPIS_LOG) are written: text for people, json (one object
+    /// a line) for a log collector.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -26,15 +36,22 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
     // Logs go to stderr, never carry personal data, and default to warnings so command output stays clean.
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CPIS_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
     let result = match cli.command {
         Command::Central(args) => central_cmd::run(args),
         Command::Device(args) => device_cmd::run(args),

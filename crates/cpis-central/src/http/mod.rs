@@ -39,9 +39,11 @@ pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 
 /// The whole API, ready to serve. `tls` tells the FHIR routes which scheme their absolute URLs use.
 pub fn router(central: Central, tls: bool) -> Router {
-    let fhir_routes = fhir::router(central.clone(), tls);
+    let fhir_routes = fhir::router(central.clone(), tls)
+        .route_layer(axum::middleware::from_fn(crate::metrics::track));
     let api = Router::new()
         .route("/v1/status", get(status))
+        .route("/v1/ready", get(ready))
         .route("/v1/enrol", post(enrol))
         .route("/v1/auth/challenge", post(challenge))
         .route("/v1/auth/token", post(token))
@@ -63,6 +65,7 @@ pub fn router(central: Central, tls: bool) -> Router {
         .route("/la/{ods}/inbox/sign-in", post(inbox::sign_in))
         .route("/la/{ods}/inbox/sign-out", post(inbox::sign_out))
         .route("/openapi.json", get(openapi::document))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))
@@ -318,12 +321,44 @@ struct FeedQuery {
     limit: Option<u32>,
 }
 
+/// Feed pages are personal data for one authenticated device of one region, and the URL does not
+/// name the region (the token does): a shared cache must not keep them (`private`), and a cache that
+/// does (the device's own, or one run by the trust for its devices) must ask the central each time
+/// (`no-cache`), so a revoked device is refused even a page it fetched before. The asking is cheap:
+/// a repeat download of an unchanged page (at shift change, many devices at the same cursor) is
+/// answered `304 Not Modified` without the body or a signature.
+const FEED_CACHE_CONTROL: &str = "private, no-cache";
+
+/// True when an `If-None-Match` header value names `etag` (weak comparison, as for GET).
+fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    let ours = opaque(etag);
+    if_none_match
+        .split(',')
+        .any(|t| t.trim() == "*" || opaque(t) == ours)
+}
+
 async fn feed(
     State(c): State<Central>,
     DeviceAuth(device): DeviceAuth,
     ApiQuery(q): ApiQuery<FeedQuery>,
+    headers: header::HeaderMap,
 ) -> Result<Response, ApiFailure> {
-    Ok(Json(c.feed(&device, q.after, q.limit).await?).into_response())
+    let page = c.feed_page(&device, q.after, q.limit).await?;
+    let etag = c.feed_etag(&page);
+    let cache = [
+        (header::ETAG, etag.clone()),
+        (header::CACHE_CONTROL, FEED_CACHE_CONTROL.to_string()),
+        (header::VARY, "Authorization".to_string()),
+    ];
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| etag_matches(v, &etag));
+    if unchanged {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    Ok((cache, Json(c.keys.sign_page(&page))).into_response())
 }
 
 async fn events(
@@ -331,7 +366,49 @@ async fn events(
     DeviceAuthForEvents(device): DeviceAuthForEvents,
     ApiJson(batch): ApiJson<EventBatch>,
 ) -> Result<Response, ApiFailure> {
-    Ok(Json(c.ingest(&device, batch).await?).into_response())
+    let result = c.ingest(&device, batch).await?;
+    crate::metrics::events_ingested(
+        result
+            .results
+            .iter()
+            .filter(|r| r.status == cpis_core::wire::EventStatus::Accepted)
+            .count() as u64,
+    );
+    Ok(Json(result).into_response())
+}
+
+/// Readiness for a load balancer: 200 when the store answers and holds every migration this
+/// binary knows; 503 otherwise (the instance is alive but must not be sent traffic).
+async fn ready(State(c): State<Central>) -> Response {
+    let check = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        c.store.missing_migrations(),
+    )
+    .await;
+    let (status, reason) = match check {
+        Ok(Ok(missing)) if missing.is_empty() => (StatusCode::OK, None),
+        Ok(Ok(missing)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(format!(
+                "the database lacks migrations this central needs: {}",
+                missing.join(", ")
+            )),
+        ),
+        Ok(Err(e)) => {
+            crate::metrics::store_error("ready");
+            tracing::warn!(error = %e, "readiness check: the store failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("the database is not reachable".to_string()),
+            )
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("the database did not answer within 5 seconds".to_string()),
+        ),
+    };
+    let body = serde_json::json!({ "ready": status == StatusCode::OK, "reason": reason });
+    (status, Json(body)).into_response()
 }
 
 async fn live_check(

@@ -108,6 +108,8 @@ pub fn spec() -> Value {
         },
         "paths": {
             "/v1/status": { "get": { "summary": "Connectivity probe", "responses": responses("CentralStatus", &[]) } },
+            "/v1/ready": { "get": { "summary": "Readiness for a load balancer: 200 when the database answers and holds every migration this central knows, 503 (with the reason) otherwise",
+                "responses": { "200": { "description": "ready" }, "503": { "description": "not ready: {\"ready\": false, \"reason\": ...}" } } } },
             "/v1/enrol": { "post": { "summary": "Enrol a device with a one-time code", "requestBody": body("EnrolRequest"),
                 "responses": responses("EnrolResponse", &["400", "401", "413"]) } },
             "/v1/auth/challenge": { "post": { "summary": "Get a single-use challenge (5 minutes)", "requestBody": body("ChallengeRequest"),
@@ -118,8 +120,9 @@ pub fn spec() -> Value {
                 "responses": responses("LoginResponse", &["400", "401", "403"]) } },
             "/v1/lease": { "post": { "summary": "Renew the device's lease", "security": device,
                 "responses": responses("LeaseRenewal", &["401", "403"]) } },
-            "/v1/feed": { "get": { "summary": "A signed page of the device's region feed", "security": device,
+            "/v1/feed": { "get": { "summary": "A signed page of the device's region feed (weak ETag; If-None-Match with an unchanged page's tag answers 304 with no body)", "security": device,
                 "parameters": [
+                    { "name": "If-None-Match", "in": "header", "schema": { "type": "string" } },
                     { "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 5000, "default": 1000 } }
                 ],

@@ -43,6 +43,10 @@ pub const SQLITE: &[Migration] = &[
         name: "0007_security.sql",
         sql: include_str!("../../../../migrations/central/sqlite/0007_security.sql"),
     },
+    Migration {
+        name: "0008_delivery_claims.sql",
+        sql: include_str!("../../../../migrations/central/sqlite/0008_delivery_claims.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -73,6 +77,10 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         name: "0007_security.sql",
         sql: include_str!("../../../../migrations/central/postgres/0007_security.sql"),
+    },
+    Migration {
+        name: "0008_delivery_claims.sql",
+        sql: include_str!("../../../../migrations/central/postgres/0008_delivery_claims.sql"),
     },
 ];
 
@@ -152,6 +160,16 @@ mod tests {
             "postgres",
             "0007_security.sql",
             "03815aca0a4b652f73dd004d2b6c18612a87f9231ecd220de9931dbe7fa0263a",
+        ),
+        (
+            "sqlite",
+            "0008_delivery_claims.sql",
+            "20caa51f4a604779368d6d98a49f83cd9b77a43a46661d680d0b5ec7e508ac0e",
+        ),
+        (
+            "postgres",
+            "0008_delivery_claims.sql",
+            "36e9de697840d4108b43f5181ba768fbda17fc13c4a10cb5076202cc4d7ffa8f",
         ),
     ];
 

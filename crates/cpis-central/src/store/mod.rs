@@ -271,7 +271,7 @@ pub enum Ingested {
     AlreadyStored,
 }
 
-/// A notification waiting for its LA's webhook.
+/// A notification waiting for its LA's webhook, claimed by one instance until `claimed_until`.
 #[derive(Debug, Clone)]
 pub struct PendingDelivery {
     pub la: OdsCode,
@@ -279,6 +279,18 @@ pub struct PendingDelivery {
     pub attempts: u32,
     pub webhook_url: String,
     pub notification: Notification,
+    /// The claim this delivery was handed out under: its outcome is recorded only with it.
+    pub claim: Uuid,
+    pub claimed_until: DateTime<Utc>,
+}
+
+/// Webhook delivery backlog, for monitoring: counts over LAs that have a webhook.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryBacklog {
+    pub pending: u64,
+    pub failed: u64,
+    /// When the oldest notification still waiting for delivery was made.
+    pub oldest_pending: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -414,7 +426,15 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a device. Its tokens stay until they expire, so its next call is told it is revoked
     /// (403 `device_revoked`) rather than merely unauthenticated. False when there is no such device.
     async fn revoke_device(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
-    async fn touch_device(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Records contact from a device at `now`, only when its stored last contact is before
+    /// `unless_since` (or unknown): a conditional write, so frequent calls from any number of
+    /// instances write at most once per interval. True when it wrote.
+    async fn touch_device(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        unless_since: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     async fn create_challenge(
         &self,
         device: Uuid,
@@ -572,17 +592,29 @@ pub trait Store: Send + Sync + 'static {
         }
     }
     async fn notification_count(&self) -> StoreResult<u64>;
-    async fn due_deliveries(
+    /// Claims up to `limit` deliveries due at `now` (oldest first) that nobody holds a live claim
+    /// on, until `claim_until`, in one atomic step: two instances calling at once never get the same
+    /// one, and a claim left by a crashed instance is taken over once it lapses.
+    async fn claim_deliveries(
         &self,
         now: DateTime<Utc>,
+        claim_until: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<PendingDelivery>>;
+    /// Records a claimed delivery's outcome and releases the claim. False (nothing written) when the
+    /// claim lapsed and another instance took the delivery over, or it is no longer pending.
     async fn record_delivery(
         &self,
-        la: &OdsCode,
-        seq: u64,
+        delivery: &PendingDelivery,
         outcome: DeliveryOutcome,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
+    /// Pending and failed webhook deliveries and the age of the oldest pending one.
+    async fn delivery_backlog(&self) -> StoreResult<DeliveryBacklog>;
+    /// Each region's feed head (its highest sequence number; 0 for an empty feed).
+    async fn feed_heads(&self) -> StoreResult<Vec<(Region, u64)>>;
+    /// Migrations this binary knows that the database has not applied (the store answering at all
+    /// also shows it is reachable).
+    async fn missing_migrations(&self) -> StoreResult<Vec<&'static str>>;
     /// Delivery state of one notification, for tests and the admin: (state, attempts).
     async fn delivery_state(&self, event_id: Uuid) -> StoreResult<Option<(String, u32)>>;
 

@@ -22,10 +22,10 @@ use zeroize::Zeroizing;
 use super::migrations::POSTGRES;
 use super::sqlite::feed_op_name;
 use super::{
-    flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, EventIntake, FeedSlice,
-    FhirClientRecord, Ingested, LaRecord, LaUploadOutcome, LaUploadRecord, LiveLookup, LiveSearch,
-    NewDevice, NewEnrolment, NewLaUpload, PendingDelivery, RegionRecord, Store, StoreError,
-    StoreResult, StoredKeys, UploadOps, UserRecord, WebhookChange,
+    flag_key, la_key, DeliveryBacklog, DeliveryOutcome, DeviceRecord, EnrolRefusal, EventIntake,
+    FeedSlice, FhirClientRecord, Ingested, LaRecord, LaUploadOutcome, LaUploadRecord, LiveLookup,
+    LiveSearch, NewDevice, NewEnrolment, NewLaUpload, PendingDelivery, RegionRecord, Store,
+    StoreError, StoreResult, StoredKeys, UploadOps, UserRecord, WebhookChange,
 };
 
 const POOL_SIZE: usize = 16;
@@ -978,15 +978,21 @@ impl Store for PostgresStore {
         Ok(n > 0)
     }
 
-    async fn touch_device(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn touch_device(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        unless_since: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let client = self.client().await?;
-        client
+        let n = client
             .execute(
-                "UPDATE devices SET last_seen = $1 WHERE device_id = $2",
-                &[&now, &id],
+                "UPDATE devices SET last_seen = $1
+                 WHERE device_id = $2 AND (last_seen IS NULL OR last_seen < $3)",
+                &[&now, &id, &unless_since],
             )
             .await?;
-        Ok(())
+        Ok(n > 0)
     }
 
     async fn create_challenge(
@@ -1597,41 +1603,58 @@ impl Store for PostgresStore {
             .get::<_, i64>(0) as u64)
     }
 
-    async fn due_deliveries(
+    async fn claim_deliveries(
         &self,
         now: DateTime<Utc>,
+        claim_until: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<PendingDelivery>> {
         let client = self.client().await?;
+        let claim = Uuid::new_v4();
+        // Rows another instance is claiming at this moment are skipped, not waited for; rows it
+        // claimed earlier are skipped until their claim lapses.
         let rows = client
             .query(
-                "SELECT n.la_ods, n.seq, n.attempts, l.webhook_url, n.payload_json
-                 FROM notifications n JOIN local_authorities l ON l.ods = n.la_ods
-                 WHERE n.delivery_state = 'pending' AND l.webhook_url IS NOT NULL
-                   AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= $1)
-                 ORDER BY n.created_at LIMIT $2",
-                &[&now, &i64::from(limit)],
+                "WITH due AS (
+                   SELECT n.la_ods, n.seq, l.webhook_url
+                   FROM notifications n JOIN local_authorities l ON l.ods = n.la_ods
+                   WHERE n.delivery_state = 'pending' AND l.webhook_url IS NOT NULL
+                     AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= $1)
+                     AND (n.claimed_until IS NULL OR n.claimed_until <= $1)
+                   ORDER BY n.created_at, n.la_ods, n.seq LIMIT $2
+                   FOR UPDATE OF n SKIP LOCKED)
+                 UPDATE notifications n SET claim_id = $3, claimed_until = $4
+                 FROM due WHERE n.la_ods = due.la_ods AND n.seq = due.seq
+                 RETURNING n.la_ods, n.seq, n.attempts, due.webhook_url, n.payload_json, n.created_at",
+                &[&now, &i64::from(limit), &claim, &claim_until],
             )
             .await?;
-        rows.iter()
+        let mut out = rows
+            .iter()
             .map(|r| {
-                Ok(PendingDelivery {
-                    la: OdsCode::parse(r.get::<_, &str>(0)).map_err(corrupt)?,
-                    seq: r.get::<_, i64>(1) as u64,
-                    attempts: r.get::<_, i32>(2) as u32,
-                    webhook_url: r.get(3),
-                    notification: serde_json::from_str(r.get::<_, &str>(4))?,
-                })
+                Ok((
+                    r.get::<_, DateTime<Utc>>(5),
+                    PendingDelivery {
+                        la: OdsCode::parse(r.get::<_, &str>(0)).map_err(corrupt)?,
+                        seq: r.get::<_, i64>(1) as u64,
+                        attempts: r.get::<_, i32>(2) as u32,
+                        webhook_url: r.get(3),
+                        notification: serde_json::from_str(r.get::<_, &str>(4))?,
+                        claim,
+                        claimed_until: claim_until,
+                    },
+                ))
             })
-            .collect()
+            .collect::<StoreResult<Vec<_>>>()?;
+        out.sort_by(|a, b| (a.0, &a.1.la, a.1.seq).cmp(&(b.0, &b.1.la, b.1.seq)));
+        Ok(out.into_iter().map(|(_, d)| d).collect())
     }
 
     async fn record_delivery(
         &self,
-        la: &OdsCode,
-        seq: u64,
+        delivery: &PendingDelivery,
         outcome: DeliveryOutcome,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         let client = self.client().await?;
         let (state, attempts, next, delivered, error): (
             &str,
@@ -1656,14 +1679,78 @@ impl Store for PostgresStore {
                 ("failed", Some(attempts as i32), None, None, Some(error))
             }
         };
-        client
+        let n = client
             .execute(
                 "UPDATE notifications SET delivery_state = $1, attempts = COALESCE($2, attempts + 1),
-                   next_attempt_at = $3, delivered_at = $4, last_error = $5 WHERE la_ods = $6 AND seq = $7",
-                &[&state, &attempts, &next, &delivered, &error, &la.as_str(), &(seq as i64)],
+                   next_attempt_at = $3, delivered_at = $4, last_error = $5,
+                   claim_id = NULL, claimed_until = NULL
+                 WHERE la_ods = $6 AND seq = $7 AND claim_id = $8 AND delivery_state = 'pending'",
+                &[
+                    &state,
+                    &attempts,
+                    &next,
+                    &delivered,
+                    &error,
+                    &delivery.la.as_str(),
+                    &(delivery.seq as i64),
+                    &delivery.claim,
+                ],
             )
             .await?;
-        Ok(())
+        Ok(n > 0)
+    }
+
+    async fn delivery_backlog(&self) -> StoreResult<DeliveryBacklog> {
+        let client = self.client().await?;
+        let r = client
+            .query_one(
+                "SELECT COUNT(*) FILTER (WHERE n.delivery_state = 'pending'),
+                        COUNT(*) FILTER (WHERE n.delivery_state = 'failed'),
+                        MIN(n.created_at) FILTER (WHERE n.delivery_state = 'pending')
+                 FROM notifications n JOIN local_authorities l ON l.ods = n.la_ods
+                 WHERE n.delivery_state IN ('pending', 'failed') AND l.webhook_url IS NOT NULL",
+                &[],
+            )
+            .await?;
+        Ok(DeliveryBacklog {
+            pending: r.get::<_, i64>(0) as u64,
+            failed: r.get::<_, i64>(1) as u64,
+            oldest_pending: r.get(2),
+        })
+    }
+
+    async fn feed_heads(&self) -> StoreResult<Vec<(Region, u64)>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT r.name, COALESCE((SELECT MAX(f.seq) FROM region_feed f WHERE f.region = r.name), 0)
+                 FROM regions r ORDER BY r.name",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    Region::parse(r.get::<_, &str>(0)).map_err(corrupt)?,
+                    r.get::<_, i64>(1) as u64,
+                ))
+            })
+            .collect()
+    }
+
+    async fn missing_migrations(&self) -> StoreResult<Vec<&'static str>> {
+        let client = self.client().await?;
+        let applied: HashSet<String> = client
+            .query("SELECT name FROM schema_migrations", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(POSTGRES
+            .iter()
+            .map(|m| m.name)
+            .filter(|n| !applied.contains(*n))
+            .collect())
     }
 
     async fn delivery_state(&self, event_id: Uuid) -> StoreResult<Option<(String, u32)>> {

@@ -1,7 +1,7 @@
 //! The embedded SQLite store: one file, WAL, one writer connection behind a mutex (SQLite allows one
 //! writer at a time anyway) and a small pool of readers. Blocking calls run on tokio's blocking pool.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,10 +17,10 @@ use zeroize::Zeroizing;
 
 use super::migrations::{Migration, SQLITE};
 use super::{
-    flag_key, la_key, DeliveryOutcome, DeviceRecord, EnrolRefusal, EventIntake, FeedSlice,
-    FhirClientRecord, Ingested, LaRecord, LaUploadOutcome, LaUploadRecord, LiveLookup, LiveSearch,
-    NewDevice, NewEnrolment, NewLaUpload, PendingDelivery, RegionRecord, Store, StoreError,
-    StoreResult, StoredKeys, UploadOps, UserRecord, WebhookChange,
+    flag_key, la_key, DeliveryBacklog, DeliveryOutcome, DeviceRecord, EnrolRefusal, EventIntake,
+    FeedSlice, FhirClientRecord, Ingested, LaRecord, LaUploadOutcome, LaUploadRecord, LiveLookup,
+    LiveSearch, NewDevice, NewEnrolment, NewLaUpload, PendingDelivery, RegionRecord, Store,
+    StoreError, StoreResult, StoredKeys, UploadOps, UserRecord, WebhookChange,
 };
 
 const READERS: usize = 4;
@@ -50,7 +50,7 @@ fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-fn open_connection(path: &Path) -> StoreResult<Connection> {
+pub(crate) fn open_connection(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -59,7 +59,7 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
     Ok(conn)
 }
 
-fn migrate(conn: &mut Connection, migrations: &[Migration]) -> StoreResult<()> {
+pub(crate) fn migrate(conn: &mut Connection, migrations: &[Migration]) -> StoreResult<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             name TEXT PRIMARY KEY, sha256 TEXT NOT NULL, applied_at TEXT NOT NULL)",
@@ -963,13 +963,19 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn touch_device(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn touch_device(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        unless_since: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         self.write(move |tx| {
-            tx.execute(
-                "UPDATE devices SET last_seen = ?1 WHERE device_id = ?2",
-                params![ts(now), id.to_string()],
+            let n = tx.execute(
+                "UPDATE devices SET last_seen = ?1
+                 WHERE device_id = ?2 AND (last_seen IS NULL OR last_seen < ?3)",
+                params![ts(now), id.to_string(), ts(unless_since)],
             )?;
-            Ok(())
+            Ok(n > 0)
         })
         .await
     }
@@ -1667,37 +1673,62 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn due_deliveries(
+    async fn claim_deliveries(
         &self,
         now: DateTime<Utc>,
+        claim_until: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<PendingDelivery>> {
-        self.read(move |tx| {
+        self.write(move |tx| {
+            let claim = Uuid::new_v4();
+            // One statement under the write lock: whichever instance (or process) runs it first
+            // takes the rows, the next sees them claimed until the claim lapses.
             let mut stmt = tx.prepare_cached(
-                "SELECT n.la_ods, n.seq, n.attempts, l.webhook_url, n.payload_json
-                 FROM notifications n JOIN local_authorities l ON l.ods = n.la_ods
-                 WHERE n.delivery_state = 'pending' AND l.webhook_url IS NOT NULL
-                   AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= ?1)
-                 ORDER BY n.created_at LIMIT ?2",
+                "UPDATE notifications SET claim_id = ?1, claimed_until = ?2
+                 WHERE rowid IN (
+                   SELECT n.rowid FROM notifications n JOIN local_authorities l ON l.ods = n.la_ods
+                   WHERE n.delivery_state = 'pending' AND l.webhook_url IS NOT NULL
+                     AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= ?3)
+                     AND (n.claimed_until IS NULL OR n.claimed_until <= ?3)
+                   ORDER BY n.created_at, n.la_ods, n.seq LIMIT ?4)
+                 RETURNING la_ods, seq, attempts, payload_json, created_at",
             )?;
-            let rows = stmt.query_map(params![ts(now), limit], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, u32>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })?;
-            let mut out = Vec::new();
+            let rows = stmt.query_map(
+                params![claim.to_string(), ts(claim_until), ts(now), limit],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, u32>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                },
+            )?;
+            let mut claimed = Vec::new();
             for row in rows {
-                let (la, seq, attempts, webhook_url, json) = row?;
+                claimed.push(row?);
+            }
+            claimed.sort_by(|a, b| (&a.4, &a.0, a.1).cmp(&(&b.4, &b.0, b.1)));
+            let mut hooks: HashMap<String, String> = HashMap::new();
+            let mut out = Vec::with_capacity(claimed.len());
+            for (la, seq, attempts, json, _) in claimed {
+                if !hooks.contains_key(&la) {
+                    let url: Option<String> = tx.query_row(
+                        "SELECT webhook_url FROM local_authorities WHERE ods = ?1",
+                        [&la],
+                        |r| r.get(0),
+                    )?;
+                    hooks.insert(la.clone(), url.unwrap_or_default());
+                }
                 out.push(PendingDelivery {
+                    webhook_url: hooks[&la].clone(),
                     la: OdsCode::parse(&la).map_err(corrupt)?,
                     seq: seq as u64,
                     attempts,
-                    webhook_url,
                     notification: serde_json::from_str(&json)?,
+                    claim,
+                    claimed_until: claim_until,
                 });
             }
             Ok(out)
@@ -1707,11 +1738,10 @@ impl Store for SqliteStore {
 
     async fn record_delivery(
         &self,
-        la: &OdsCode,
-        seq: u64,
+        delivery: &PendingDelivery,
         outcome: DeliveryOutcome,
-    ) -> StoreResult<()> {
-        let la = la.clone();
+    ) -> StoreResult<bool> {
+        let (la, seq, claim) = (delivery.la.clone(), delivery.seq, delivery.claim);
         self.write(move |tx| {
             let (state, attempts, next, delivered, error) = match outcome {
                 DeliveryOutcome::Delivered { at } => ("delivered", None, None, Some(ts(at)), None),
@@ -1720,12 +1750,66 @@ impl Store for SqliteStore {
                 }
                 DeliveryOutcome::GaveUp { attempts, error } => ("failed", Some(attempts), None, None, Some(error)),
             };
-            tx.execute(
+            let n = tx.execute(
                 "UPDATE notifications SET delivery_state = ?1, attempts = COALESCE(?2, attempts + 1),
-                   next_attempt_at = ?3, delivered_at = ?4, last_error = ?5 WHERE la_ods = ?6 AND seq = ?7",
-                params![state, attempts, next, delivered, error, la.as_str(), seq as i64],
+                   next_attempt_at = ?3, delivered_at = ?4, last_error = ?5,
+                   claim_id = NULL, claimed_until = NULL
+                 WHERE la_ods = ?6 AND seq = ?7 AND claim_id = ?8 AND delivery_state = 'pending'",
+                params![state, attempts, next, delivered, error, la.as_str(), seq as i64, claim.to_string()],
             )?;
-            Ok(())
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delivery_backlog(&self) -> StoreResult<DeliveryBacklog> {
+        self.read(|tx| {
+            let (pending, failed, oldest): (i64, i64, Option<String>) = tx.query_row(
+                "SELECT COALESCE(SUM(n.delivery_state = 'pending'), 0),
+                        COALESCE(SUM(n.delivery_state = 'failed'), 0),
+                        MIN(CASE WHEN n.delivery_state = 'pending' THEN n.created_at END)
+                 FROM notifications n JOIN local_authorities l ON l.ods = n.la_ods
+                 WHERE n.delivery_state IN ('pending', 'failed') AND l.webhook_url IS NOT NULL",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            Ok(DeliveryBacklog {
+                pending: pending as u64,
+                failed: failed as u64,
+                oldest_pending: opt_ts(oldest)?,
+            })
+        })
+        .await
+    }
+
+    async fn feed_heads(&self) -> StoreResult<Vec<(Region, u64)>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT r.name, COALESCE((SELECT MAX(f.seq) FROM region_feed f WHERE f.region = r.name), 0)
+                 FROM regions r ORDER BY r.name",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (name, head) = row?;
+                out.push((Region::parse(&name).map_err(corrupt)?, head as u64));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn missing_migrations(&self) -> StoreResult<Vec<&'static str>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached("SELECT name FROM schema_migrations")?;
+            let applied: HashSet<String> = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(SQLITE
+                .iter()
+                .map(|m| m.name)
+                .filter(|n| !applied.contains(*n))
+                .collect())
         })
         .await
     }

@@ -165,6 +165,11 @@ impl TestCentral {
         })
     }
 
+    /// The PostgreSQL schema this test's central uses (None on SQLite).
+    pub fn schema_name(&self) -> Option<String> {
+        self._pg.as_ref().map(|s| s.name.clone())
+    }
+
     pub fn central(&self) -> &Central {
         &self.running.as_ref().expect("running").central
     }
