@@ -15,6 +15,7 @@ const COMMANDS: &[&str] = &[
     "choose_candidate",
     "none_of_these",
     "sync_now",
+    "emergency_numbers",
 ];
 
 fn run(cmd: &mut Command) -> bool {

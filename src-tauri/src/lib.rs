@@ -84,6 +84,7 @@ pub fn run() {
             commands::choose_candidate,
             commands::none_of_these,
             commands::sync_now,
+            commands::emergency_numbers,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"))
         .expect("the CP-IS Field window could not start");

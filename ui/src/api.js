@@ -35,6 +35,8 @@ export const api = {
   chooseCandidate: (searchId, candidate) => call('choose_candidate', { searchId, candidate }),
   noneOfThese: (searchId) => call('none_of_these', { searchId }),
   syncNow: () => call('sync_now'),
+  // Needs no sign-in: the locked screens list the region's duty numbers.
+  emergencyNumbers: () => call('emergency_numbers'),
 };
 
 /**

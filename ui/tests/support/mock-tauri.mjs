@@ -46,6 +46,10 @@ export function installMock(scenario) {
     choose_candidate: ({ candidate }) => scenario.chosen[candidate] ?? fail('invalid_input', { message: 'candidate: choose a number from 1 to 3' }),
     none_of_these: () => scenario.noneOfThese,
     open_alert: ({ checkId }) => scenario.opened[checkId] ?? fail('invalid_input', { message: 'unknown check' }),
+    // No sign-in needed: the engine reads the signed copy kept beside the locked cache.
+    emergency_numbers: () => (scenario.emergencyNumbersError
+      ? fail(scenario.emergencyNumbersError.code, scenario.emergencyNumbersError)
+      : scenario.emergencyNumbers),
     sync_now: () => new Promise((resolve, reject) => { pendingSync = { resolve, reject }; }),
     'plugin:event|listen': ({ event, handler }) => {
       const id = nextId++;
