@@ -16,6 +16,7 @@ const COMMANDS: &[&str] = &[
     "none_of_these",
     "sync_now",
     "keep_alive",
+    "emergency_numbers",
 ];
 
 fn run(cmd: &mut Command) -> bool {

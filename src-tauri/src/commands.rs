@@ -3,7 +3,9 @@
 //! own state so a check never waits behind a sync, a sign-in or another command.
 use std::sync::Arc;
 
-use cpis_device::views::{CheckView, ErrorView, SearchView, StatusView, SyncProgress, SyncSummary};
+use cpis_device::views::{
+    CheckView, EmergencyNumbersView, ErrorView, SearchView, StatusView, SyncProgress, SyncSummary,
+};
 use cpis_device::{CheckRequest, Device, SearchInput};
 use tauri::{AppHandle, Emitter, State};
 use uuid::Uuid;
@@ -137,6 +139,12 @@ pub async fn choose_candidate(
 #[tauri::command]
 pub async fn none_of_these(state: State<'_, AppState>, search_id: Uuid) -> CmdResult<SearchView> {
     state.device.none_of_these(search_id).map_err(|e| e.view())
+}
+
+/// The region's LAs and their emergency duty numbers: shown on the locked screens, so no sign-in.
+#[tauri::command]
+pub async fn emergency_numbers(state: State<'_, AppState>) -> CmdResult<EmergencyNumbersView> {
+    state.device.emergency_numbers().map_err(|e| e.view())
 }
 
 #[tauri::command]

@@ -86,6 +86,7 @@ pub fn run() {
             commands::none_of_these,
             commands::sync_now,
             commands::keep_alive,
+            commands::emergency_numbers,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"))
         .expect("the CP-IS Field window could not start");

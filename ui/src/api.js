@@ -36,6 +36,8 @@ export const api = {
   noneOfThese: (searchId) => call('none_of_these', { searchId }),
   syncNow: () => call('sync_now'),
   keepAlive: () => call('keep_alive'),
+  // Needs no sign-in: the locked screens list the region's duty numbers.
+  emergencyNumbers: () => call('emergency_numbers'),
 };
 
 /**

@@ -4,11 +4,11 @@
 
 import { api, onSyncProgress } from './api.js';
 import {
-  APPEARANCES, APPEARANCE_KEY, DEFAULT_IDLE_TIMEOUT_MS, FOUND_HEADLINE, INVALID_HEADLINE, LOCKED_ACTION,
+  APPEARANCES, APPEARANCE_KEY, DEFAULT_IDLE_TIMEOUT_MS, EMERGENCY_NUMBERS_HEADING, FOUND_HEADLINE, INVALID_HEADLINE, LOCKED_ACTION,
   LOCKED_HEADLINE, MISS_HEADLINE, REFERRAL_REMINDER, SEARCH_CAVEATS, SEARCH_CONFIRM_HINT, SEARCH_FOUND_NOTE,
   SEARCH_HEADLINE, SEARCH_MISS_HEADLINE, SEARCH_POSSIBLE_HEADLINE, SEARCH_TOO_MANY_HEADLINE, agoWording, composeDob,
   searchErrorField, appearanceChoice, caveatsFor, createIdleTimer, IDLE_WARNING_MS,
-  dataAgeWording, errorWording, formatDate, formatDateTime, formatNhs, humanDuration, initialState, nhsDigits,
+  dataAgeWording, emergencyAsOfWording, emergencyCountWording, errorWording, filterEmergencyNumbers, formatDate, formatDateTime, formatNhs, humanDuration, initialState, nhsDigits,
   nhsFieldMessage, notificationWording, openAlertWording, planEndWording, planKindWording, planStatusWording,
   settingWording, staleWarning, stripSourceAndAge, syncAnnouncement, syncFraction, syncProgressWording,
   syncSummaryWording, telHref, transition, validateNhs,
@@ -124,6 +124,75 @@ function emergencyCard(title, id, ...body) {
         h('span', { role: 'text' }, h('span', { class: 'nhsuk-u-visually-hidden' }, 'Immediate action required: '), title)),
       h('span', { class: 'nhsuk-card--care__arrow', 'aria-hidden': 'true' })),
     h('div', { class: 'nhsuk-card__content' }, ...body));
+}
+
+// --- Emergency numbers: the region's LAs, readable while the copy is locked ----------------------
+
+// What the clinician typed to find an LA: kept across redraws of the locked screens.
+let emergencyQuery = '';
+
+/** The region's LAs with their duty numbers, searchable; filled in once the engine answers. */
+function emergencyNumbersSection() {
+  const section = h('section', { id: 'emergency-numbers', class: 'cpis-emergency-numbers', 'aria-labelledby': 'en-heading' },
+    h('h2', { id: 'en-heading', class: 'nhsuk-heading-m' }, EMERGENCY_NUMBERS_HEADING),
+    h('p', { class: 'nhsuk-body', id: 'en-as-of' }, 'Reading this device’s emergency numbers…'),
+    h('div', { id: 'en-body' }));
+  fillEmergencyNumbers(section);
+  return section;
+}
+
+async function fillEmergencyNumbers(section) {
+  let view = null;
+  let failure = null;
+  try {
+    view = await api.emergencyNumbers();
+  } catch (err) {
+    failure = err;
+  }
+  // The screen may have moved on while the engine answered.
+  if (!section.isConnected) return;
+  const asOf = section.querySelector('#en-as-of');
+  const body = section.querySelector('#en-body');
+  if (failure) {
+    asOf.replaceChildren(h('strong', { id: 'en-error' }, errorWording(failure)));
+    body.replaceChildren();
+    return;
+  }
+  asOf.textContent = emergencyAsOfWording(view);
+  const las = view.local_authorities || [];
+  if (!las.length) {
+    body.replaceChildren();
+    return;
+  }
+  const list = h('ul', { class: 'nhsuk-list cpis-en-list', id: 'en-list' }, las.map((la) => h('li', { class: 'cpis-en-item', 'data-ods': la.ods },
+    h('h3', { class: 'nhsuk-heading-s cpis-en-name' }, `${la.name} (${la.ods})`),
+    h('p', { class: 'nhsuk-body cpis-en-line' }, 'Emergency duty team: ',
+      h('a', { href: telHref(la.emergency_phone), class: 'cpis-tel', id: `en-call-${la.ods}` },
+        h('span', { class: 'nhsuk-u-visually-hidden' }, `Call ${la.name} emergency duty team on `), la.emergency_phone)),
+    la.office_phone
+      ? h('p', { class: 'nhsuk-body cpis-en-line' }, 'Office hours: ',
+        h('a', { href: telHref(la.office_phone), class: 'cpis-tel', id: `en-office-${la.ods}` },
+          h('span', { class: 'nhsuk-u-visually-hidden' }, `Call ${la.name} in office hours on `), la.office_phone))
+      : null)));
+  const count = h('p', { class: 'nhsuk-body', id: 'en-count', 'aria-live': 'polite' });
+  const input = h('input', {
+    class: 'nhsuk-input nhsuk-input--width-20', id: 'en-filter', name: 'en-filter', type: 'search', autocomplete: 'off',
+    spellcheck: 'false', autocapitalize: 'none', 'aria-describedby': 'en-filter-hint', 'aria-controls': 'en-list', value: emergencyQuery,
+  });
+  const apply = () => {
+    emergencyQuery = input.value;
+    const shown = new Set(filterEmergencyNumbers(las, input.value).map((la) => la.ods));
+    for (const li of list.children) li.hidden = !shown.has(li.dataset.ods);
+    count.textContent = emergencyCountWording(shown.size, las.length, input.value);
+  };
+  input.addEventListener('input', apply);
+  body.replaceChildren(
+    h('div', { class: 'nhsuk-form-group' },
+      h('label', { class: 'nhsuk-label', for: 'en-filter' }, 'Find a local authority'),
+      h('div', { class: 'nhsuk-hint', id: 'en-filter-hint' }, 'Type part of its name or its ODS code'),
+      input),
+    count, list);
+  apply();
 }
 
 let spoken = [];
@@ -266,15 +335,21 @@ function renderSignIn() {
   const err = state.error;
   const s = state.status || {};
   const where = [s.org_name, settingWording(s.setting)].filter(Boolean).join(', ');
+  // Past the lease, or after too many wrong PINs, signing in here cannot open the copy: the numbers
+  // to phone come first. Otherwise they follow the form, for anyone who cannot sign in.
+  const locked = ['lease_expired', 'locked_out'].includes(err?.code);
   return [
     err ? errorSummary(errorWording(err), err.code === 'wrong_pin' ? 'pin' : 'user-id') : null,
     heading('Sign in'),
     state.notice ? h('div', { class: 'nhsuk-inset-text', id: 'notice' }, h('span', { class: 'nhsuk-u-visually-hidden' }, 'Information: '), h('p', {}, state.notice)) : null,
     where ? h('p', { class: 'nhsuk-body' }, `This device: ${where}`) : null,
+    locked ? h('p', { class: 'cpis-strong', id: 'locked-action' }, LOCKED_ACTION) : null,
+    locked ? emergencyNumbersSection() : null,
     h('form', { id: 'sign-in-form', novalidate: true, onsubmit: onSignIn },
       field({ id: 'user-id', label: 'User ID', width: 'nhsuk-input--width-20', value: state.lastUserId ?? '', extra: { autocomplete: 'username' } }),
       field({ id: 'pin', label: 'PIN', type: 'password', inputmode: 'numeric', width: 'nhsuk-input--width-10', extra: { autocomplete: 'current-password' } }),
       button('Sign in', { type: 'submit', id: 'sign-in-submit' })),
+    locked ? null : emergencyNumbersSection(),
   ].filter(Boolean);
 }
 
@@ -430,6 +505,7 @@ function renderResult() {
       emergencyCard(LOCKED_HEADLINE, 'locked-card',
         view.reason ? h('p', { id: 'locked-reason' }, view.reason) : null,
         h('p', { class: 'cpis-strong', id: 'locked-action' }, LOCKED_ACTION)),
+      emergencyNumbersSection(),
       dataAgeLine(view), againButton()].filter(Boolean);
   }
   if (view.outcome === 'no_record') {
@@ -698,6 +774,7 @@ function renderSearchResult() {
       emergencyCard(LOCKED_HEADLINE, 'locked-card',
         v.reason ? h('p', { id: 'locked-reason' }, v.reason) : null,
         h('p', { class: 'cpis-strong', id: 'locked-action' }, LOCKED_ACTION)),
+      emergencyNumbersSection(),
       dataAgeLine(v), searchAgainButton()].filter(Boolean);
   }
   if (v.outcome === 'possible_matches') {

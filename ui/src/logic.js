@@ -292,6 +292,40 @@ export function planStatusWording(plan) {
   return `Ended on ${formatDate(ended)}${until}`;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Emergency numbers (shown while the copy is locked)
+// ---------------------------------------------------------------------------------------------
+
+export const EMERGENCY_NUMBERS_HEADING = 'Emergency duty numbers';
+
+/**
+ * The local authorities whose name or ODS code contains `query` (any case, spaces and punctuation
+ * ignored, so "st helens" finds "St. Helens"). An empty query keeps them all, in the order given.
+ */
+export function filterEmergencyNumbers(las, query) {
+  const fold = (t) => String(t ?? '').toLowerCase().normalize('NFKD').replace(/[\u0300-\u036f]/g, '').replace(/[^a-z0-9]/g, '');
+  const q = fold(query);
+  const all = Array.isArray(las) ? las : [];
+  if (!q) return all;
+  return all.filter((la) => fold(la.name).includes(q) || fold(la.ods).includes(q));
+}
+
+/** What the list says about itself: how many are shown and, once filtered, what to do when none are. */
+export function emergencyCountWording(shown, total, query) {
+  const las = (n) => `${n} local ${n === 1 ? 'authority' : 'authorities'}`;
+  if (!String(query ?? '').trim()) return `${las(total)} in this region`;
+  if (shown === 0) return `No local authority in this region matches “${String(query).trim()}”. Clear the search to see all ${total}.`;
+  return `${shown} of ${las(total)} shown`;
+}
+
+/** The line under the heading: where the numbers come from and how old they are. */
+export function emergencyAsOfWording(view) {
+  if (!view?.generated_at) {
+    return "This device has not received its region's emergency numbers yet: they arrive the next time it connects. Until then use your trust's safeguarding pathway.";
+  }
+  return `The local authorities of this region, as sent by the central service on ${formatDateTime(view.generated_at)}. No sign-in is needed to see them.`;
+}
+
 /** Turns a phone number into a `tel:` link target (digits and a leading +). */
 export function telHref(phone) {
   const p = String(phone ?? '').trim();

@@ -316,3 +316,22 @@ test('a search answer moves to the right screen: a match is the check result, ma
   assert.equal(L.transition(signedIn, { type: 'searched', view: { outcome: 'no_match' } }).screen, 'search_result');
   assert.equal(L.screenAllowed('search', { enrolled: true, signed_in_user: null }), false, 'searching needs a signed-in person');
 });
+
+test('the emergency numbers filter by name or ODS code, ignoring case, spaces and punctuation', () => {
+  const las = [
+    { ods: '812', name: 'Northfield Borough Council' },
+    { ods: 'E815', name: 'Southmoor City Council' },
+    { ods: '813', name: 'St. Aldwyn County Council' },
+  ];
+  assert.deepEqual(L.filterEmergencyNumbers(las, '').map((l) => l.ods), ['812', 'E815', '813']);
+  assert.deepEqual(L.filterEmergencyNumbers(las, '  ').length, 3);
+  assert.deepEqual(L.filterEmergencyNumbers(las, 'st aldwyn').map((l) => l.ods), ['813']);
+  assert.deepEqual(L.filterEmergencyNumbers(las, 'e815').map((l) => l.ods), ['E815']);
+  assert.deepEqual(L.filterEmergencyNumbers(las, 'council').length, 3);
+  assert.deepEqual(L.filterEmergencyNumbers(las, 'Westerby'), []);
+  assert.equal(L.emergencyCountWording(3, 3, ''), '3 local authorities in this region');
+  assert.equal(L.emergencyCountWording(1, 3, 'st'), '1 of 3 local authorities shown');
+  assert.match(L.emergencyCountWording(0, 3, 'x'), /No local authority in this region matches “x”\. Clear the search to see all 3\./);
+  assert.match(L.emergencyAsOfWording({ generated_at: null }), /has not received/);
+  assert.match(L.emergencyAsOfWording({ generated_at: '2026-07-01T22:30:00Z' }), /1 July 2026 at 23:30 BST/);
+});

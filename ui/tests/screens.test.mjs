@@ -325,6 +325,86 @@ test('a locked copy says it cannot be opened and what to do instead', async () =
   assert.equal(await focusedId(page), 'result-heading');
 });
 
+// --- Emergency numbers while the copy is locked -------------------------------------------------
+
+const shownLas = (page) => page.locator('#en-list li:not([hidden]) h3').allInnerTexts();
+
+test('a locked copy lists the region\'s emergency duty numbers beside the instruction to phone, searchable by name or ODS code', async () => {
+  const page = await signedIn();
+  await checkNumber(page, '9990000042');
+  await page.waitForSelector('#en-list');
+  assert.equal(await text(page, '#locked-action'), "Phone the local authority emergency duty team or use your trust's safeguarding pathway");
+  assert.deepEqual(await shownLas(page), [
+    'Northfield Borough Council (synthetic) (812)', 'Southmoor City Council (synthetic) (815)', 'St. Aldwyn County Council (synthetic) (813)',
+  ]);
+  assert.equal(await page.getAttribute('#en-call-812', 'href'), 'tel:03005550101');
+  assert.equal(await page.getAttribute('#en-office-815', 'href'), 'tel:03005550404');
+  assert.equal(await page.locator('#en-office-813').count(), 0, 'no office number is made up');
+  assert.match(await text(page, '#en-call-812'), /Call Northfield Borough Council \(synthetic\) emergency duty team on 0300 555 0101/);
+  assert.match(await text(page, '#en-as-of'), /24 November 2026 at 16:30 GMT\. No sign-in is needed/);
+  assert.equal(await text(page, '#en-count'), '3 local authorities in this region');
+  await shot(page, '08b-result-locked-numbers');
+  await sweep(page, 'result, copy locked, emergency numbers');
+
+  await page.fill('#en-filter', 'st aldwyn');
+  assert.deepEqual(await shownLas(page), ['St. Aldwyn County Council (synthetic) (813)']);
+  assert.equal(await text(page, '#en-count'), '1 of 3 local authorities shown');
+  await page.fill('#en-filter', '815');
+  assert.deepEqual(await shownLas(page), ['Southmoor City Council (synthetic) (815)'], 'found by ODS code');
+  await sweep(page, 'result, copy locked, emergency numbers filtered');
+  await page.fill('#en-filter', 'Westerby');
+  assert.deepEqual(await shownLas(page), []);
+  assert.match(await text(page, '#en-count'), /No local authority in this region matches “Westerby”\. Clear the search to see all 3\./);
+  await sweep(page, 'result, copy locked, no LA matches');
+  assert.ok((await calls(page, 'emergency_numbers')).length >= 1);
+});
+
+// Whether the emergency numbers come before the sign-in form.
+const numbersFirst = (page) => page.evaluate(() => {
+  const list = document.getElementById('emergency-numbers');
+  const form = document.getElementById('sign-in-form');
+  return Boolean(list.compareDocumentPosition(form) & Node.DOCUMENT_POSITION_FOLLOWING);
+});
+
+test('sign-in past the lease puts the emergency numbers first; otherwise they follow the form', async () => {
+  let page = await app();
+  await page.waitForSelector('#sign-in-form');
+  await page.waitForSelector('#en-list');
+  assert.equal(await page.locator('#en-list li').count(), 3);
+  assert.equal(await numbersFirst(page), false, 'after the form while signing in can work');
+  await open.context.close();
+  open = null;
+
+  page = await app({ signInError: { code: 'lease_expired', message: 'lease expired' } });
+  await signIn(page);
+  await page.waitForSelector('#error-summary');
+  await page.waitForSelector('#en-list');
+  assert.match(await text(page, '#locked-action'), /Phone the local authority emergency duty team/);
+  assert.ok(await numbersFirst(page), 'the numbers come before the sign-in form');
+  await page.fill('#en-filter', 'north');
+  assert.deepEqual(await shownLas(page), ['Northfield Borough Council (synthetic) (812)']);
+  await shot(page, '02b-sign-in-lease-expired-numbers');
+  await sweep(page, 'sign in, lease expired, emergency numbers');
+});
+
+test('emergency numbers the engine cannot trust, or has not received, are not shown and it says why', async () => {
+  let page = await signedIn({
+    emergencyNumbersError: { code: 'emergency_numbers_untrusted', message: 'the emergency numbers cannot be trusted (their signature does not match); they are not shown' },
+  });
+  await checkNumber(page, '9990000042');
+  await page.waitForSelector('#en-error');
+  assert.match(await text(page, '#en-error'), /cannot be trusted.*not shown/);
+  assert.equal(await page.locator('#en-list').count(), 0);
+  await sweep(page, 'result, copy locked, emergency numbers refused');
+  await open.context.close();
+  open = null;
+
+  page = await signedIn({ emergencyNumbers: { region: 'NE', generated_at: null, local_authorities: [] } });
+  await checkNumber(page, '9990000042');
+  await page.waitForFunction(() => /has not received/.test(document.getElementById('en-as-of')?.textContent ?? ''));
+  assert.equal(await page.locator('#en-list').count(), 0);
+});
+
 test('sync now drives the progress bar from sync-progress events', async () => {
   const page = await signedIn();
   await page.click('#nav-status');
@@ -641,7 +721,7 @@ test('only the shell commands and the sync-progress listener are used', async ()
   await page.click('#open-alert');
   await page.waitForSelector('#plans');
   const used = new Set((await calls(page)).map((c) => c.cmd));
-  const allowed = new Set(['app_status', 'enrol', 'sign_in', 'sign_out', 'check_patient', 'open_alert', 'search_patient', 'choose_candidate', 'none_of_these', 'sync_now', 'keep_alive', 'plugin:event|listen']);
+  const allowed = new Set(['app_status', 'enrol', 'sign_in', 'sign_out', 'check_patient', 'open_alert', 'search_patient', 'choose_candidate', 'none_of_these', 'sync_now', 'keep_alive', 'emergency_numbers', 'plugin:event|listen']);
   for (const c of used) assert.ok(allowed.has(c), `unexpected command ${c}`);
 });
 
@@ -750,6 +830,8 @@ test('search by name: too many asks for more and shows nobody; no match and a lo
   await searchFor(page, { family: 'Locked', day: '7', month: '3', year: '2019' });
   await page.waitForSelector('#locked-card');
   assert.match(await text(page, '#locked-action'), /emergency duty team/);
+  await page.waitForSelector('#en-list');
+  assert.equal(await page.locator('#en-list li').count(), 3, 'the region\'s numbers beside it');
   await sweep(page, 'search: locked');
 
   await page.click('#search-again');

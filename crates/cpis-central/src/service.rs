@@ -17,7 +17,7 @@ use cpis_core::wire::{
     EventBatch, EventBatchResult, EventResult, EventStatus, FeedPage, Lease, LeaseRenewal,
     LiveCheckRequest, LiveCheckResponse, LiveOutcome, LiveSearchCandidate, LiveSearchRequest,
     LiveSearchResponse, LoginRequest, LoginResponse, Notification, NotificationPage, SealedEvent,
-    SignedPage, TokenRequest, TokenResponse, UploadReport,
+    SignedDirectory, SignedPage, TokenRequest, TokenResponse, UploadReport,
 };
 use cpis_core::{
     AccessEvent, Activity, CareSetting, FlagRecord, LocalAuthority, NhsNumber, OdsCode, Region,
@@ -94,6 +94,11 @@ impl CentralKeys {
 
     pub fn sign_page(&self, page: &FeedPage) -> SignedPage {
         SignedPage::sign(page, &self.signing_pkcs8)
+            .expect("the stored signing key was checked at load")
+    }
+
+    pub fn sign_directory(&self, directory: &wire::EmergencyDirectory) -> SignedDirectory {
+        SignedDirectory::sign(directory, &self.signing_pkcs8)
             .expect("the stored signing key was checked at load")
     }
 
@@ -617,6 +622,28 @@ impl Central {
         ))
         .expect("a feed page serialises");
         format!("W/\"{}\"", hex::encode(&hazmat::sha256(&content)[..16]))
+    }
+
+    /// The device's region's local authorities with their public numbers, signed: what the device
+    /// shows when its copy cannot be opened. Needs only the device, not a signed-in user.
+    pub async fn emergency_numbers(
+        &self,
+        device: &DeviceRecord,
+    ) -> Result<SignedDirectory, ApiFailure> {
+        let mut local_authorities: Vec<wire::EmergencyContact> = self
+            .store
+            .local_authorities()
+            .await?
+            .iter()
+            .filter(|r| r.la.region == device.region)
+            .map(|r| wire::EmergencyContact::from(&r.la))
+            .collect();
+        local_authorities.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.ods.cmp(&b.ods)));
+        Ok(self.keys.sign_directory(&wire::EmergencyDirectory {
+            region: device.region.clone(),
+            generated_at: Utc::now(),
+            local_authorities,
+        }))
     }
 
     // ---- access events ----

@@ -29,6 +29,7 @@ fn device_endpoints(
         ),
         ("POST", "/v1/lease".into(), json!({})),
         ("GET", "/v1/feed?after=0".into(), json!(null)),
+        ("GET", "/v1/emergency-numbers".into(), json!(null)),
         (
             "POST",
             "/v1/events".into(),

@@ -38,6 +38,7 @@ on_both_stores!(
     expiry_turns_ended_records_into_removals,
     a_live_answer_is_as_old_as_its_las_last_accepted_upload,
     a_name_search_runs_over_the_whole_register_in_tiers_and_is_kept_in_the_lookup_trail,
+    the_emergency_numbers_need_a_device_token_and_give_only_that_devices_region_signed,
 );
 
 async fn notifications(c: &TestCentral, la_token: &str, after: u64) -> NotificationPage {
@@ -1541,5 +1542,97 @@ async fn a_name_search_runs_over_the_whole_register_in_tiers_and_is_kept_in_the_
         .await
         .unwrap();
     assert_eq!(html.matches("Found by name and date of birth").count(), 1);
+    c.shutdown().await;
+}
+
+async fn the_emergency_numbers_need_a_device_token_and_give_only_that_devices_region_signed(
+    c: TestCentral,
+) {
+    c.add_la("L002", "north").await;
+    c.add_la("L001", "north").await;
+    c.add_la("L009", "south").await;
+    let la_token = c.la_token("L001").await;
+    let north = c.device("north", "RX1", CareSetting::Ambulance).await;
+    let south = c.device("south", "RX2", CareSetting::Ambulance).await;
+
+    // No credentials, an LA's token or a forged one: refused. No user sign-in is needed.
+    let url = format!("{}/v1/emergency-numbers", c.url);
+    refused(c.http.get(&url).send().await.unwrap(), 401).await;
+    refused(
+        c.http
+            .get(&url)
+            .bearer_auth(&la_token)
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+    refused(
+        c.http
+            .get(&url)
+            .bearer_auth("forged-token-forged-token")
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+
+    let r = north.get("/v1/emergency-numbers?region=south").await;
+    assert_eq!(r.status(), 200);
+    let signed: wire::SignedDirectory = r.json().await.unwrap();
+    let directory = signed.verify(&north.central_signing).unwrap();
+    assert_eq!(directory.region, Region::parse("north").unwrap());
+    let listed: Vec<_> = directory
+        .local_authorities
+        .iter()
+        .map(|la| {
+            (
+                la.ods.as_str(),
+                la.emergency_phone.as_str(),
+                la.office_phone.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("L001", "0300 555 0100", Some("0300 555 0101")),
+            ("L002", "0300 555 0100", Some("0300 555 0101")),
+        ],
+        "the device's region only, in name order"
+    );
+    // Signed for what it is: a directory does not pass as a feed page.
+    let as_page = wire::SignedPage {
+        body: signed.body.clone(),
+        signature: signed.signature.clone(),
+    };
+    assert!(as_page.verify(&north.central_signing).is_err());
+
+    let signed: wire::SignedDirectory = south
+        .get("/v1/emergency-numbers")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let directory = signed.verify(&south.central_signing).unwrap();
+    assert_eq!(
+        directory
+            .local_authorities
+            .iter()
+            .map(|la| la.ods.as_str())
+            .collect::<Vec<_>>(),
+        ["L009"]
+    );
+
+    // A revoked device is refused like everywhere else.
+    assert!(c.store.revoke_device(south.id, Utc::now()).await.unwrap());
+    assert_eq!(
+        refused(south.get("/v1/emergency-numbers").await, 403)
+            .await
+            .error,
+        "device_revoked"
+    );
     c.shutdown().await;
 }

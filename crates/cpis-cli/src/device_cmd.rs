@@ -121,6 +121,15 @@ enum DeviceCommand {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// The region's local authorities and their emergency duty and office numbers, as last received
+    /// from the central and checked against its signature. Needs no sign-in and no connection.
+    EmergencyNumbers {
+        /// Only the LAs whose name or ODS code contains this (any case).
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Cached flags, cursor, last sync, data age, queued events, dead letters, lease, online or not.
     Status {
         #[arg(long)]
@@ -329,6 +338,33 @@ fn print_search(v: &SearchView) {
     }
 }
 
+fn print_emergency_numbers(v: &cpis_device::views::EmergencyNumbersView) {
+    let Some(at) = v.generated_at else {
+        println!("This device has not received its region's emergency numbers yet: they arrive with the next sync.");
+        return;
+    };
+    println!(
+        "Emergency duty numbers for region {} (as of {}):",
+        v.region.as_deref().unwrap_or("?"),
+        cpis_core::ukdate::uk_time_text(at)
+    );
+    if v.local_authorities.is_empty() {
+        println!("  none match");
+    }
+    for la in &v.local_authorities {
+        match &la.office_phone {
+            Some(office) => println!(
+                "  {} ({}): emergency duty {}; office hours {office}",
+                la.name, la.ods, la.emergency_phone
+            ),
+            None => println!(
+                "  {} ({}): emergency duty {}",
+                la.name, la.ods, la.emergency_phone
+            ),
+        }
+    }
+}
+
 pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -515,6 +551,20 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
                 }
                 sync.abort();
                 door.shutdown().await;
+                Ok(ExitCode::SUCCESS)
+            }
+            DeviceCommand::EmergencyNumbers { filter, json } => {
+                let mut view = match device.emergency_numbers() {
+                    Ok(v) => v,
+                    Err(e) => {
+                        if json { print_json(&e.view())? } else { eprintln!("error: {e}") }
+                        return Ok(ExitCode::from(2));
+                    }
+                };
+                if let Some(f) = filter.map(|f| f.trim().to_lowercase()).filter(|f| !f.is_empty()) {
+                    view.local_authorities.retain(|la| la.name.to_lowercase().contains(&f) || la.ods.to_lowercase().contains(&f));
+                }
+                if json { print_json(&view)? } else { print_emergency_numbers(&view) }
                 Ok(ExitCode::SUCCESS)
             }
             DeviceCommand::Status { json } => {

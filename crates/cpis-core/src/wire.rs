@@ -9,6 +9,7 @@
 //! - `POST /v1/login` `LoginRequest` -> `LoginResponse` (device token; user id and PIN)
 //! - `POST /v1/lease` (no body) -> `LeaseRenewal` (device token; extends the lease without the lease key)
 //! - `GET  /v1/feed?after=N&limit=M` -> `SignedPage` (device token; the device's own region only)
+//! - `GET  /v1/emergency-numbers` -> `SignedDirectory` (device token, no user; the device's own region)
 //! - `POST /v1/events` `EventBatch` -> `EventBatchResult` (device token; idempotent on event id)
 //! - `POST /v1/check` `LiveCheckRequest` -> `LiveCheckResponse` (device token)
 //! - `POST /v1/search` `LiveSearchRequest` -> `LiveSearchResponse` (device token)
@@ -206,29 +207,124 @@ pub enum PageError {
 
 impl SignedPage {
     pub fn sign(page: &FeedPage, signing_pkcs8: &[u8]) -> Result<Self, CryptoError> {
-        let body = serde_json::to_vec(page).expect("a page always serialises");
-        let mut message = PAGE_CONTEXT.to_vec();
-        message.extend_from_slice(&body);
-        let signature = hazmat::ed25519_sign(signing_pkcs8, &message)?;
-        Ok(Self {
-            body: B64.encode(body),
-            signature: B64.encode(signature),
-        })
+        let (body, signature) = sign_json(PAGE_CONTEXT, page, signing_pkcs8)?;
+        Ok(Self { body, signature })
     }
 
     /// Verifies the signature against the pinned key, then decodes. Nothing is decoded before it verifies.
     pub fn verify(&self, pinned_public: &[u8]) -> Result<FeedPage, PageError> {
-        let body = B64
-            .decode(&self.body)
-            .map_err(|e| PageError::Malformed(e.to_string()))?;
-        let signature = B64
-            .decode(&self.signature)
-            .map_err(|e| PageError::Malformed(e.to_string()))?;
-        let mut message = PAGE_CONTEXT.to_vec();
-        message.extend_from_slice(&body);
-        hazmat::ed25519_verify(pinned_public, &message, &signature)
-            .map_err(|_| PageError::BadSignature)?;
-        serde_json::from_slice(&body).map_err(|e| PageError::Malformed(e.to_string()))
+        verify_json(PAGE_CONTEXT, &self.body, &self.signature, pinned_public).map_err(|e| match e {
+            Unverified::Malformed(m) => PageError::Malformed(m),
+            Unverified::BadSignature => PageError::BadSignature,
+        })
+    }
+}
+
+enum Unverified {
+    Malformed(String),
+    BadSignature,
+}
+
+/// JSON of `value`, base64, and the Ed25519 signature over `context` followed by the JSON bytes.
+/// The context keeps a signature made for one kind of document from passing for another.
+fn sign_json<T: Serialize>(
+    context: &[u8],
+    value: &T,
+    signing_pkcs8: &[u8],
+) -> Result<(String, String), CryptoError> {
+    let body = serde_json::to_vec(value).expect("a wire document always serialises");
+    let mut message = context.to_vec();
+    message.extend_from_slice(&body);
+    let signature = hazmat::ed25519_sign(signing_pkcs8, &message)?;
+    Ok((B64.encode(body), B64.encode(signature)))
+}
+
+fn verify_json<T: serde::de::DeserializeOwned>(
+    context: &[u8],
+    body: &str,
+    signature: &str,
+    pinned_public: &[u8],
+) -> Result<T, Unverified> {
+    let body = B64
+        .decode(body)
+        .map_err(|e| Unverified::Malformed(e.to_string()))?;
+    let signature = B64
+        .decode(signature)
+        .map_err(|e| Unverified::Malformed(e.to_string()))?;
+    let mut message = context.to_vec();
+    message.extend_from_slice(&body);
+    hazmat::ed25519_verify(pinned_public, &message, &signature)
+        .map_err(|_| Unverified::BadSignature)?;
+    serde_json::from_slice(&body).map_err(|e| Unverified::Malformed(e.to_string()))
+}
+
+/// One local authority's public numbers: what a clinician phones when the device's copy cannot be
+/// opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyContact {
+    pub ods: OdsCode,
+    pub name: String,
+    pub emergency_phone: String,
+    pub office_phone: Option<String>,
+}
+
+impl From<&LocalAuthority> for EmergencyContact {
+    fn from(la: &LocalAuthority) -> Self {
+        Self {
+            ods: la.ods.clone(),
+            name: la.name.clone(),
+            emergency_phone: la.emergency_phone.clone(),
+            office_phone: la.office_phone.clone(),
+        }
+    }
+}
+
+/// The region's local authorities and their public numbers. Nothing in it is personal, so the
+/// device keeps it outside the PIN-locked cache: it is what a locked device can still show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyDirectory {
+    pub region: Region,
+    pub generated_at: DateTime<Utc>,
+    /// In name order.
+    pub local_authorities: Vec<EmergencyContact>,
+}
+
+/// An emergency directory as sent and as kept on the device: the exact JSON bytes, base64, and the
+/// central's Ed25519 signature over them, so a copy edited at rest is refused when read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedDirectory {
+    pub body: String,
+    pub signature: String,
+}
+
+const DIRECTORY_CONTEXT: &[u8] = b"cpis-field/emergency-numbers/v1\n";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("the emergency numbers are not valid base64 or JSON: {0}")]
+    Malformed(String),
+    #[error("the emergency numbers' signature does not match the central key pinned at enrolment: they have been altered")]
+    BadSignature,
+}
+
+impl SignedDirectory {
+    pub fn sign(directory: &EmergencyDirectory, signing_pkcs8: &[u8]) -> Result<Self, CryptoError> {
+        let (body, signature) = sign_json(DIRECTORY_CONTEXT, directory, signing_pkcs8)?;
+        Ok(Self { body, signature })
+    }
+
+    /// Verifies the signature against the pinned key, then decodes. Nothing is decoded before it verifies.
+    pub fn verify(&self, pinned_public: &[u8]) -> Result<EmergencyDirectory, DirectoryError> {
+        verify_json(
+            DIRECTORY_CONTEXT,
+            &self.body,
+            &self.signature,
+            pinned_public,
+        )
+        .map_err(|e| match e {
+            Unverified::Malformed(m) => DirectoryError::Malformed(m),
+            Unverified::BadSignature => DirectoryError::BadSignature,
+        })
     }
 }
 
@@ -531,6 +627,43 @@ mod tests {
         assert!(matches!(
             tampered.verify(&public),
             Err(PageError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn a_signed_directory_verifies_only_unchanged_and_a_page_signature_does_not_pass_for_one() {
+        let key = hazmat::ed25519_generate();
+        let public = hazmat::ed25519_public(&key).unwrap();
+        let directory = EmergencyDirectory {
+            region: Region::parse("north").unwrap(),
+            generated_at: Utc::now(),
+            local_authorities: vec![EmergencyContact {
+                ods: OdsCode::parse("X01").unwrap(),
+                name: "Testshire".into(),
+                emergency_phone: "0300 555 0100".into(),
+                office_phone: None,
+            }],
+        };
+        let signed = SignedDirectory::sign(&directory, &key).unwrap();
+        assert_eq!(signed.verify(&public).unwrap(), directory);
+
+        let edited = String::from_utf8(B64.decode(&signed.body).unwrap())
+            .unwrap()
+            .replace("0300 555 0100", "0300 555 0199");
+        let tampered = SignedDirectory {
+            body: B64.encode(edited),
+            signature: signed.signature.clone(),
+        };
+        assert!(matches!(
+            tampered.verify(&public),
+            Err(DirectoryError::BadSignature)
+        ));
+
+        // The same bytes signed as a feed page are not a directory.
+        let (body, signature) = sign_json(PAGE_CONTEXT, &directory, &key).unwrap();
+        assert!(matches!(
+            SignedDirectory { body, signature }.verify(&public),
+            Err(DirectoryError::BadSignature)
         ));
     }
 

@@ -1,5 +1,5 @@
 //! The device's HTTP client for the central: device authentication (challenge, token), sign-in and
-//! lease, the region feed, the access-event outbox, the live check and the connectivity probe. Every
+//! lease, the region feed, the emergency numbers, the access-event outbox, the live check and the connectivity probe. Every
 //! failure is classified as transient (retry later) or permanent (stop and report).
 
 use std::time::Duration;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 use cpis_core::wire::{
     self, ApiError, ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse, EventBatch,
     EventBatchResult, LiveCheckRequest, LiveCheckResponse, LiveSearchRequest, LiveSearchResponse,
-    LoginRequest, LoginResponse, SignedPage, TokenRequest, TokenResponse,
+    LoginRequest, LoginResponse, SignedDirectory, SignedPage, TokenRequest, TokenResponse,
 };
 
 /// Why a call to the central failed, in the terms the sync engine acts on.
@@ -278,6 +278,19 @@ impl CentralClient {
         let page: SignedPage = Self::decode(response).await?;
         let bytes = len.max((page.body.len() + page.signature.len()) as u64);
         Ok((page, bytes))
+    }
+
+    /// The region's local authorities and their public numbers. Returned unverified: the store
+    /// verifies before keeping.
+    pub async fn emergency_numbers(&self) -> Result<SignedDirectory, ClientError> {
+        let response = self
+            .http
+            .get(self.url("/v1/emergency-numbers"))
+            .bearer_auth(self.bearer()?)
+            .send()
+            .await
+            .map_err(Self::network)?;
+        Self::decode(response).await
     }
 
     pub async fn push_events(&self, batch: &EventBatch) -> Result<EventBatchResult, ClientError> {

@@ -1,4 +1,5 @@
-//! The device facade the app and the CLI drive: enrol, sign in, check, open an alert, sync, status.
+//! The device facade the app and the CLI drive: enrol, sign in, check, open an alert, sync, status,
+//! and the region's emergency numbers (readable without a sign-in).
 //! It owns the signed-in session (the unlocked cache keys), the central client and recent checks.
 
 use std::collections::HashMap;
@@ -146,6 +147,7 @@ impl DeviceError {
                 Self::Vault(VaultError::TooSoon { .. }) => "too_soon",
                 Self::Vault(VaultError::LeaseExpired { .. }) => "lease_expired",
                 Self::Vault(VaultError::NoLocalUnlock) => "no_local_unlock",
+                Self::Store(StoreError::EmergencyNumbers(_)) => "emergency_numbers_untrusted",
                 Self::Vault(_) | Self::Store(_) => "internal",
                 Self::Offline(_) => "offline",
                 Self::Refused(_) => "refused",
@@ -575,7 +577,74 @@ impl Device {
             state.client = Some(Arc::new(client));
             state.online = Some(true);
         }
+        // The region's numbers come at once, so a device taken out before anyone signs in on it
+        // has them; a failure here is mended by the next sync round.
+        match self.authenticated().await {
+            Ok(client) => match client.emergency_numbers().await {
+                Ok(signed) => {
+                    if let Err(e) = lock(&self.writer).keep_emergency_numbers(&signed) {
+                        tracing::error!(error = %e, "the central's emergency numbers were refused");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "emergency numbers not fetched at enrolment"),
+            },
+            Err(e) => tracing::warn!(error = %e, "emergency numbers not fetched at enrolment"),
+        }
         Ok(self.status())
+    }
+
+    /// The region's local authorities and their emergency duty and office numbers, as last
+    /// received from the central. Needs no sign-in: it is what a locked device, or one whose lease
+    /// has run out, shows beside the instruction to phone. The kept copy is checked against the
+    /// central's signature on every read, and an altered one is refused rather than shown.
+    pub fn emergency_numbers(&self) -> Result<EmergencyNumbersView, DeviceError> {
+        let enrolment = self.enrolment()?;
+        let directory = lock(&self.reader).emergency_numbers()?;
+        Ok(match directory {
+            Some(d) => EmergencyNumbersView {
+                region: Some(d.region.to_string()),
+                generated_at: Some(d.generated_at),
+                local_authorities: d
+                    .local_authorities
+                    .into_iter()
+                    .map(|la| LocalAuthorityView {
+                        ods: la.ods.to_string(),
+                        name: la.name,
+                        emergency_phone: la.emergency_phone,
+                        office_phone: la.office_phone,
+                    })
+                    .collect(),
+            },
+            None => EmergencyNumbersView {
+                region: Some(enrolment.region.to_string()),
+                generated_at: None,
+                local_authorities: Vec::new(),
+            },
+        })
+    }
+
+    /// Fetches the region's emergency numbers and keeps them when they verify. Only a revocation
+    /// stops the round: the outbox must still be pushed whatever happens here.
+    async fn refresh_emergency_numbers(
+        &self,
+        store: &mut DeviceStore,
+        client: &CentralClient,
+        ticket: sync::Ticket<'_>,
+    ) -> Result<(), DeviceError> {
+        match ticket.run(client.emergency_numbers()).await? {
+            Ok(signed) => match store.keep_emergency_numbers(&signed) {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!("an older emergency directory arrived; the newer one is kept")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the central's emergency numbers were refused")
+                }
+            },
+            Err(ClientError::Revoked(r)) => return Err(DeviceError::Revoked(r)),
+            Err(e) => tracing::warn!(error = %e, "emergency numbers not fetched"),
+        }
+        Ok(())
     }
 
     /// Authenticates the device when its client holds no token. No lock is held while it waits.
@@ -1604,6 +1673,9 @@ impl Device {
             Err(ClientError::Revoked(r)) => return Err(DeviceError::Revoked(r)),
             Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
         }
+        // Needs only the device token, so a round with nobody signed in keeps them current too.
+        self.refresh_emergency_numbers(store, &client, ticket)
+            .await?;
         let session = self.read_state().session.clone();
         let pull_result = match session {
             Some(session) => Some(

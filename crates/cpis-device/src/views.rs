@@ -78,6 +78,17 @@ pub struct LocalAuthorityView {
     pub office_phone: Option<String>,
 }
 
+/// The region's local authorities and their public numbers, as kept for a device whose copy cannot
+/// be opened: shown without a sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyNumbersView {
+    pub region: Option<String>,
+    /// When the central signed the list; `None` when none has reached this device yet.
+    pub generated_at: Option<DateTime<Utc>>,
+    /// In name order.
+    pub local_authorities: Vec<LocalAuthorityView>,
+}
+
 /// The answer to a check, before or after the alert is opened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckView {

@@ -222,3 +222,14 @@ export const CHOSEN = {
 };
 
 export const NONE_OF_THESE = SEARCHES.brown;
+
+/** The region's LAs and their public numbers, as `emergency_numbers` answers (name order). */
+export const EMERGENCY_NUMBERS = {
+  region: 'NE',
+  generated_at: '2026-11-24T16:30:00Z',
+  local_authorities: [
+    { ods: '812', name: 'Northfield Borough Council (synthetic)', emergency_phone: '0300 555 0101', office_phone: '0300 555 0202' },
+    { ods: '815', name: 'Southmoor City Council (synthetic)', emergency_phone: '0300 555 0303', office_phone: '0300 555 0404' },
+    { ods: '813', name: 'St. Aldwyn County Council (synthetic)', emergency_phone: '0300 555 0505', office_phone: null },
+  ],
+};

@@ -62,6 +62,7 @@ export function scenario(overrides = {}) {
     searches: fx.SEARCHES,
     chosen: fx.CHOSEN,
     noneOfThese: fx.NONE_OF_THESE,
+    emergencyNumbers: fx.EMERGENCY_NUMBERS,
     idleTimeoutMs: 10 * 60 * 1000,
     ...overrides,
   };

@@ -47,6 +47,10 @@ export function installMock(scenario) {
     none_of_these: () => scenario.noneOfThese,
     open_alert: ({ checkId }) => scenario.opened[checkId] ?? fail('invalid_input', { message: 'unknown check' }),
     keep_alive: () => (st.signed_in_user ? null : fail('not_signed_in', { message: 'sign in first' })),
+    // No sign-in needed: the engine reads the signed copy kept beside the locked cache.
+    emergency_numbers: () => (scenario.emergencyNumbersError
+      ? fail(scenario.emergencyNumbersError.code, scenario.emergencyNumbersError)
+      : scenario.emergencyNumbers),
     sync_now: () => new Promise((resolve, reject) => { pendingSync = { resolve, reject }; }),
     'plugin:event|listen': ({ event, handler }) => {
       const id = nextId++;

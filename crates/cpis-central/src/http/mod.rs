@@ -50,6 +50,7 @@ pub fn router(central: Central, tls: bool) -> Router {
         .route("/v1/login", post(login))
         .route("/v1/lease", post(lease))
         .route("/v1/feed", get(feed))
+        .route("/v1/emergency-numbers", get(emergency_numbers))
         .route(
             "/v1/events",
             post(events).layer(DefaultBodyLimit::max(EVENTS_BODY_LIMIT)),
@@ -359,6 +360,13 @@ async fn feed(
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
     Ok((cache, Json(c.keys.sign_page(&page))).into_response())
+}
+
+async fn emergency_numbers(
+    State(c): State<Central>,
+    DeviceAuth(device): DeviceAuth,
+) -> Result<Response, ApiFailure> {
+    Ok(Json(c.emergency_numbers(&device).await?).into_response())
 }
 
 async fn events(

@@ -127,6 +127,8 @@ pub fn spec() -> Value {
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 5000, "default": 1000 } }
                 ],
                 "responses": responses("SignedPage", &["400", "401", "403"]) } },
+            "/v1/emergency-numbers": { "get": { "summary": "The device's region's local authorities with their emergency duty and office numbers, signed: shown by a device whose copy is locked. Needs the device token only, no signed-in user", "security": device,
+                "responses": responses("SignedDirectory", &["401", "403"]) } },
             "/v1/events": { "post": { "summary": "Deliver sealed access events (idempotent on event id; at most 500). Organisation, setting, role and whether an event notifies come from the central's records, not the event", "security": device,
                 "requestBody": body("EventBatch"), "responses": responses("EventBatchResult", &["400", "401", "403", "413", "422"]) } },
             "/v1/check": { "post": { "summary": "Live check of one NHS number by a user of the device's organisation (403 otherwise), optionally recording the access; every answered check is kept in the lookup trail", "security": device,
@@ -177,6 +179,8 @@ pub fn spec() -> Value {
                 "LoginResponse": obj(&["user", "lease"], json!({ "user": { "$ref": "#/components/schemas/UserProfile" }, "lease": { "$ref": "#/components/schemas/Lease" } })),
                 "SignedPage": obj(&["body", "signature"], json!({ "body": { "type": "string", "description": "base64 of the FeedPage JSON" },
                     "signature": { "type": "string", "description": "base64 Ed25519 over \"cpis-field/feed-page/v1\\n\" + body bytes" } })),
+                "SignedDirectory": obj(&["body", "signature"], json!({ "body": { "type": "string", "description": "base64 of the EmergencyDirectory JSON: region, generated_at, local_authorities [{ods, name, emergency_phone, office_phone}] in name order" },
+                    "signature": { "type": "string", "description": "base64 Ed25519 over \"cpis-field/emergency-numbers/v1\\n\" + body bytes" } })),
                 "SealedEvent": obj(&["id", "device_seq", "sealed"], json!({ "id": { "type": "string", "format": "uuid" }, "device_seq": { "type": "integer" }, "sealed": { "type": "string" } })),
                 "EventBatch": obj(&["events"], json!({ "events": { "type": "array", "maxItems": 500, "items": { "$ref": "#/components/schemas/SealedEvent" } } })),
                 "EventBatchResult": obj(&["results"], json!({ "results": { "type": "array", "items": obj(&["id", "status"], json!({

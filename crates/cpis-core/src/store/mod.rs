@@ -28,7 +28,7 @@ use crate::crypto::hazmat;
 use crate::la::{OdsCode, Region};
 use crate::setting::CareSetting;
 use crate::vault::{self, DeviceSecret};
-use crate::wire::UserProfile;
+use crate::wire::{EmergencyDirectory, SignedDirectory, UserProfile};
 
 pub use crate::vault::{CacheKeys, DataKey, DobIndexKey, IndexKey, VaultError};
 pub use cache::{region_digest, AuditEntry, PageApplied, SearchAudit, StagedIndex};
@@ -57,6 +57,9 @@ mod meta_keys {
     pub const NEXT_DEVICE_SEQ: &str = "next_device_seq";
     /// Present while a first download is being staged (migration 0002).
     pub const STAGING: &str = "staging";
+    /// The central's signed emergency directory (`wire::SignedDirectory` JSON), in clear: public
+    /// numbers, readable without a PIN.
+    pub const EMERGENCY_NUMBERS: &str = "emergency_numbers";
 
     pub const RESERVED: &[&str] = &[
         DEVICE_ID,
@@ -73,6 +76,7 @@ mod meta_keys {
         LEASE_MAC,
         NEXT_DEVICE_SEQ,
         STAGING,
+        EMERGENCY_NUMBERS,
     ];
 }
 
@@ -153,6 +157,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("meta key '{0}' is managed by the store and cannot be set directly")]
     ReservedMeta(String),
+    #[error("the emergency numbers cannot be trusted ({0}); they are not shown. Connect to the network so this device fetches them again; until then use your trust's safeguarding pathway")]
+    EmergencyNumbers(String),
 }
 
 impl StoreError {
@@ -302,6 +308,14 @@ impl DeviceStore {
                 cache::clear_cache(&tx)?;
                 unlock::clear_unlocks(&tx, true)?;
             }
+            // Another region's numbers, or ones signed by another central, would be refused on read.
+            if prev.region != e.region || prev.central_signing_key != e.central_signing_key {
+                tx.execute(
+                    "DELETE FROM meta WHERE key = ?1",
+                    [meta_keys::EMERGENCY_NUMBERS],
+                )
+                .ctx("dropping the old region's emergency numbers")?;
+            }
         }
         let values = [
             (meta_keys::DEVICE_ID, e.device_id.to_string()),
@@ -383,6 +397,53 @@ impl DeviceStore {
         let audit = self.prune_audit(before)?;
         let delivered = self.prune_delivered(before)?;
         Ok((audit, delivered))
+    }
+
+    /// Keeps the central's emergency directory in clear beside the enrolment, so a device that
+    /// cannot open its cache still lists the region's numbers. It must verify against the pinned
+    /// central key, be for this device's region, and be no older than the one kept: an older one
+    /// (a replay) is ignored and `false` returned.
+    pub fn keep_emergency_numbers(&mut self, signed: &SignedDirectory) -> Result<bool, StoreError> {
+        let enrolment = self.enrolment()?.ok_or(StoreError::NotEnrolled)?;
+        let directory = signed
+            .verify(&enrolment.central_signing_key)
+            .map_err(|e| StoreError::EmergencyNumbers(e.to_string()))?;
+        if directory.region != enrolment.region {
+            return Err(StoreError::EmergencyNumbers(format!(
+                "they are for region {} but this device is enrolled in {}",
+                directory.region, enrolment.region
+            )));
+        }
+        if let Ok(Some(kept)) = self.emergency_numbers() {
+            if kept.generated_at > directory.generated_at {
+                return Ok(false);
+            }
+        }
+        let json = serde_json::to_string(signed).expect("a signed directory always serialises");
+        put_meta(&self.conn, meta_keys::EMERGENCY_NUMBERS, &json)?;
+        Ok(true)
+    }
+
+    /// The emergency directory kept on this device, verified again against the pinned central key
+    /// (it sits in clear, so it is checked on every read). `None` before the first one arrives.
+    pub fn emergency_numbers(&self) -> Result<Option<EmergencyDirectory>, StoreError> {
+        let Some(json) = self.get_meta(meta_keys::EMERGENCY_NUMBERS)? else {
+            return Ok(None);
+        };
+        let enrolment = self.enrolment()?.ok_or(StoreError::NotEnrolled)?;
+        let signed: SignedDirectory = serde_json::from_str(&json).map_err(|e| {
+            StoreError::EmergencyNumbers(format!("the kept copy does not decode: {e}"))
+        })?;
+        let directory = signed
+            .verify(&enrolment.central_signing_key)
+            .map_err(|e| StoreError::EmergencyNumbers(e.to_string()))?;
+        if directory.region != enrolment.region {
+            return Err(StoreError::EmergencyNumbers(format!(
+                "the kept copy is for region {} but this device is enrolled in {}",
+                directory.region, enrolment.region
+            )));
+        }
+        Ok(Some(directory))
     }
 
     /// Revocation: removes the cache, the audit log, every unlock, the lease, the device key and

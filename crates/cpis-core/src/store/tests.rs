@@ -2066,3 +2066,98 @@ fn a_wipe_keeping_the_outbox_still_removes_delivered_events() {
     assert_eq!(rows, 1);
     assert_eq!(store.outbox_summary().unwrap().queued, 1);
 }
+
+// ---------------------------------------------------------------- emergency numbers
+
+#[test]
+fn the_emergency_numbers_are_read_without_any_unlock_and_a_tampered_or_replayed_copy_is_refused() {
+    use crate::wire::{EmergencyContact, EmergencyDirectory, SignedDirectory};
+    let dir = tempfile::tempdir().unwrap();
+    let c = central();
+    let signing = hazmat::ed25519_generate();
+    let mut e = enrolment(&c);
+    e.central_signing_key = hazmat::ed25519_public(&signing).unwrap();
+    let mut store = open_store(dir.path());
+    store.enrol(&e).unwrap();
+    assert_eq!(store.emergency_numbers().unwrap(), None);
+
+    let directory = |at: DateTime<Utc>, region: Region| EmergencyDirectory {
+        region,
+        generated_at: at,
+        local_authorities: vec![
+            EmergencyContact::from(&la(1)),
+            EmergencyContact::from(&la(2)),
+        ],
+    };
+    let signed = SignedDirectory::sign(&directory(t0(), region()), &signing).unwrap();
+    assert!(store.keep_emergency_numbers(&signed).unwrap());
+    // Nobody has signed in on this store: the numbers are there all the same.
+    let kept = store.emergency_numbers().unwrap().unwrap();
+    assert_eq!(
+        kept.local_authorities[0].emergency_phone,
+        emergency_phone(1)
+    );
+    assert_eq!(kept.local_authorities.len(), 2);
+
+    // An older directory (a replay) does not replace a newer one.
+    let older =
+        SignedDirectory::sign(&directory(t0() - Duration::days(1), region()), &signing).unwrap();
+    assert!(!store.keep_emergency_numbers(&older).unwrap());
+    assert_eq!(
+        store.emergency_numbers().unwrap().unwrap().generated_at,
+        t0()
+    );
+
+    // Another region's, or another key's, is refused on arrival.
+    let elsewhere = SignedDirectory::sign(
+        &directory(
+            t0() + Duration::hours(1),
+            Region::parse("test-south").unwrap(),
+        ),
+        &signing,
+    )
+    .unwrap();
+    assert!(matches!(
+        store.keep_emergency_numbers(&elsewhere),
+        Err(StoreError::EmergencyNumbers(_))
+    ));
+    let forged = SignedDirectory::sign(
+        &directory(t0() + Duration::hours(1), region()),
+        &hazmat::ed25519_generate(),
+    )
+    .unwrap();
+    assert!(matches!(
+        store.keep_emergency_numbers(&forged),
+        Err(StoreError::EmergencyNumbers(_))
+    ));
+
+    // A number changed in the stored copy is refused when read.
+    let json: String = store
+        .conn()
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'emergency_numbers'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut stored: SignedDirectory = serde_json::from_str(&json).unwrap();
+    let body = String::from_utf8(B64.decode(&stored.body).unwrap())
+        .unwrap()
+        .replace(&emergency_phone(1), "0300 555 9999");
+    stored.body = B64.encode(body);
+    store
+        .conn()
+        .execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'emergency_numbers'",
+            [serde_json::to_string(&stored).unwrap()],
+        )
+        .unwrap();
+    let err = store.emergency_numbers().unwrap_err();
+    assert!(matches!(err, StoreError::EmergencyNumbers(_)), "{err}");
+    assert!(err.to_string().contains("safeguarding pathway"), "{err}");
+    // The store will not let the kept copy be set through the general meta door either.
+    assert!(matches!(
+        store.set_meta("emergency_numbers", "{}"),
+        Err(StoreError::ReservedMeta(_))
+    ));
+}
