@@ -438,6 +438,93 @@ mod tests {
         assert!(text.contains("wales or scotland"));
     }
 
+    fn ctx(source: Source) -> ResultContext {
+        ResultContext {
+            check_id: Uuid::now_v7(),
+            now: Utc::now(),
+            source,
+            data_as_of: Some(Utc::now()),
+            stale_after_secs: 86_400,
+            notifies: true,
+        }
+    }
+
+    #[test]
+    fn a_miss_says_a_newborns_number_does_not_show_the_mothers_unborn_plan_and_superseded_numbers_are_not_matched(
+    ) {
+        for source in [Source::Cache, Source::Central] {
+            let caveats = ctx(source).miss("999 000 0018".into()).caveats.join(" ");
+            assert!(caveats.contains("newborn's own NHS number does not show the mother's unborn child protection plan"), "{caveats}");
+            assert!(caveats.contains("superseded"), "{caveats}");
+        }
+    }
+
+    #[test]
+    fn a_central_miss_does_not_say_cached_copies_hold_only_this_region() {
+        let central = ctx(Source::Central)
+            .miss("999 000 0018".into())
+            .caveats
+            .join(" ");
+        assert!(!central.contains("Cached copies hold only"), "{central}");
+        let cache = ctx(Source::Cache)
+            .miss("999 000 0018".into())
+            .caveats
+            .join(" ");
+        assert!(
+            cache.contains("Cached copies hold only this device's region"),
+            "{cache}"
+        );
+    }
+
+    #[test]
+    fn a_plan_not_started_reads_starts_on_and_an_unborn_plan_past_its_due_date_reads_due_date_passed(
+    ) {
+        use cpis_core::plan::{Plan, PlanKind};
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let plan = |kind, start: &str, end: Option<&str>, due: Option<&str>| Plan {
+            kind,
+            start: d(start),
+            end: end.map(d),
+            due: due.map(d),
+            delete: None,
+            local_authority: None,
+        };
+        let record = FlagRecord {
+            nhs_number: NhsNumber::test_range(5),
+            family_name: "Testperson".into(),
+            given_names: "Jo".into(),
+            date_of_birth: d("1995-05-05"),
+            local_id: None,
+            local_authority: OdsCode::parse("L001").unwrap(),
+            plans: vec![
+                plan(
+                    PlanKind::UnbornChildProtection,
+                    "2026-06-01",
+                    None,
+                    Some("2026-11-10"),
+                ),
+                plan(PlanKind::ChildProtection, "2027-01-04", None, None),
+            ],
+        };
+        let views = plan_views(&record, &[], d("2026-12-01"), &VisibilityRules::default());
+        let words: Vec<(&str, &str)> = views
+            .iter()
+            .map(|v| (v.status.as_str(), v.status_text.as_str()))
+            .collect();
+        assert_eq!(
+            words,
+            [
+                (
+                    "due_passed",
+                    "Due date passed on 10 Nov 2026; shown until 8 Dec 2026"
+                ),
+                ("not_started", "Starts on 4 Jan 2027"),
+            ]
+        );
+        assert_eq!(views[0].due, Some(d("2026-11-10")));
+        assert_eq!(views[0].local_authority_ods, "L001");
+    }
+
     #[test]
     fn cache_data_older_than_the_warning_age_is_stale() {
         let now = Utc::now();
