@@ -24,7 +24,7 @@ pub enum NhsNumberError {
     /// The message never names the digit the others need: that would turn a mistyped number
     /// into another valid one, perhaps another child's.
     #[error(
-        "not a valid NHS number: the last digit does not match the others; a digit may be mistyped"
+        "not a valid NHS number: the check digit (the last digit) does not match the others; a digit may be mistyped"
     )]
     CheckDigitMismatch { expected: u8, found: u8 },
 }
