@@ -271,14 +271,25 @@ async fn a_live_answer_about_another_nhs_number_is_refused() {
 async fn a_central_no_record_never_hides_a_flag_the_copy_holds() {
     let (f, device) = setup(20, 2_000).await;
     device.sync(&|_| {}).await.unwrap();
-    // The LA's next list leaves person 3 out: the central no longer holds them; the device has not
-    // synced since.
-    upload(
-        &f.central,
-        f.tmp.path(),
-        (0..20).filter(|i| *i != 3),
-        &["--allow-large-removal"],
-    );
+    // The LA's next list gives person 3 a delete date that has passed: the central no longer holds
+    // them (leaving them out would only end the plan); the device has not synced since.
+    let yesterday = cpis_core::ukdate::uk_today(chrono::Utc::now()) - chrono::Duration::days(1);
+    let mut csv = String::from(HEADER);
+    for i in 0..20 {
+        let delete = if i == 3 {
+            yesterday.to_string()
+        } else {
+            String::new()
+        };
+        csv.push_str(&format!(
+            "{},Crawl{i},Sam,2018-03-04,CPPI,2025-01-02,,,,{delete}\n",
+            person(i)
+        ));
+    }
+    let file = f.tmp.path().join("delete.csv");
+    std::fs::write(&file, csv).unwrap();
+    f.central
+        .admin(&["import", "--la", LA, file.to_str().unwrap()], &[]);
     let view = device.check(&person(3), CheckRequest::default()).await;
     assert_eq!(view.outcome, CheckOutcome::RecordFound);
     assert_eq!(view.source, Source::Cache);
