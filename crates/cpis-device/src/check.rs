@@ -328,9 +328,9 @@ impl ResultContext {
             .into_iter()
             .filter(|la| {
                 record
-                    .visible_plans(today, rules)
+                    .plans
                     .iter()
-                    .any(|(p, _)| p.holder(record) == la)
+                    .any(|p| p.holder(record) == la && p.visibility(today, rules).is_shown())
             })
             .collect();
         view.local_authorities = shown_holders
