@@ -1,6 +1,7 @@
 //! Fuzz target: the region page decoder a device runs on what the network hands it — a
-//! `SignedPage` verified against the pinned central key, and the `FeedPage` body it decodes. Never
-//! a panic; a page that decodes survives sign/verify unchanged and the check-time rules.
+//! `SignedPage` verified against the pinned central key, its envelope opened with the region's feed
+//! key, and the `FeedPage` it decodes. Never a panic; a page that decodes survives seal, sign,
+//! verify and open unchanged, and the check-time rules.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -9,6 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use chrono::NaiveDate;
 use cpis_core::crypto::hazmat;
+use cpis_core::vault::FeedKey;
 use cpis_core::wire::{FeedChange, FeedPage, SignedPage};
 use cpis_core::VisibilityRules;
 use libfuzzer_sys::fuzz_target;
@@ -34,6 +36,11 @@ fn key() -> &'static FuzzKey {
         assert_eq!(hazmat::ed25519_public(&pkcs8).unwrap(), public);
         FuzzKey { pkcs8, public }
     })
+}
+
+/// The region's feed key the seeds are sealed to (fuzz/seeds/make_seeds.py).
+fn feed_key() -> FeedKey {
+    FeedKey::from_base64("v1", &B64.encode([0x33u8; 32])).unwrap()
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -68,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
 
     // The envelope as it arrives. Forged signatures never verify; the decode must still not panic.
     if let Ok(signed) = serde_json::from_slice::<SignedPage>(data) {
-        if let Ok(page) = signed.verify(&key.public) {
+        if let Ok(page) = signed.open(&key.public, &feed_key()) {
             use_page(&page);
         }
     }
@@ -83,8 +90,10 @@ fuzz_target!(|data: &[u8]| {
     // The body as the decoder sees it once the signature holds.
     if let Ok(page) = serde_json::from_slice::<FeedPage>(data) {
         use_page(&page);
-        let signed = SignedPage::sign(&page, &key.pkcs8).unwrap();
-        let again = signed.verify(&key.public).expect("a page signed by the pinned key verifies");
+        let signed = SignedPage::seal_and_sign(&page, &feed_key(), &key.pkcs8).unwrap();
+        let again = signed
+            .open(&key.public, &feed_key())
+            .expect("a page sealed and signed by the pinned keys opens");
         assert_eq!(again, page, "a page survives its own encoding");
     }
 });

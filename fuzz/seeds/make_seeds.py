@@ -13,6 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
 # Same fixed keys as fuzz_targets/region_page.rs and fuzz_targets/event_batch.rs.
 PAGE_KEY = Ed25519PrivateKey.from_private_bytes(bytes([0x5A] * 32))
+FEED_KEY = bytes([0x33] * 32)  # the region's feed key, id "v1"
 SEAL_PUBLIC = X25519PrivateKey.from_private_bytes(bytes([0x42] * 32)).public_key().public_bytes(*RAW)
 
 
@@ -73,9 +74,16 @@ page = {
 }
 body = json.dumps(page, separators=(",", ":")).encode()
 write("region_page", "page.json", body)
-signature = PAGE_KEY.sign(b"cpis-field/feed-page/v1\n" + body)
-write("region_page", "signed.json", json.dumps({"body": b64(body), "signature": b64(signature)}))
-write("region_page", "signed-bad.json", json.dumps({"body": b64(body), "signature": b64(bytes(64))}))
+# As sent: the page sealed to the feed key (its place in the feed as associated data), then signed.
+nonce = bytes(12)
+aad = b"cpis-field/feed-page/v2\nnorth\n0\n4\nv1"
+envelope = json.dumps({
+    "region": "north", "after": 0, "last": 4, "head": 9, "has_more": True, "key_id": "v1",
+    "sealed": b64(nonce + AESGCM(FEED_KEY).encrypt(nonce, body, aad)),
+}, separators=(",", ":")).encode()
+signature = PAGE_KEY.sign(b"cpis-field/feed-page/v2\n" + envelope)
+write("region_page", "signed.json", json.dumps({"body": b64(envelope), "signature": b64(signature)}))
+write("region_page", "signed-bad.json", json.dumps({"body": b64(envelope), "signature": b64(bytes(64))}))
 empty = dict(page, ops=[], has_more=False, last=0)
 write("region_page", "empty.json", json.dumps(empty))
 

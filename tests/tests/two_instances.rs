@@ -129,10 +129,33 @@ fn wait_for_deliveries(receiver: &WebhookCounter, expected: &BTreeSet<String>) {
     }
 }
 
-/// The place for the online PIN limit across instances: wrong PINs sent through the balancer
-/// (landing on both instances) must pause the user's online sign-in after the same number of tries
-/// as on one instance. Filled in once the sign-in failure count is kept in the store.
-fn the_online_pin_limit_counts_across_both_instances(_balancer: &RoundRobin, _dir: &Path) {}
+/// Wrong PINs sent through the balancer land on both instances, and the count they share in the
+/// store pauses the user's online sign-in after five, as on one instance: the right PIN is then
+/// refused too, with the pause named, whichever instance answers.
+fn the_online_pin_limit_counts_across_both_instances(balancer: &RoundRobin, dir: &Path) {
+    let d = dir.to_string_lossy().to_string();
+    let login = |pin: &str| {
+        let (code, out, err) = run_cpis_status(
+            &["device", "--data-dir", &d, "login", "--user", "para.c"],
+            &[("CPIS_PIN", pin)],
+        );
+        (code, format!("{out}\n{err}"))
+    };
+    let before = balancer.served();
+    for attempt in 1..=5 {
+        let (code, said) = login("0000");
+        assert_ne!(code, Some(0), "wrong PIN {attempt} signed in: {said}");
+        assert!(said.contains("not right"), "wrong PIN {attempt}: {said}");
+    }
+    let after = balancer.served();
+    assert!(
+        after[0] > before[0] && after[1] > before[1],
+        "the wrong PINs reached both instances: {before:?} -> {after:?}"
+    );
+    let (code, said) = login("3333");
+    assert_ne!(code, Some(0), "the sixth try signed in: {said}");
+    assert!(said.contains("too many sign-in attempts"), "{said}");
+}
 
 #[test]
 fn two_instances_behind_a_balancer_survive_a_kill_during_an_event_push_with_every_event_once() {
@@ -191,6 +214,7 @@ fn two_instances_behind_a_balancer_survive_a_kill_during_an_event_push_with_ever
     }
     one.add_user("para.a", "RXA", "B0107", "Paramedic", "1111");
     one.add_user("gp.b", "RXB", "B0107", "GP", "2222");
+    one.add_user("para.c", "RXA", "B0107", "Paramedic", "3333");
     let code_a = one.enrolment_code(&[
         "--region",
         "region-a",

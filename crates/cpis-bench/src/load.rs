@@ -83,6 +83,13 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     client
         .exchange_token(device_id, challenge, signature)
         .await?;
+    if matches!(args.mode, Mode::Check) {
+        // A live check answers only a signed-in user: sign the bench's clinician in once.
+        let pin = std::env::var(crate::device_child::PIN_ENV)
+            .with_context(|| format!("{} is not set", crate::device_child::PIN_ENV))?;
+        let login = client.login(crate::central_bench::USER, &pin).await?;
+        client.set_user_session(Some(login.user_session.token));
+    }
 
     let warmup = (args.requests / 10).max(args.concurrency);
     let total = warmup + args.requests;
@@ -164,7 +171,6 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                                 .live_check(
                                     &LiveCheckRequest {
                                         nhs_number: keys[i],
-                                        user_id: crate::central_bench::USER.into(),
                                         unscheduled: false,
                                         access_event: None,
                                     },

@@ -12,12 +12,14 @@ use chrono::{DateTime, Duration, NaiveDate, SubsecRound, Utc};
 use cpis_core::crypto::hazmat;
 use cpis_core::plan::VisibilityRules;
 use cpis_core::search::{self, SearchQuery, Sex, Tiered};
+use cpis_core::vault::FeedKey;
 use cpis_core::wire::{
     self, AccessHistoryEntry, ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse,
-    EventBatch, EventBatchResult, EventResult, EventStatus, FeedPage, Lease, LeaseRenewal,
-    LiveCheckRequest, LiveCheckResponse, LiveOutcome, LiveSearchCandidate, LiveSearchRequest,
-    LiveSearchResponse, LoginRequest, LoginResponse, Notification, NotificationPage, SealedEvent,
-    SignedDirectory, SignedPage, TokenRequest, TokenResponse, UploadReport,
+    EventBatch, EventBatchResult, EventResult, EventStatus, FeedKeyGrant, FeedPage, Lease,
+    LeaseRenewal, LiveCheckRequest, LiveCheckResponse, LiveOutcome, LiveSearchCandidate,
+    LiveSearchRequest, LiveSearchResponse, LoginRequest, LoginResponse, Notification,
+    NotificationPage, SealedEvent, SignedDirectory, SignedPage, TokenRequest, TokenResponse,
+    UploadReport, UserSessionGrant,
 };
 use cpis_core::{
     AccessEvent, Activity, CareSetting, FlagRecord, LocalAuthority, NhsNumber, OdsCode, Region,
@@ -29,7 +31,8 @@ use crate::auth::{self, PinAuthenticator, SignInError, UserAuthenticator};
 use crate::error::ApiFailure;
 use crate::store::{
     DeviceRecord, EnrolRefusal, EventIntake, Ingested, LiveLookup, LiveSearch, NewDevice,
-    NewEnrolment, Store, StoreError, StoredKeys, UploadOps, WebhookChange,
+    NewEnrolment, Store, StoreError, StoredKeys, UploadOps, UserRecord, UserSessionRow,
+    WebhookChange,
 };
 use crate::{upload, upload_decision};
 use cpis_core::ukdate::uk_today;
@@ -55,6 +58,15 @@ pub const UNKNOWN_USER_ROLE: &str = "unknown user";
 pub const CONTACT_INTERVAL: Duration = Duration::minutes(1);
 /// Default and largest feed page.
 pub const DEFAULT_PAGE_OPS: u32 = 1_000;
+/// A user session ends after this long without a call that uses it (the device signs its user
+/// out sooner, after its own idle limit)...
+pub const USER_SESSION_IDLE: Duration = Duration::minutes(15);
+/// ...and at this long after sign-in whatever happens: a long shift signs in again.
+pub const USER_SESSION_LIFETIME: Duration = Duration::hours(12);
+/// The generation of the regions' feed keys. A new generation (a new derivation context) would
+/// be sent to each device at its next online sign-in.
+const FEED_KEY_GENERATION: &str = "v1";
+const FEED_KEY_SALT: &[u8] = b"cpis-field/feed-key/v1";
 
 /// The central's signing (Ed25519) and sealing (X25519) keys. `Debug` is redacted.
 pub struct CentralKeys {
@@ -92,9 +104,24 @@ impl CentralKeys {
         })
     }
 
+    /// Seals a page to its region's feed key and signs it.
     pub fn sign_page(&self, page: &FeedPage) -> SignedPage {
-        SignedPage::sign(page, &self.signing_pkcs8)
+        SignedPage::seal_and_sign(page, &self.feed_key(&page.region), &self.signing_pkcs8)
             .expect("the stored signing key was checked at load")
+    }
+
+    /// A region's feed key: derived from the central's own sealing secret, so every instance over
+    /// one store holds the same key with nothing more to store, and no region's key opens another's
+    /// pages.
+    pub fn feed_key(&self, region: &Region) -> FeedKey {
+        FeedKey::new(
+            FEED_KEY_GENERATION,
+            hazmat::hkdf_sha256(
+                FEED_KEY_SALT,
+                self.sealing_secret.as_ref(),
+                region.as_str().as_bytes(),
+            ),
+        )
     }
 
     pub fn sign_directory(&self, directory: &wire::EmergencyDirectory) -> SignedDirectory {
@@ -552,6 +579,19 @@ impl Central {
         self.store.clear_sign_in_attempts(&user_hash).await?;
         let expires_at = self.lease_expiry(device).await?;
         let mac = lease_mac(&device.lease_key, device.id, expires_at);
+        // The session is what opens a person's details online: the device's key alone never does.
+        let token = auth::new_token();
+        let session_ends = (now + USER_SESSION_LIFETIME).trunc_subsecs(0);
+        self.store
+            .open_user_session(&UserSessionRow {
+                token_hash: auth::secret_hash(&token),
+                device_id: device.id,
+                user_id: user.id.clone(),
+                idle_until: now + USER_SESSION_IDLE,
+                expires_at: session_ends,
+            })
+            .await?;
+        let feed_key = self.keys.feed_key(&device.region);
         Ok(LoginResponse {
             user,
             lease: Lease {
@@ -559,7 +599,69 @@ impl Central {
                 lease_key: B64.encode(device.lease_key.as_slice()),
                 mac,
             },
+            user_session: UserSessionGrant {
+                token,
+                expires_at: session_ends,
+                idle_minutes: USER_SESSION_IDLE.num_minutes() as u32,
+            },
+            feed_key: FeedKeyGrant {
+                id: feed_key.id().to_string(),
+                key: feed_key.to_base64().to_string(),
+            },
         })
+    }
+
+    /// The signed-in user of a device's request: a live session opened on this device, its user
+    /// still held at the device's organisation. Every call that answers with a person's details
+    /// takes its user from here, never from the request's body.
+    pub async fn authenticate_user(
+        &self,
+        device: &DeviceRecord,
+        session_token: Option<&str>,
+    ) -> Result<UserRecord, ApiFailure> {
+        let required = |message: &str| {
+            ApiFailure::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "user_session_required",
+                message.to_string(),
+            )
+        };
+        let Some(token) = session_token.filter(|t| !t.is_empty()) else {
+            return Err(required(
+                "this answers with a person's details and needs a signed-in user: sign in with a PIN online",
+            ));
+        };
+        let now = Utc::now();
+        let user_id = self
+            .store
+            .use_user_session(
+                &auth::secret_hash(token),
+                device.id,
+                now,
+                now + USER_SESSION_IDLE,
+            )
+            .await?
+            .ok_or_else(|| {
+                required("the user session is unknown, ended or of another device: sign in again")
+            })?;
+        match self.store.user(&user_id).await? {
+            Some(user) if user.org_ods == device.org_ods => Ok(user),
+            _ => Err(required(
+                "the signed-in user is no longer held at this device's organisation: sign in again",
+            )),
+        }
+    }
+
+    /// Sign-out: the session ends at the central, whichever instance answers next.
+    pub async fn logout(
+        &self,
+        device: &DeviceRecord,
+        session_token: &str,
+    ) -> Result<(), ApiFailure> {
+        self.store
+            .end_user_session(&auth::secret_hash(session_token), device.id)
+            .await?;
+        Ok(())
     }
 
     pub async fn renew_lease(&self, device: &DeviceRecord) -> Result<LeaseRenewal, ApiFailure> {
@@ -621,7 +723,9 @@ impl Central {
             &page.ops,
         ))
         .expect("a feed page serialises");
-        format!("W/\"{}\"", hex::encode(&hazmat::sha256(&content)[..16]))
+        // Keyed by the region's feed key: the tag, sent in the clear, says nothing of the page.
+        let tag = self.keys.feed_key(&page.region).tag(&content);
+        format!("W/\"{}\"", hex::encode(&tag[..16]))
     }
 
     /// The device's region's local authorities with their public numbers, signed: what the device
@@ -783,24 +887,13 @@ impl Central {
 
     // ---- live check ----
 
+    /// `user` is the session's (`authenticate_user`): the lookup is kept against whoever signed in.
     pub async fn live_check(
         &self,
         device: &DeviceRecord,
+        user: &UserRecord,
         req: LiveCheckRequest,
     ) -> Result<LiveCheckResponse, ApiFailure> {
-        // The device says who is checking; the central holds whether that user works there.
-        match self.store.user(&req.user_id).await? {
-            Some(user) if user.org_ods == device.org_ods => {}
-            _ => {
-                return Err(ApiFailure::forbidden(
-                    "wrong_organisation",
-                    format!(
-                        "this device's organisation ({}) has no user with that id",
-                        device.org_ods
-                    ),
-                ))
-            }
-        }
         let mut access_recorded = false;
         if let Some(sealed) = req.access_event {
             if sealed.id.is_nil() {
@@ -836,7 +929,7 @@ impl Central {
                 &LiveLookup {
                     at: Utc::now(),
                     device_id: device.id,
-                    user_id: req.user_id.clone(),
+                    user_id: user.id.clone(),
                     found: record.is_some(),
                     search_id: None,
                 },
@@ -873,20 +966,9 @@ impl Central {
     pub async fn live_search(
         &self,
         device: &DeviceRecord,
+        user: &UserRecord,
         req: LiveSearchRequest,
     ) -> Result<LiveSearchResponse, ApiFailure> {
-        match self.store.user(&req.user_id).await? {
-            Some(user) if user.org_ods == device.org_ods => {}
-            _ => {
-                return Err(ApiFailure::forbidden(
-                    "wrong_organisation",
-                    format!(
-                        "this device's organisation ({}) has no user with that id",
-                        device.org_ods
-                    ),
-                ))
-            }
-        }
         // The device validated the query; the central checks it again, naming what is wrong.
         let q = &req.query;
         let query = SearchQuery::parse(
@@ -922,7 +1004,7 @@ impl Central {
                     id: None,
                     at: Utc::now(),
                     device_id: device.id,
-                    user_id: req.user_id.clone(),
+                    user_id: user.id.clone(),
                     query: query.clone(),
                     outcome: tiered.kind(),
                     candidates: tiered.candidates(),

@@ -40,7 +40,17 @@ fn device_endpoints(
             "/v1/check".into(),
             serde_json::to_value(check).unwrap(),
         ),
+        (
+            "POST",
+            "/v1/search".into(),
+            json!({ "query": { "family_name": "Testwood", "date_of_birth": "2019-03-07" } }),
+        ),
     ]
+}
+
+/// The endpoints that answer with a person's details: they need a signed-in user as well.
+fn needs_user(path: &str) -> bool {
+    path == "/v1/check" || path == "/v1/search"
 }
 
 /// Counts of everything a request could have stored.
@@ -61,13 +71,29 @@ async fn send(
     body: Option<reqwest::Body>,
     content_type: &str,
 ) -> reqwest::Response {
+    send_as(c, method, path, (token, None), body, content_type).await
+}
+
+/// `credentials`: the device's bearer token and a user session.
+async fn send_as(
+    c: &TestCentral,
+    method: &str,
+    path: &str,
+    credentials: (Option<&str>, Option<&str>),
+    body: Option<reqwest::Body>,
+    content_type: &str,
+) -> reqwest::Response {
     let url = format!("{}{path}", c.url);
     let mut r = match method {
         "GET" => c.http.get(url),
         _ => c.http.post(url),
     };
+    let (token, session) = credentials;
     if let Some(t) = token {
         r = r.bearer_auth(t);
+    }
+    if let Some(s) = session {
+        r = r.header(cpis_core::wire::USER_SESSION_HEADER, s);
     }
     if let Some(b) = body {
         r = r.header("content-type", content_type).body(b);
@@ -85,10 +111,23 @@ async fn send_oversized(
     limit: usize,
     content_type: &str,
 ) -> reqwest::Response {
+    send_oversized_as(c, path, (token, None), limit, content_type).await
+}
+
+async fn send_oversized_as(
+    c: &TestCentral,
+    path: &str,
+    (token, session): (&str, Option<&str>),
+    limit: usize,
+    content_type: &str,
+) -> reqwest::Response {
     for _ in 0..5 {
         let url = format!("{}{path}", c.url);
-        let r = reqwest::Client::new()
-            .post(url)
+        let mut request = reqwest::Client::new().post(url);
+        if let Some(s) = session {
+            request = request.header(cpis_core::wire::USER_SESSION_HEADER, s);
+        }
+        let r = request
             .bearer_auth(token)
             .header("content-type", content_type)
             .body(vec![b' '; limit + 4096])
@@ -142,7 +181,6 @@ async fn every_endpoint_refuses_every_bad_credential_and_body_and_stores_nothing
     };
     let check = LiveCheckRequest {
         nhs_number: nhs(1),
-        user_id: "probe.user".into(),
         unscheduled: true,
         access_event: Some(device.seal(&event)),
     };
@@ -159,6 +197,12 @@ async fn every_endpoint_refuses_every_bad_credential_and_body_and_stores_nothing
         )
         .await
         .unwrap();
+    let session = device
+        .sign_in_with("probe.user", "7531")
+        .await
+        .user_session
+        .token;
+    let other = c.device("north", "RX1", CareSetting::Ambulance).await;
     let before = stored(&c).await;
 
     for (method, path, body) in device_endpoints(&batch, &check) {
@@ -191,14 +235,49 @@ async fn every_endpoint_refuses_every_bad_credential_and_body_and_stores_nothing
             let r = send(&c, method, &path, token, json_body(), "application/json").await;
             expect_refusal(r, status, &format!("{method} {path} with {label}")).await;
         }
-        // `/v1/lease` takes no body: there is nothing to malform.
-        if method == "POST" && path != "/v1/lease" {
-            let token = Some(device.token.as_str());
-            let r = send(
+        if needs_user(&path) {
+            // The device's own token is not enough, and a made-up session is no session.
+            for (label, session) in [
+                ("no user session", None),
+                ("a forged user session", Some("forged-session")),
+            ] {
+                let r = send_as(
+                    &c,
+                    method,
+                    &path,
+                    (Some(device.token.as_str()), session),
+                    json_body(),
+                    "application/json",
+                )
+                .await;
+                expect_refusal(r, 401, &format!("{method} {path} with {label}")).await;
+            }
+            // A session is good only with the token of the device it was opened on.
+            let r = send_as(
                 &c,
                 method,
                 &path,
-                token,
+                (Some(other.token.as_str()), Some(session.as_str())),
+                json_body(),
+                "application/json",
+            )
+            .await;
+            expect_refusal(
+                r,
+                401,
+                &format!("{method} {path} with another device's user session"),
+            )
+            .await;
+        }
+        let user = needs_user(&path).then_some(session.as_str());
+        // `/v1/lease` takes no body: there is nothing to malform.
+        if method == "POST" && path != "/v1/lease" {
+            let token = Some(device.token.as_str());
+            let r = send_as(
+                &c,
+                method,
+                &path,
+                (token, user),
                 Some("{not json".into()),
                 "application/json",
             )
@@ -211,7 +290,8 @@ async fn every_endpoint_refuses_every_bad_credential_and_body_and_stores_nothing
             } else {
                 cpis_central::http::DEFAULT_BODY_LIMIT
             };
-            let r = send_oversized(&c, &path, &device.token, limit, "application/json").await;
+            let r = send_oversized_as(&c, &path, (&device.token, user), limit, "application/json")
+                .await;
             expect_refusal(r, 413, &format!("{path} with an oversized body")).await;
         }
     }

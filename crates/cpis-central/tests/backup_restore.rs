@@ -78,6 +78,7 @@ async fn a_backup_taken_under_load_restores_to_a_central_whose_devices_resume_wi
             .code;
         let mut d = TestDevice::enrol(&http, &url, &code).await.unwrap();
         d.authenticate(&http, &url).await.unwrap();
+        d.feed_key = Some(central.keys.feed_key(&Region::parse("north").unwrap()));
         devices.push(d);
     }
     let mut caches = [Cache::default(), Cache::default()];

@@ -177,7 +177,9 @@ async fn a_device_reads_only_its_own_regions_feed(c: TestCentral) {
         .json()
         .await
         .unwrap();
-    let page = page.verify(&a.central_signing).unwrap();
+    let page = page
+        .open(&a.central_signing, a.feed_key.as_ref().unwrap())
+        .unwrap();
     assert_eq!(page.region, Region::parse("region-a").unwrap());
     assert!(page.ops.iter().all(|op| match &op.change {
         FeedChange::PutFlag { record } => record.local_authority.as_str() == "L001",
@@ -343,7 +345,6 @@ async fn a_revoked_device_is_refused_everything_but_handing_in_events_recorded_b
     };
     let check = LiveCheckRequest {
         nhs_number: nhs(1),
-        user_id: "para1".into(),
         unscheduled: true,
         access_event: Some(device.seal(&e)),
     };
@@ -842,10 +843,10 @@ async fn the_live_check_applies_visibility_records_the_access_once_and_shows_his
     c.upload("L001", &token, &csv, false).await;
     let mut device = c.device("region-a", "RX1", CareSetting::Ambulance).await;
     c.add_user("para1", "RX1", Activity::B0107).await;
+    device.sign_in("para1").await;
 
     let check = |nhs_number: NhsNumber, event| LiveCheckRequest {
         nhs_number,
-        user_id: "para1".into(),
         unscheduled: true,
         access_event: event,
     };
@@ -1311,21 +1312,16 @@ async fn an_events_setting_and_activity_are_the_centrals_not_what_the_device_cla
     );
     assert_eq!(told[&stranger.id].setting, CareSetting::Ambulance);
 
-    // The live check asks for a user this device's organisation holds.
-    for user in ["elsewhere", "nobody"] {
+    // The live check answers only a user signed in on this device, whoever the body names.
+    for user in ["elsewhere", "nobody", "para1"] {
         let r = device
             .post(
                 "/v1/check",
-                &LiveCheckRequest {
-                    nhs_number: nhs(1),
-                    user_id: user.into(),
-                    unscheduled: false,
-                    access_event: None,
-                },
+                &serde_json::json!({ "nhs_number": nhs(1), "user_id": user, "unscheduled": false }),
             )
             .await;
-        let e = refused(r, 403).await;
-        assert_eq!(e.error, "wrong_organisation", "{user}");
+        let e = refused(r, 401).await;
+        assert_eq!(e.error, "user_session_required", "{user}");
     }
     assert!(
         c.store.lookups_of(&nhs(1), 10).await.unwrap().is_empty(),
@@ -1339,11 +1335,11 @@ async fn a_live_answer_is_as_old_as_its_las_last_accepted_upload(c: TestCentral)
     let before = Utc::now();
     let token = setup_register(&c, "L001", "region-a", 0..20).await;
     let after = Utc::now();
-    let device = c.device("region-a", "RX1", CareSetting::Ambulance).await;
+    let mut device = c.device("region-a", "RX1", CareSetting::Ambulance).await;
     c.add_user("para1", "RX1", Activity::B0107).await;
+    device.sign_in("para1").await;
     let req = LiveCheckRequest {
         nhs_number: nhs(1),
-        user_id: "para1".into(),
         unscheduled: false,
         access_event: None,
     };
@@ -1401,8 +1397,9 @@ async fn a_name_search_runs_over_the_whole_register_in_tiers_and_is_kept_in_the_
     );
     let r = c.upload("L002", &token_b, &csv_b, false).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let device = c.device("region-a", "RX1", CareSetting::Ambulance).await;
+    let mut device = c.device("region-a", "RX1", CareSetting::Ambulance).await;
     c.add_user("para1", "RX1", Activity::B0107).await;
+    device.sign_in("para1").await;
 
     let today = Utc::now().date_naive();
     let search = |family: &str, given: Option<&str>, dob: &str| {
@@ -1410,13 +1407,7 @@ async fn a_name_search_runs_over_the_whole_register_in_tiers_and_is_kept_in_the_
         let device = &device;
         async move {
             let r = device
-                .post(
-                    "/v1/search",
-                    &LiveSearchRequest {
-                        user_id: "para1".into(),
-                        query,
-                    },
-                )
+                .post("/v1/search", &LiveSearchRequest { query })
                 .await;
             assert_eq!(r.status(), 200);
             r.json::<LiveSearchResponse>().await.unwrap()
@@ -1472,13 +1463,16 @@ async fn a_name_search_runs_over_the_whole_register_in_tiers_and_is_kept_in_the_
         )
         .await;
     refused(r, 422).await;
+    // Without the user session, nobody's details: the body cannot name a user.
+    let session = device.user_session.take();
     let r = device
         .post(
             "/v1/search",
-            &serde_json::json!({ "user_id": "nobody", "query": { "family_name": "Smith", "date_of_birth": "2019-03-07" } }),
+            &serde_json::json!({ "user_id": "para1", "query": { "family_name": "Smith", "date_of_birth": "2019-03-07" } }),
         )
         .await;
-    refused(r, 403).await;
+    assert_eq!(refused(r, 401).await.error, "user_session_required");
+    device.user_session = session;
 
     // The trail: every answered search, newest first, with what was entered; each person a
     // search returned has the lookup against them; "too many" returned nobody.

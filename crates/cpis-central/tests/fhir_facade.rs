@@ -283,13 +283,13 @@ async fn the_audit_event_search_lists_unscheduled_accesses_with_their_practition
     // A paramedic opens the alert on a device, then the ED's system looks (two different viewers).
     let mut device = c.device("north", "RX1", CareSetting::Ambulance).await;
     c.add_user("para1", "RX1", Activity::B0107).await;
+    device.sign_in("para1").await;
     let e = device.event(nhs(6), "para1");
     let r = device
         .post(
             "/v1/check",
             &LiveCheckRequest {
                 nhs_number: nhs(6),
-                user_id: "para1".into(),
                 unscheduled: true,
                 access_event: Some(device.seal(&e)),
             },

@@ -91,6 +91,11 @@ fn la_upload_fuzz_inputs_give_a_report_or_a_refusal() {
 /// The public half of the harness's fixed fuzz key (seed 0x5a × 32, see fuzz_targets/region_page.rs).
 const FUZZ_PAGE_KEY: &str = "0d7550754e0800a5d237eef5826035766b9b3e5a15868a940ab289958788e3b0";
 
+/// The harness's fixed feed key (0x33 × 32, id "v1", see fuzz/seeds/make_seeds.py).
+fn fuzz_feed_key() -> cpis_core::vault::FeedKey {
+    cpis_core::vault::FeedKey::new("v1", zeroize::Zeroizing::new([0x33u8; 32]))
+}
+
 #[test]
 fn region_page_fuzz_inputs_decode_or_refuse_and_forgeries_never_verify() {
     let harness = hex::decode(FUZZ_PAGE_KEY).unwrap();
@@ -101,8 +106,12 @@ fn region_page_fuzz_inputs_decode_or_refuse_and_forgeries_never_verify() {
     for (path, data) in all {
         if let Ok(signed) = serde_json::from_slice::<SignedPage>(&data) {
             assert!(signed.verify(&pinned).is_err(), "{}", path.display());
-            // Only the seed signed by the harness key verifies, so the fuzzer starts past the signature.
-            if let Ok(page) = signed.verify(&harness) {
+            // Only the seed signed by the harness key verifies, so the fuzzer starts past the signature;
+            // it opens with the harness's fixed feed key.
+            if let Ok(envelope) = signed.verify(&harness) {
+                let page = envelope
+                    .open(&fuzz_feed_key())
+                    .expect("the signed seed opens");
                 assert!(!page.ops.is_empty());
                 verified += 1;
             }

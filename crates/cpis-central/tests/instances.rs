@@ -293,11 +293,27 @@ async fn a_device_is_served_by_any_instance_mid_conversation_and_its_contact_is_
         .await
         .unwrap()
         .token;
-    // The token from the second instance opens the feed at the first, and at the second.
+    // The token from the second instance opens the feed at the first, and at the second; a user
+    // signed in at the first is signed in at the second (the session is the store's).
+    one.central
+        .add_user(
+            "para1",
+            "Synthetic Clinician",
+            "Paramedic",
+            cpis_core::Activity::B0107,
+            &OdsCode::parse("RX1").unwrap(),
+            TEST_PIN,
+        )
+        .await
+        .unwrap();
+    device.url = one.url();
+    device.sign_in("para1").await;
     for url in [one.url(), two.url()] {
         device.url = url;
         let page = device.page(0, 100).await;
         assert_eq!(page.region.as_str(), "north");
+        let check = serde_json::json!({ "nhs_number": nhs(1), "unscheduled": false });
+        assert_eq!(device.post("/v1/check", &check).await.status(), 200);
     }
     let seen = a.device(device.id).await.unwrap().unwrap().last_seen;
     assert!(seen.is_some(), "the contact is recorded in the store");
@@ -466,6 +482,12 @@ async fn metrics_are_served_on_the_admin_listener_and_never_on_the_public_port(b
         .await
         .unwrap();
     device.authenticate(&http, &running.url()).await.unwrap();
+    device.feed_key = Some(
+        running
+            .central
+            .keys
+            .feed_key(&cpis_core::Region::parse("north").unwrap()),
+    );
     device.page(0, 100).await;
     let e = device.event(nhs(1), "para1");
     let r = device

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use common::*;
 use cpis_central::auth::{PinAuthenticator, SignInError, UserAuthenticator};
 use cpis_central::la_access::{token_reference, UploadSender, UPLOADS_PER_WINDOW};
@@ -27,6 +29,8 @@ on_both_stores!(
     an_expired_la_token_is_refused,
     the_inbox_signs_in_to_a_session_of_its_own_and_signing_out_ends_it_at_the_central,
     uploads_are_rate_limited_per_la_across_centrals_and_every_one_is_in_the_audit_trail,
+    a_device_that_never_signs_a_user_in_gets_nobodys_details_and_its_lookups_are_never_kept_against_a_colleague,
+    a_user_session_ends_at_sign_out_and_when_another_user_signs_in_on_that_device,
 );
 
 /// The central's own PIN check, counting how many PINs it was asked to verify.
@@ -415,5 +419,169 @@ async fn uploads_are_rate_limited_per_la_across_centrals_and_every_one_is_in_the
         .all(|w| w[0].received_at >= w[1].received_at));
     let shown = format!("{trail:?}");
     assert!(!shown.contains(&nhs(0).as_digits()) && !shown.contains("Testfamily"));
+    c.shutdown().await;
+}
+
+/// What a thief with a device's files could read: every request an enrolled device can make with its
+/// own key and no signed-in user, answered in full (status, headers and body).
+async fn responses_without_a_user(device: &TestDevice) -> Vec<String> {
+    let mut seen = Vec::new();
+    let keep = |what: &str, r: reqwest::Response| {
+        let head = format!("{what} {} {:?}", r.status(), r.headers());
+        async move { format!("{head}\n{}", r.text().await.unwrap()) }
+    };
+    // The whole feed, page by page, as far as the envelopes lead.
+    let mut after = 0;
+    loop {
+        let r = device.get(&format!("/v1/feed?after={after}&limit=7")).await;
+        assert_eq!(r.status(), 200, "the feed still downloads without a user");
+        let text = keep("feed", r).await;
+        let json = &text[text.find('\n').unwrap() + 1..];
+        let signed: cpis_core::wire::SignedPage = serde_json::from_str(json).unwrap();
+        let envelope = signed.verify(&device.central_signing).unwrap();
+        // The envelope's own bytes, decoded, are what a thief would search.
+        seen.push(String::from_utf8(B64.decode(&signed.body).unwrap()).unwrap());
+        seen.push(text);
+        after = envelope.last;
+        if !envelope.has_more {
+            break;
+        }
+    }
+    for nhs_number in [nhs(1), nhs(500)] {
+        // The body names a colleague; the central must not take its word.
+        let body = serde_json::json!({ "nhs_number": nhs_number, "user_id": "colleague", "unscheduled": false });
+        seen.push(keep("check", device.post("/v1/check", &body).await).await);
+    }
+    let search = serde_json::json!({ "user_id": "colleague", "query": { "family_name": "Thieffamily1", "given_name": "Thiefgiven1", "date_of_birth": "2019-02-02" } });
+    seen.push(keep("search", device.post("/v1/search", &search).await).await);
+    seen.push(
+        keep(
+            "lease",
+            device.post("/v1/lease", &serde_json::json!({})).await,
+        )
+        .await,
+    );
+    seen.push(
+        keep(
+            "emergency numbers",
+            device.get("/v1/emergency-numbers").await,
+        )
+        .await,
+    );
+    let events = serde_json::json!({ "events": [] });
+    seen.push(keep("events", device.post("/v1/events", &events).await).await);
+    seen.push(
+        keep(
+            "logout",
+            device.post("/v1/logout", &serde_json::json!({})).await,
+        )
+        .await,
+    );
+    seen.push(
+        keep(
+            "wrong PIN",
+            device
+                .post("/v1/login", &attempt("colleague", "0000"))
+                .await,
+        )
+        .await,
+    );
+    seen
+}
+
+async fn a_device_that_never_signs_a_user_in_gets_nobodys_details_and_its_lookups_are_never_kept_against_a_colleague(
+    c: TestCentral,
+) {
+    // People with names and dates of birth no envelope or header could hold by chance.
+    c.add_la("L001", "north").await;
+    let token = c.la_token("L001").await;
+    let mut csv = HEADER.to_string();
+    for i in 1..=20u32 {
+        csv.push_str(&format!(
+            "{},Thieffamily{i},Thiefgiven{i},2019-02-{:02},CPPI,2025-01-01,,,,\n",
+            nhs(i).as_digits(),
+            i + 1
+        ));
+    }
+    let r = c.upload("L001", &token, &csv, false).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    c.add_user("colleague", "RX1", Activity::B0107).await;
+    c.add_user("para1", "RX1", Activity::B0107).await;
+    // Enrolled and authenticated with its own key, and nothing more.
+    let mut device = c.device("north", "RX1", CareSetting::Ambulance).await;
+    device.feed_key = None;
+
+    let seen = responses_without_a_user(&device).await.join("\n");
+    for i in 1..=20u32 {
+        let n = nhs(i);
+        for secret in [
+            n.as_digits(),
+            n.to_string(),
+            format!("Thieffamily{i}"),
+            format!("Thiefgiven{i}"),
+            format!("2019-02-{:02}", i + 1),
+        ] {
+            assert!(
+                !seen.contains(&secret),
+                "a response without a signed-in user carries {secret}"
+            );
+        }
+    }
+    // Nothing was looked up, so nothing is kept against anyone: not the colleague the bodies named.
+    for i in [1, 500] {
+        assert!(c.store.lookups_of(&nhs(i), 10).await.unwrap().is_empty());
+    }
+    assert!(c.store.searches(10).await.unwrap().is_empty());
+
+    // Signed in, the same device is answered, and the lookup is kept against whoever signed in,
+    // whatever the body says.
+    device.sign_in("para1").await;
+    let body =
+        serde_json::json!({ "nhs_number": nhs(1), "user_id": "colleague", "unscheduled": false });
+    let r = device.post("/v1/check", &body).await;
+    assert_eq!(r.status(), 200);
+    let answer: cpis_core::wire::LiveCheckResponse = r.json().await.unwrap();
+    assert_eq!(answer.record.unwrap().family_name, "Thieffamily1");
+    let kept = c.store.lookups_of(&nhs(1), 10).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].user_id, "para1");
+    // And the feed it downloads opens with the key the sign-in gave.
+    let page = device.page(0, 100).await;
+    assert!(!page.ops.is_empty());
+    c.shutdown().await;
+}
+
+async fn a_user_session_ends_at_sign_out_and_when_another_user_signs_in_on_that_device(
+    c: TestCentral,
+) {
+    setup_register(&c, "L001", "north", 0..5).await;
+    c.add_user("para1", "RX1", Activity::B0107).await;
+    c.add_user("para2", "RX1", Activity::B0107).await;
+    let mut device = c.device("north", "RX1", CareSetting::Ambulance).await;
+    async fn status(d: &TestDevice) -> u16 {
+        let check = serde_json::json!({ "nhs_number": nhs(1), "unscheduled": false });
+        d.post("/v1/check", &check).await.status().as_u16()
+    }
+
+    device.sign_in("para1").await;
+    let first = device.user_session.clone();
+    assert_eq!(status(&device).await, 200);
+    // Another user signs in on the device: the first session ends.
+    device.sign_in("para2").await;
+    assert_eq!(status(&device).await, 200);
+    let second = device.user_session.replace(first.unwrap()).unwrap();
+    assert_eq!(status(&device).await, 401);
+    // Signing out ends the session at the central, whichever instance is asked next.
+    device.user_session = Some(second);
+    let r = device.post("/v1/logout", &serde_json::json!({})).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(status(&device).await, 401);
+    let kept = c.store.lookups_of(&nhs(1), 10).await.unwrap();
+    let users: Vec<&str> = kept.iter().map(|l| l.user_id.as_str()).collect();
+    assert_eq!(
+        users,
+        ["para2", "para1"],
+        "newest first, each against who was signed in"
+    );
     c.shutdown().await;
 }

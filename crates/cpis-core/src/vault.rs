@@ -94,6 +94,66 @@ impl DataKey {
     }
 }
 
+/// A region's feed key: every feed page is sealed to it as well as signed, so a device's own key
+/// alone downloads only ciphertext. The central derives it; a device receives it only in the answer
+/// to an online PIN sign-in and keeps it sealed under its data key. Same guarantees as `DataKey`.
+pub struct FeedKey {
+    id: String,
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl fmt::Debug for FeedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FeedKey({}, [redacted])", self.id)
+    }
+}
+
+impl FeedKey {
+    pub fn new(id: impl Into<String>, key: Zeroizing<[u8; 32]>) -> Self {
+        Self { id: id.into(), key }
+    }
+
+    /// From the base64 the central sends at sign-in.
+    pub fn from_base64(id: &str, key: &str) -> Result<Self, String> {
+        let bytes = Zeroizing::new(
+            B64.decode(key.trim())
+                .map_err(|_| "the feed key is not base64".to_string())?,
+        );
+        let key: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| "the feed key is not 32 bytes".to_string())?;
+        Ok(Self::new(id, Zeroizing::new(key)))
+    }
+
+    /// Which generation of the region's key this is: named in every page sealed to it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(B64.encode(self.key.as_ref()))
+    }
+
+    pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        hazmat::aead_seal(&self.key, aad, plaintext)
+    }
+
+    pub(crate) fn open(
+        &self,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        hazmat::aead_open(&self.key, aad, sealed)
+    }
+
+    /// A keyed digest of `content`: a cache tag for a page that says nothing of the page to anyone
+    /// without the key.
+    pub fn tag(&self, content: &[u8]) -> [u8; 32] {
+        hazmat::hmac_sha256(self.key.as_ref(), content)
+    }
+}
+
 /// Makes the bucketed date-of-birth index. Derived from the index key with its own HKDF context, so
 /// it is a key of its own: index values of dates say nothing about the NHS-number blind index.
 #[derive(Zeroize, ZeroizeOnDrop)]

@@ -6,13 +6,16 @@
 //! - `POST /v1/enrol` `EnrolRequest` -> `EnrolResponse` (no auth; the one-time code is the credential)
 //! - `POST /v1/auth/challenge` `ChallengeRequest` -> `ChallengeResponse`
 //! - `POST /v1/auth/token` `TokenRequest` -> `TokenResponse`; later device calls send `Authorization: Bearer`
-//! - `POST /v1/login` `LoginRequest` -> `LoginResponse` (device token; user id and PIN)
+//! - `POST /v1/login` `LoginRequest` -> `LoginResponse` (device token; user id and PIN): the lease, a
+//!   user session and the region's feed key
+//! - `POST /v1/logout` (no body) -> 204 (device token and user session; ends the session)
 //! - `POST /v1/lease` (no body) -> `LeaseRenewal` (device token; extends the lease without the lease key)
-//! - `GET  /v1/feed?after=N&limit=M` -> `SignedPage` (device token; the device's own region only)
+//! - `GET  /v1/feed?after=N&limit=M` -> `SignedPage` (device token; the device's own region only;
+//!   sealed to the region's feed key, so the device's key alone reads nobody)
 //! - `GET  /v1/emergency-numbers` -> `SignedDirectory` (device token, no user; the device's own region)
 //! - `POST /v1/events` `EventBatch` -> `EventBatchResult` (device token; idempotent on event id)
-//! - `POST /v1/check` `LiveCheckRequest` -> `LiveCheckResponse` (device token)
-//! - `POST /v1/search` `LiveSearchRequest` -> `LiveSearchResponse` (device token)
+//! - `POST /v1/check` `LiveCheckRequest` -> `LiveCheckResponse` (device token and user session)
+//! - `POST /v1/search` `LiveSearchRequest` -> `LiveSearchResponse` (device token and user session)
 //! - `GET  /v1/status` -> `CentralStatus` (no auth; the device's connectivity probe)
 //! - `GET  /v1/la/{ods}/notifications?after=N` -> `NotificationPage` (LA token, own LA only)
 //! - `POST /v1/la/{ods}/upload` (text/csv body) -> `UploadReport` (LA token, own LA only)
@@ -30,6 +33,10 @@ use crate::nhs::NhsNumber;
 use crate::plan::FlagRecord;
 use crate::search::{SearchQuery, TierKind};
 use crate::setting::{Activity, CareSetting};
+use crate::vault::FeedKey;
+
+/// The header carrying a user session beside the device's bearer token.
+pub const USER_SESSION_HEADER: &str = "x-cpis-user-session";
 
 /// Largest page the central serves and the device accepts.
 pub const MAX_PAGE_OPS: u32 = 5_000;
@@ -150,10 +157,42 @@ pub fn lease_mac_message(device_id: Uuid, expires_at: DateTime<Utc>) -> Vec<u8> 
     .into_bytes()
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The answer to an online sign-in. `Debug` hides the session token and the feed key.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct LoginResponse {
     pub user: UserProfile,
     pub lease: Lease,
+    /// Sent in `USER_SESSION_HEADER` with the device's token on every call that answers with a
+    /// person's details; valid only with this device's token.
+    pub user_session: UserSessionGrant,
+    /// The region's feed key, which opens the feed's pages.
+    pub feed_key: FeedKeyGrant,
+}
+
+impl std::fmt::Debug for LoginResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginResponse")
+            .field("user", &self.user.id)
+            .field("lease_expires_at", &self.lease.expires_at)
+            .field("user_session_expires_at", &self.user_session.expires_at)
+            .field("feed_key", &self.feed_key.id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct UserSessionGrant {
+    pub token: String,
+    /// The hard end; the session also ends after `idle_minutes` without use.
+    pub expires_at: DateTime<Utc>,
+    pub idle_minutes: u32,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct FeedKeyGrant {
+    pub id: String,
+    /// Base64 of 32 bytes.
+    pub key: String,
 }
 
 /// One change to a region's flags, in the order the central assigned.
@@ -188,14 +227,30 @@ pub struct FeedPage {
     pub ops: Vec<FeedOp>,
 }
 
-/// A feed page as sent: the exact JSON bytes, base64, and the central's Ed25519 signature over them.
+/// A feed page as signed: the page's JSON sealed (AES-256-GCM) to the region's feed key, with its
+/// place in the feed in the clear so a device with nobody signed in can still keep it for later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedFeedPage {
+    pub region: Region,
+    pub after: u64,
+    pub last: u64,
+    pub head: u64,
+    pub has_more: bool,
+    /// Which generation of the region's feed key it is sealed to.
+    pub key_id: String,
+    /// Base64 of `nonce || ciphertext || tag`.
+    pub sealed: String,
+}
+
+/// A feed page as sent: the exact JSON bytes of a `SealedFeedPage`, base64, and the central's
+/// Ed25519 signature over them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SignedPage {
     pub body: String,
     pub signature: String,
 }
 
-const PAGE_CONTEXT: &[u8] = b"cpis-field/feed-page/v1\n";
+const PAGE_CONTEXT: &[u8] = b"cpis-field/feed-page/v2\n";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
@@ -203,20 +258,86 @@ pub enum PageError {
     Malformed(String),
     #[error("the page's signature does not match the central key pinned at enrolment")]
     BadSignature,
+    #[error("the page is sealed to feed key {page} and this device holds {held}: sign in online to receive the region's current key")]
+    OtherFeedKey { page: String, held: String },
+    #[error("the page does not open with the region's feed key, or its contents differ from its envelope")]
+    Unopenable,
+}
+
+fn page_aad(region: &Region, after: u64, last: u64, key_id: &str) -> Vec<u8> {
+    format!(
+        "{}{region}\n{after}\n{last}\n{key_id}",
+        String::from_utf8_lossy(PAGE_CONTEXT)
+    )
+    .into_bytes()
 }
 
 impl SignedPage {
-    pub fn sign(page: &FeedPage, signing_pkcs8: &[u8]) -> Result<Self, CryptoError> {
-        let (body, signature) = sign_json(PAGE_CONTEXT, page, signing_pkcs8)?;
+    /// Seals `page` to the region's feed key, then signs the sealed envelope.
+    pub fn seal_and_sign(
+        page: &FeedPage,
+        feed_key: &FeedKey,
+        signing_pkcs8: &[u8],
+    ) -> Result<Self, CryptoError> {
+        let plain = zeroize::Zeroizing::new(
+            serde_json::to_vec(page).expect("a feed page always serialises"),
+        );
+        let aad = page_aad(&page.region, page.after, page.last, feed_key.id());
+        let envelope = SealedFeedPage {
+            region: page.region.clone(),
+            after: page.after,
+            last: page.last,
+            head: page.head,
+            has_more: page.has_more,
+            key_id: feed_key.id().to_string(),
+            sealed: B64.encode(feed_key.seal(&aad, &plain)),
+        };
+        let (body, signature) = sign_json(PAGE_CONTEXT, &envelope, signing_pkcs8)?;
         Ok(Self { body, signature })
     }
 
-    /// Verifies the signature against the pinned key, then decodes. Nothing is decoded before it verifies.
-    pub fn verify(&self, pinned_public: &[u8]) -> Result<FeedPage, PageError> {
+    /// Verifies the signature against the pinned key, then decodes the envelope. Nothing is decoded
+    /// before it verifies.
+    pub fn verify(&self, pinned_public: &[u8]) -> Result<SealedFeedPage, PageError> {
         verify_json(PAGE_CONTEXT, &self.body, &self.signature, pinned_public).map_err(|e| match e {
             Unverified::Malformed(m) => PageError::Malformed(m),
             Unverified::BadSignature => PageError::BadSignature,
         })
+    }
+
+    /// Verifies, then opens with the region's feed key.
+    pub fn open(&self, pinned_public: &[u8], feed_key: &FeedKey) -> Result<FeedPage, PageError> {
+        self.verify(pinned_public)?.open(feed_key)
+    }
+}
+
+impl SealedFeedPage {
+    /// Opens the page; its contents must agree with the envelope that was signed.
+    pub fn open(&self, feed_key: &FeedKey) -> Result<FeedPage, PageError> {
+        if self.key_id != feed_key.id() {
+            return Err(PageError::OtherFeedKey {
+                page: self.key_id.clone(),
+                held: feed_key.id().to_string(),
+            });
+        }
+        let sealed = B64
+            .decode(&self.sealed)
+            .map_err(|e| PageError::Malformed(e.to_string()))?;
+        let aad = page_aad(&self.region, self.after, self.last, &self.key_id);
+        let plain = feed_key
+            .open(&aad, &sealed)
+            .map_err(|_| PageError::Unopenable)?;
+        let page: FeedPage =
+            serde_json::from_slice(&plain).map_err(|e| PageError::Malformed(e.to_string()))?;
+        if page.region != self.region
+            || page.after != self.after
+            || page.last != self.last
+            || page.head != self.head
+            || page.has_more != self.has_more
+        {
+            return Err(PageError::Unopenable);
+        }
+        Ok(page)
     }
 }
 
@@ -405,7 +526,6 @@ pub struct EventBatchResult {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LiveCheckRequest {
     pub nhs_number: NhsNumber,
-    pub user_id: String,
     /// The national API's `IsUnscheduledAccessEvent`: whether this access notifies.
     pub unscheduled: bool,
     /// When the access notifies, the event itself (the same id the outbox holds), so the central
@@ -449,7 +569,6 @@ pub struct LiveCheckResponse {
 /// A search by name and date of birth over the central's whole register.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LiveSearchRequest {
-    pub user_id: String,
     pub query: SearchQuery,
 }
 
@@ -603,13 +722,18 @@ mod tests {
         }
     }
 
+    fn feed_key(id: &str) -> FeedKey {
+        FeedKey::new(id, hazmat::random_bytes::<32>())
+    }
+
     #[test]
     fn a_signed_page_verifies_only_against_its_key_and_unchanged() {
         let key = hazmat::ed25519_generate();
         let public = hazmat::ed25519_public(&key).unwrap();
+        let region_key = feed_key("k1");
         let original = page();
-        let signed = SignedPage::sign(&original, &key).unwrap();
-        assert_eq!(signed.verify(&public).unwrap(), original);
+        let signed = SignedPage::seal_and_sign(&original, &region_key, &key).unwrap();
+        assert_eq!(signed.open(&public, &region_key).unwrap(), original);
 
         let other = hazmat::ed25519_public(&hazmat::ed25519_generate()).unwrap();
         assert!(matches!(
@@ -618,7 +742,7 @@ mod tests {
         ));
 
         let mut body = B64.decode(&signed.body).unwrap();
-        let at = body.iter().position(|b| *b == b'T').unwrap();
+        let at = body.iter().position(|b| *b == b'k').unwrap();
         body[at] = b'X';
         let tampered = SignedPage {
             body: B64.encode(body),
@@ -628,6 +752,57 @@ mod tests {
             tampered.verify(&public),
             Err(PageError::BadSignature)
         ));
+    }
+
+    #[test]
+    fn a_page_is_sealed_to_the_regions_feed_key_and_says_nothing_without_it() {
+        let key = hazmat::ed25519_generate();
+        let public = hazmat::ed25519_public(&key).unwrap();
+        let region_key = feed_key("k1");
+        let original = page();
+        let signed = SignedPage::seal_and_sign(&original, &region_key, &key).unwrap();
+
+        // The signed bytes carry nobody: no NHS number, name or date of birth.
+        let body = String::from_utf8(B64.decode(&signed.body).unwrap()).unwrap();
+        let FeedChange::PutFlag { record } = &original.ops[0].change else {
+            panic!("the test page puts a flag")
+        };
+        let digits: String = record
+            .nhs_number
+            .digits()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        for secret in [
+            digits.as_str(),
+            record.family_name.as_str(),
+            &record.date_of_birth.to_string(),
+        ] {
+            assert!(!body.contains(secret), "the envelope shows {secret}");
+        }
+        // Anyone can check the signature and the page's place, but only the key opens it.
+        let envelope = signed.verify(&public).unwrap();
+        assert_eq!((envelope.after, envelope.last), (0, 1));
+        let same_id_other_bytes = feed_key("k1");
+        assert!(matches!(
+            envelope.open(&same_id_other_bytes),
+            Err(PageError::Unopenable)
+        ));
+        assert!(matches!(
+            envelope.open(&feed_key("k2")),
+            Err(PageError::OtherFeedKey { .. })
+        ));
+        // An envelope moved to another place in the feed does not open.
+        let moved = SealedFeedPage {
+            after: 7,
+            last: 8,
+            ..envelope.clone()
+        };
+        assert!(matches!(
+            moved.open(&region_key),
+            Err(PageError::Unopenable)
+        ));
+        assert_eq!(envelope.open(&region_key).unwrap(), original);
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct CentralClient {
     /// The device token: shared by the check path and the sync, so it sits behind its own short lock
     /// (never held across a request).
     token: std::sync::RwLock<Option<String>>,
+    /// The signed-in user's session from the last online sign-in: sent only on the calls that
+    /// answer with a person's details. Kept in memory only, so a copy of the device's files has none.
+    user_session: std::sync::RwLock<Option<String>>,
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
@@ -68,6 +71,7 @@ impl CentralClient {
             base: base_url.trim_end_matches('/').to_string(),
             http,
             token: std::sync::RwLock::new(None),
+            user_session: std::sync::RwLock::new(None),
         }
     }
 
@@ -98,8 +102,10 @@ impl CentralClient {
                 format!("HTTP {}", status.as_u16()),
             ),
         };
+        // A paused online sign-in is an answer for the user, not a link to retry.
+        let paused_sign_in = status == StatusCode::TOO_MANY_REQUESTS && code == "too_many_attempts";
         if status.is_server_error()
-            || status == StatusCode::TOO_MANY_REQUESTS
+            || (status == StatusCode::TOO_MANY_REQUESTS && !paused_sign_in)
             || status == StatusCode::REQUEST_TIMEOUT
         {
             return Err(ClientError::Transient(format!(
@@ -225,6 +231,86 @@ impl CentralClient {
         *self.token.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
+    /// Keeps (or, with `None`, forgets) the signed-in user's session.
+    pub fn set_user_session(&self, token: Option<String>) {
+        *self.user_session.write().unwrap_or_else(|p| p.into_inner()) = token;
+    }
+
+    /// Whether a user session is held (an online sign-in happened and has not ended).
+    pub fn has_user_session(&self) -> bool {
+        self.user_session
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    fn user_session(&self) -> Result<String, ClientError> {
+        self.user_session
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(ClientError::Refused {
+                status: 401,
+                code: "user_session_required".into(),
+                message: "no user has signed in online on this device since it started".into(),
+            })
+    }
+
+    /// A call answered with a person's details: the device token and the user session.
+    async fn post_as_user<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let session = self.user_session()?;
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .bearer_auth(self.bearer()?)
+            .header(wire::USER_SESSION_HEADER, session)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(Self::network)?;
+        let result = Self::decode(response).await;
+        if let Err(ClientError::Refused { code, .. }) = &result {
+            if code == "user_session_required" {
+                // Ended at the central (idle, sign-out elsewhere, its 12 hours): stop sending it.
+                self.set_user_session(None);
+            }
+        }
+        result
+    }
+
+    /// Ends the user session at the central (sign-out), forgetting it here first.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        let session = self
+            .user_session
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(session) = session else {
+            return Ok(());
+        };
+        let response = self
+            .http
+            .post(self.url("/v1/logout"))
+            .bearer_auth(self.bearer()?)
+            .header(wire::USER_SESSION_HEADER, session)
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await
+            .map_err(Self::network)?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        Self::decode::<serde_json::Value>(response)
+            .await
+            .map(|_| ())
+    }
+
     fn bearer(&self) -> Result<String, ClientError> {
         self.token
             .read()
@@ -303,8 +389,7 @@ impl CentralClient {
         request: &LiveCheckRequest,
         deadline: Duration,
     ) -> Result<LiveCheckResponse, ClientError> {
-        self.post("/v1/check", request, Some(&self.bearer()?), Some(deadline))
-            .await
+        self.post_as_user("/v1/check", request, deadline).await
     }
 
     pub async fn live_search(
@@ -312,7 +397,6 @@ impl CentralClient {
         request: &LiveSearchRequest,
         deadline: Duration,
     ) -> Result<LiveSearchResponse, ClientError> {
-        self.post("/v1/search", request, Some(&self.bearer()?), Some(deadline))
-            .await
+        self.post_as_user("/v1/search", request, deadline).await
     }
 }

@@ -19,6 +19,7 @@ use cpis_core::search::{self, SearchQuery, Tiered};
 use cpis_core::store::{
     AuditEntry, CacheKeys, DeviceStore, Enrolment, SearchAudit, StagedIndex, StoreError, VaultError,
 };
+use cpis_core::vault::FeedKey;
 use cpis_core::wire::{LiveCheckRequest, LiveCheckResponse, UserProfile};
 use cpis_core::wire::{LiveSearchCandidate, LiveSearchRequest, LiveSearchResponse};
 use cpis_core::{NhsNumber, Region};
@@ -179,6 +180,9 @@ impl DeviceError {
 struct Session {
     keys: CacheKeys,
     user: UserProfile,
+    /// The region's feed key, which opens the feed's pages; `None` until an online sign-in has
+    /// delivered one to this device.
+    feed_key: Option<FeedKey>,
 }
 
 struct RecentCheck {
@@ -720,6 +724,21 @@ impl Device {
 
     fn forget_session(&self) {
         let mut state = self.write_state();
+        if state.session.is_some() {
+            if let Some(client) = state.client.clone() {
+                // The central ends the user session too, so a copy of this device's memory is no
+                // use after sign-out. Best effort: unsent, it ends on its own when idle.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        if let Err(e) = client.logout().await {
+                            tracing::info!(error = %e, "sign-out not confirmed by the central");
+                        }
+                    });
+                } else {
+                    client.set_user_session(None);
+                }
+            }
+        }
         state.session = None;
         state.lease_expires_at = None;
         state.recent.clear();
@@ -738,10 +757,17 @@ impl Device {
             ));
         }
         self.enrolment()?;
+        // The central paused this user's online sign-in (too many attempts, perhaps elsewhere): the
+        // device's own unlock may still open its copy; if not, the pause is what the user is told.
+        let mut paused = None;
         let online = match self.authenticated().await {
             Ok(client) => match client.login(user_id, pin).await {
                 Ok(login) => Some(login),
                 Err(ClientError::Transient(_)) => None,
+                Err(ClientError::Refused { code, message, .. }) if code == "too_many_attempts" => {
+                    paused = Some(message);
+                    None
+                }
                 Err(ClientError::Revoked(r)) => return Err(self.revoked(r).await),
                 Err(ClientError::Refused { code, .. }) if code == "sign_in_refused" => {
                     return Err(DeviceError::SignInRefused)
@@ -766,18 +792,43 @@ impl Device {
                     login.lease.expires_at,
                     &mac,
                 )?;
+                let feed_key = FeedKey::from_base64(&login.feed_key.id, &login.feed_key.key)
+                    .map_err(|e| {
+                        DeviceError::Untrusted(format!("the sign-in answer's feed key: {e}"))
+                    })?;
+                store.keep_feed_key(&unlocked.keys, &feed_key)?;
                 // New keys start an empty cache: nothing staged any more.
                 store.load_staged_index(&self.staged)?;
                 self.write_state().last_sync = store.last_sync_at()?;
-                unlocked
+                if let Ok(client) = self.client() {
+                    client.set_user_session(Some(login.user_session.token.clone()));
+                }
+                (unlocked, Some(feed_key))
             }
-            None => lock(&self.writer).unlock(user_id, pin, self.now())?,
+            None => {
+                let mut store = lock(&self.writer);
+                let unlocked = match store.unlock(user_id, pin, self.now()) {
+                    Err(VaultError::NoLocalUnlock) if paused.is_some() => {
+                        return Err(DeviceError::Refused(paused.unwrap_or_default()))
+                    }
+                    other => other?,
+                };
+                // Signed in without the central: no user session, so live checks wait for the
+                // next online sign-in; the feed key kept at the last one still opens new pages.
+                let feed_key = store.feed_key(&unlocked.keys)?;
+                if let Ok(client) = self.client() {
+                    client.set_user_session(None);
+                }
+                (unlocked, feed_key)
+            }
         };
+        let (unlocked, feed_key) = unlocked;
         {
             let mut state = self.write_state();
             state.session = Some(Arc::new(Session {
                 keys: unlocked.keys,
                 user: unlocked.user,
+                feed_key,
             }));
             state.lease_expires_at = Some(unlocked.lease_expires_at);
             state.last_activity = Some(self.now());
@@ -794,6 +845,13 @@ impl Device {
             if let Err(e) = lock(&self.writer).index_dates_of_birth(&session.keys) {
                 tracing::error!(error = %e, "could not index dates of birth for search");
             }
+            // Updates downloaded while nobody was signed in open now, with or without a link. A
+            // sync round under way applies them itself.
+            if let Ok(mut store) = self.syncer.try_lock() {
+                if let Err(e) = self.apply_kept_pages(&mut store, &session, self.now()) {
+                    tracing::warn!(error = %e, "kept updates could not be applied");
+                }
+            }
         }
         self.wake.notify_one();
         Ok(self.status())
@@ -804,6 +862,14 @@ impl Device {
         self.write_state().signed_out_because = None;
         // The pull must not go on with the keys of someone who has signed out.
         self.round_stop.stop();
+    }
+
+    /// Whether the central would answer a live check: an online sign-in gave a user session.
+    fn holds_user_session(&self) -> bool {
+        self.read_state()
+            .client
+            .as_ref()
+            .is_some_and(|c| c.has_user_session())
     }
 
     fn accessor(&self, enrolment: &Enrolment, session: &Session) -> Accessor {
@@ -947,7 +1013,6 @@ impl Device {
         } else {
             let req = LiveCheckRequest {
                 nhs_number: nhs,
-                user_id: session.user.id.clone(),
                 unscheduled: false,
                 access_event: None,
             };
@@ -998,6 +1063,14 @@ impl Device {
             ),
         };
         view.caveats.extend(decision.caveats.iter().cloned());
+        if !request.cache_only
+            && !self.holds_user_session()
+            && self.read_state().online != Some(false)
+        {
+            view.caveats.push(
+                "The national register was not asked: this sign-in has no session with the central service (it was made without a connection, or has ended there). Sign out and in again while connected to ask it.".into(),
+            );
+        }
         if request.pregnant && decision.record.is_none() {
             view.caveats.push(
                 "Unborn child protection plans are held on the pregnant woman's own NHS number: this was that check.".into(),
@@ -1054,6 +1127,10 @@ impl Device {
         if online == Some(false) {
             return Ok(None);
         }
+        if !client.has_user_session() {
+            // Signed in offline: the central answers a person's details only to an online sign-in.
+            return Ok(None);
+        }
         let deadline = self.config.live_check_deadline;
         let attempt = async {
             if !client.is_authenticated() {
@@ -1070,8 +1147,12 @@ impl Device {
             Ok(Err(Some(ClientError::Revoked(reason)))) => Err(self.revoked(reason).await),
             Ok(Err(Some(e))) => {
                 self.set_online(!e.is_transient());
-                if let ClientError::Refused { status: 401, .. } = e {
-                    client.forget_token();
+                match &e {
+                    // The user session ended at the central: the client has dropped it, and the
+                    // device token is still good.
+                    ClientError::Refused { code, .. } if code == "user_session_required" => {}
+                    ClientError::Refused { status: 401, .. } => client.forget_token(),
+                    _ => {}
                 }
                 tracing::info!("live call unavailable, the cache answers");
                 Ok(None)
@@ -1139,7 +1220,6 @@ impl Device {
         // Deliver at once when the central answers, with the live record and access history.
         let req = LiveCheckRequest {
             nhs_number: nhs,
-            user_id: accessor.user_id.clone(),
             unscheduled: notifies,
             access_event: event.clone(),
         };
@@ -1284,7 +1364,6 @@ impl Device {
             None
         } else {
             let req = LiveSearchRequest {
-                user_id: accessor.user_id.clone(),
                 query: query.clone(),
             };
             match self
@@ -1677,6 +1756,21 @@ impl Device {
         self.refresh_emergency_numbers(store, &client, ticket)
             .await?;
         let session = self.read_state().session.clone();
+        let session = session.and_then(|s| {
+            if s.feed_key.is_none() {
+                summary.pull_skipped = Some(
+                    "sign in while online once to receive the key that opens the region's updates"
+                        .into(),
+                );
+                None
+            } else {
+                Some(s)
+            }
+        });
+        if let Some(session) = &session {
+            // What was downloaded while nobody was signed in goes in first, with no download.
+            self.apply_kept_pages(store, session, now)?;
+        }
         let pull_result = match session {
             Some(session) => Some(
                 sync::pull(
@@ -1684,6 +1778,7 @@ impl Device {
                     sync::Pull {
                         client: &client,
                         keys: &session.keys,
+                        feed_key: session.feed_key.as_ref().expect("checked just above"),
                         enrolment: &enrolment,
                         now,
                         page_limit: self.config.page_limit,
@@ -1695,7 +1790,31 @@ impl Device {
                 .await,
             ),
             None => {
-                summary.pull_skipped = Some("sign in to update this device's copy".into());
+                if summary.pull_skipped.is_none() {
+                    // Nobody signed in: download anyway, kept sealed until the next sign-in opens it.
+                    let kept = match sync::fetch_sealed(
+                        store,
+                        &client,
+                        &enrolment,
+                        self.config.page_limit,
+                        ticket,
+                    )
+                    .await
+                    {
+                        Ok(kept) => kept,
+                        Err(SyncError::Interrupted) => return Err(DeviceError::Interrupted),
+                        Err(e) => {
+                            self.note_client_failure(&client, &e);
+                            tracing::info!(error = %e, "updates could not be downloaded for later");
+                            0
+                        }
+                    };
+                    summary.pull_skipped = Some(if kept > 0 {
+                        format!("{kept} page(s) of updates downloaded sealed: they are applied at the next sign-in")
+                    } else {
+                        "sign in to update this device's copy".into()
+                    });
+                }
                 None
             }
         };
@@ -1742,6 +1861,32 @@ impl Device {
             events_sent: summary.events_delivered,
         });
         Ok(summary)
+    }
+
+    /// Applies the pages kept sealed while nobody was signed in, with the signed-in user's keys.
+    fn apply_kept_pages(
+        &self,
+        store: &mut DeviceStore,
+        session: &Session,
+        now: DateTime<Utc>,
+    ) -> Result<(), DeviceError> {
+        let (Some(feed_key), Ok(enrolment)) = (&session.feed_key, self.enrolment()) else {
+            return Ok(());
+        };
+        if store.sealed_pages_end()?.is_none() {
+            return Ok(());
+        }
+        let records = sync::apply_sealed(
+            store,
+            &session.keys,
+            feed_key,
+            &enrolment,
+            now,
+            &self.staged,
+        )?;
+        tracing::info!(records, "updates downloaded before sign-in applied");
+        self.write_state().last_sync = store.last_sync_at()?;
+        Ok(())
     }
 
     /// Authentication for a sync round: a revocation is reported, not handled here, because the

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 
 use cpis_core::store::{CacheKeys, DeviceStore, Enrolment, StagedIndex, StoreError};
+use cpis_core::vault::FeedKey;
 use cpis_core::wire::{EventBatch, EventResult, EventStatus, FeedPage, MAX_EVENT_BATCH};
 
 use crate::client::{CentralClient, ClientError};
@@ -125,6 +126,8 @@ pub struct PullTotals {
 pub struct Pull<'a> {
     pub client: &'a CentralClient,
     pub keys: &'a CacheKeys,
+    /// The region's feed key: pages are sealed to it.
+    pub feed_key: &'a FeedKey,
     pub enrolment: &'a Enrolment,
     pub now: DateTime<Utc>,
     pub page_limit: u32,
@@ -140,6 +143,7 @@ pub async fn pull(store: &mut DeviceStore, pull: Pull<'_>) -> Result<PullTotals,
     let Pull {
         client,
         keys,
+        feed_key,
         enrolment,
         now,
         page_limit,
@@ -156,7 +160,7 @@ pub async fn pull(store: &mut DeviceStore, pull: Pull<'_>) -> Result<PullTotals,
             .run(client.feed_page(totals.cursor, page_limit))
             .await??;
         let page = signed
-            .verify(&enrolment.central_signing_key)
+            .open(&enrolment.central_signing_key, feed_key)
             .map_err(|e| SyncError::Rejected(e.to_string()))?;
         check_page(&page, enrolment, totals.cursor).map_err(SyncError::Rejected)?;
         if ticket.stopped() {
@@ -182,6 +186,84 @@ pub async fn pull(store: &mut DeviceStore, pull: Pull<'_>) -> Result<PullTotals,
             return Ok(totals);
         }
     }
+}
+
+/// Downloads the region's new pages while nobody is signed in: each checked against the key pinned
+/// at enrolment and its place in the feed, then kept sealed (this device cannot open them without
+/// a user) to be applied at the next sign-in. Returns how many pages were kept.
+pub async fn fetch_sealed(
+    store: &mut DeviceStore,
+    client: &CentralClient,
+    enrolment: &Enrolment,
+    page_limit: u32,
+    ticket: Ticket<'_>,
+) -> Result<u64, SyncError> {
+    let mut cursor = match store.sealed_pages_end()? {
+        Some(end) => end.max(store.cursor()?),
+        None => store.cursor()?,
+    };
+    let mut kept = 0;
+    loop {
+        let (signed, _) = ticket.run(client.feed_page(cursor, page_limit)).await??;
+        let envelope = signed
+            .verify(&enrolment.central_signing_key)
+            .map_err(|e| SyncError::Rejected(e.to_string()))?;
+        if envelope.region != enrolment.region
+            || envelope.after != cursor
+            || envelope.last < envelope.after
+        {
+            return Err(SyncError::Rejected(format!(
+                "a sealed page for {} at {}..{} does not continue this device's feed at {cursor}",
+                envelope.region, envelope.after, envelope.last
+            )));
+        }
+        if envelope.last > envelope.after {
+            store.keep_sealed_page(&signed, envelope.after, envelope.last)?;
+            kept += 1;
+        }
+        cursor = envelope.last;
+        if !envelope.has_more {
+            return Ok(kept);
+        }
+    }
+}
+
+/// Applies the pages kept while nobody was signed in, in feed order, now that a user's unlock gives
+/// the feed key. A page this copy already has is skipped; one that does not continue it (or does not
+/// open) ends the run, and the rest is downloaded afresh. Every kept page is then forgotten.
+pub fn apply_sealed(
+    store: &mut DeviceStore,
+    keys: &CacheKeys,
+    feed_key: &FeedKey,
+    enrolment: &Enrolment,
+    now: DateTime<Utc>,
+    staged: &StagedIndex,
+) -> Result<u64, SyncError> {
+    let mut records = 0;
+    for signed in store.sealed_pages()? {
+        let cursor = store.cursor()?;
+        let Ok(envelope) = signed.verify(&enrolment.central_signing_key) else {
+            break;
+        };
+        if envelope.last <= cursor {
+            continue;
+        }
+        if envelope.after != cursor {
+            break;
+        }
+        let Ok(page) = envelope.open(feed_key) else {
+            tracing::warn!("a kept feed page does not open with this device's feed key");
+            break;
+        };
+        if let Err(why) = check_page(&page, enrolment, cursor) {
+            tracing::warn!(why, "a kept feed page was refused");
+            break;
+        }
+        let applied = store.apply_page_indexed(keys, &page, page.generated_at.min(now), staged)?;
+        records += applied.ops as u64;
+    }
+    store.drop_sealed_pages()?;
+    Ok(records)
 }
 
 #[derive(Debug, Default, Clone, Copy)]

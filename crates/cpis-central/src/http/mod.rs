@@ -49,6 +49,7 @@ pub fn router(central: Central, tls: bool) -> Router {
         .route("/v1/auth/token", post(token))
         .route("/v1/login", post(login))
         .route("/v1/lease", post(lease))
+        .route("/v1/logout", post(logout))
         .route("/v1/feed", get(feed))
         .route("/v1/emergency-numbers", get(emergency_numbers))
         .route(
@@ -221,6 +222,34 @@ impl FromRequestParts<Central> for DeviceAuth {
         central: &Central,
     ) -> Result<Self, Self::Rejection> {
         bearer_device(parts, central, false).await.map(Self)
+    }
+}
+
+/// The device and its signed-in user: the bearer token names the device, the user-session header
+/// the user (`Central::authenticate_user`). Every route that answers with a person's details takes
+/// this, so the device's own key alone reads nobody.
+pub struct SignedInUser(pub DeviceRecord, pub crate::store::UserRecord);
+
+fn user_session(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(cpis_core::wire::USER_SESSION_HEADER)?
+        .to_str()
+        .ok()
+        .map(str::trim)
+}
+
+impl FromRequestParts<Central> for SignedInUser {
+    type Rejection = ApiFailure;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        central: &Central,
+    ) -> Result<Self, Self::Rejection> {
+        let device = bearer_device(parts, central, false).await?;
+        let user = central
+            .authenticate_user(&device, user_session(parts))
+            .await?;
+        Ok(Self(device, user))
     }
 }
 
@@ -421,18 +450,41 @@ async fn ready(State(c): State<Central>) -> Response {
 
 async fn live_check(
     State(c): State<Central>,
-    DeviceAuth(device): DeviceAuth,
+    SignedInUser(device, user): SignedInUser,
     ApiJson(req): ApiJson<LiveCheckRequest>,
 ) -> Result<Response, ApiFailure> {
-    Ok(Json(c.live_check(&device, req).await?).into_response())
+    Ok(Json(c.live_check(&device, &user, req).await?).into_response())
 }
 
 async fn live_search(
     State(c): State<Central>,
-    DeviceAuth(device): DeviceAuth,
+    SignedInUser(device, user): SignedInUser,
     ApiJson(req): ApiJson<LiveSearchRequest>,
 ) -> Result<Response, ApiFailure> {
-    Ok(Json(c.live_search(&device, req).await?).into_response())
+    Ok(Json(c.live_search(&device, &user, req).await?).into_response())
+}
+
+/// Sign-out: ends the user session at the central. Answers 204 whether or not the session was
+/// still live, so a repeated sign-out is harmless.
+async fn logout(
+    State(c): State<Central>,
+    DeviceAuth(device): DeviceAuth,
+    parts_session: UserSessionHeader,
+) -> Result<Response, ApiFailure> {
+    if let Some(token) = parts_session.0 {
+        c.logout(&device, &token).await?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The user-session header, if any, for sign-out.
+struct UserSessionHeader(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserSessionHeader {
+    type Rejection = ApiFailure;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(user_session(parts).map(str::to_string)))
+    }
 }
 
 #[derive(Deserialize)]

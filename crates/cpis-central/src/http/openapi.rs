@@ -74,13 +74,13 @@ fn fhir_params(audit: bool) -> Value {
 
 /// The search endpoint and its schemas, kept apart from the main literal (one `json!` that large
 /// passes the macro's recursion limit).
-fn search_parts(device: &Value) -> (Value, Value) {
+fn search_parts(signed_in: &Value) -> (Value, Value) {
     let path = json!({
-            "/v1/search": { "post": { "summary": "Live search by family name and date of birth (given name, sex, postcode district optional) over the whole register, answered in tiers: match, possible_matches (at most 5), too_many or no_match; people are returned only for the first two; every search is kept in the lookup trail", "security": device,
+            "/v1/search": { "post": { "summary": "Live search by family name and date of birth (given name, sex, postcode district optional) over the whole register, answered in tiers: match, possible_matches (at most 5), too_many or no_match; people are returned only for the first two; every search is kept in the lookup trail, against the signed-in user of the session (401 user_session_required without one)", "security": signed_in,
                 "requestBody": body("LiveSearchRequest"), "responses": responses("LiveSearchResponse", &["400", "401", "403", "422"]) } }
     });
     let schemas = json!({
-                "LiveSearchRequest": obj(&["user_id", "query"], json!({ "user_id": { "type": "string" },
+                "LiveSearchRequest": obj(&["query"], json!({
                     "query": obj(&["family_name", "date_of_birth"], json!({ "family_name": { "type": "string" }, "given_name": { "type": "string", "nullable": true },
                         "date_of_birth": { "type": "string", "format": "date" }, "sex": { "type": "string", "enum": ["female", "male", "unknown"], "nullable": true },
                         "postcode_district": { "type": "string", "nullable": true } })) })),
@@ -96,6 +96,7 @@ fn search_parts(device: &Value) -> (Value, Value) {
 pub fn spec() -> Value {
     let fhir_client = json!([{ "fhirClientToken": [] }]);
     let device = json!([{ "deviceToken": [] }]);
+    let signed_in = json!([{ "deviceToken": [], "userSession": [] }]);
     let la = json!([{ "laToken": [] }]);
     let ods =
         json!([{ "name": "ods", "in": "path", "required": true, "schema": { "type": "string" } }]);
@@ -116,11 +117,13 @@ pub fn spec() -> Value {
                 "responses": responses("ChallengeResponse", &["400", "401", "403"]) } },
             "/v1/auth/token": { "post": { "summary": "Exchange a signed challenge for a bearer token (1 hour)", "requestBody": body("TokenRequest"),
                 "responses": responses("TokenResponse", &["400", "401", "403"]) } },
-            "/v1/login": { "post": { "summary": "Sign a user in on this device; returns the lease", "security": device, "requestBody": body("LoginRequest"),
-                "responses": responses("LoginResponse", &["400", "401", "403"]) } },
+            "/v1/login": { "post": { "summary": "Sign a user in on this device; returns the lease, a user session (ending any other on this device) and the region's feed key", "security": device, "requestBody": body("LoginRequest"),
+                "responses": responses("LoginResponse", &["400", "401", "403", "429"]) } },
+            "/v1/logout": { "post": { "summary": "Sign out: ends the user session named in X-CPIS-User-Session at the central (204 whether or not it was still live)", "security": device,
+                "responses": { "204": { "description": "signed out" }, "401": { "description": "ApiError" } } } },
             "/v1/lease": { "post": { "summary": "Renew the device's lease", "security": device,
                 "responses": responses("LeaseRenewal", &["401", "403"]) } },
-            "/v1/feed": { "get": { "summary": "A signed page of the device's region feed (weak ETag; If-None-Match with an unchanged page's tag answers 304 with no body)", "security": device,
+            "/v1/feed": { "get": { "summary": "A page of the device's region feed, sealed to the region's feed key (sent only at a PIN sign-in) and signed, so a device's token alone reads nobody (weak ETag; If-None-Match with an unchanged page's tag answers 304 with no body)", "security": device,
                 "parameters": [
                     { "name": "If-None-Match", "in": "header", "schema": { "type": "string" } },
                     { "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
@@ -131,7 +134,7 @@ pub fn spec() -> Value {
                 "responses": responses("SignedDirectory", &["401", "403"]) } },
             "/v1/events": { "post": { "summary": "Deliver sealed access events (idempotent on event id; at most 500). Organisation, setting, role and whether an event notifies come from the central's records, not the event", "security": device,
                 "requestBody": body("EventBatch"), "responses": responses("EventBatchResult", &["400", "401", "403", "413", "422"]) } },
-            "/v1/check": { "post": { "summary": "Live check of one NHS number by a user of the device's organisation (403 otherwise), optionally recording the access; every answered check is kept in the lookup trail", "security": device,
+            "/v1/check": { "post": { "summary": "Live check of one NHS number by the signed-in user of the session (401 user_session_required without a live one), optionally recording the access; every answered check is kept in the lookup trail against that user", "security": signed_in,
                 "requestBody": body("LiveCheckRequest"), "responses": responses("LiveCheckResponse", &["400", "401", "403", "422"]) } },
             "/v1/la/{ods}/notifications": { "get": { "summary": "The LA's notifications after a cursor", "security": la,
                 "parameters": [ods[0], { "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0 } }],
@@ -153,7 +156,8 @@ pub fn spec() -> Value {
             "securitySchemes": {
                 "deviceToken": { "type": "http", "scheme": "bearer", "description": "From /v1/auth/token" },
                 "laToken": { "type": "http", "scheme": "bearer", "description": "From `cpis central la-token`" },
-                "fhirClientToken": { "type": "http", "scheme": "bearer", "description": "From `cpis central fhir-client add`" }
+                "fhirClientToken": { "type": "http", "scheme": "bearer", "description": "From `cpis central fhir-client add`" },
+                "userSession": { "type": "apiKey", "in": "header", "name": "X-CPIS-User-Session", "description": "From /v1/login (user_session.token), sent beside the device token; valid only with that device's token, 15 minutes idle, 12 hours at most" }
             },
             "schemas": {
                 "FhirResource": { "type": "object", "required": ["resourceType"], "description": "A FHIR R4 resource (Bundle, CapabilityStatement or OperationOutcome) in JSON; see hl7.org/fhir/R4",
@@ -176,9 +180,11 @@ pub fn spec() -> Value {
                 "Lease": obj(&["expires_at", "lease_key", "mac"], json!({ "expires_at": { "type": "string", "format": "date-time" },
                     "lease_key": { "type": "string" }, "mac": { "type": "string", "description": "base64 HMAC-SHA256(lease_key, \"cpis-field/lease/v1:{device_id}:{expires_at}\")" } })),
                 "LeaseRenewal": obj(&["expires_at", "mac"], json!({ "expires_at": { "type": "string", "format": "date-time" }, "mac": { "type": "string" } })),
-                "LoginResponse": obj(&["user", "lease"], json!({ "user": { "$ref": "#/components/schemas/UserProfile" }, "lease": { "$ref": "#/components/schemas/Lease" } })),
-                "SignedPage": obj(&["body", "signature"], json!({ "body": { "type": "string", "description": "base64 of the FeedPage JSON" },
-                    "signature": { "type": "string", "description": "base64 Ed25519 over \"cpis-field/feed-page/v1\\n\" + body bytes" } })),
+                "LoginResponse": obj(&["user", "lease", "user_session", "feed_key"], json!({ "user": { "$ref": "#/components/schemas/UserProfile" }, "lease": { "$ref": "#/components/schemas/Lease" },
+                    "user_session": obj(&["token", "expires_at", "idle_minutes"], json!({ "token": { "type": "string" }, "expires_at": { "type": "string", "format": "date-time" }, "idle_minutes": { "type": "integer" } })),
+                    "feed_key": obj(&["id", "key"], json!({ "id": { "type": "string" }, "key": { "type": "string", "description": "base64 of the region's 32-byte AES-256-GCM feed key" } })) })),
+                "SignedPage": obj(&["body", "signature"], json!({ "body": { "type": "string", "description": "base64 of the SealedFeedPage JSON: region, after, last, head, has_more, key_id, and sealed = base64 of nonce || AES-256-GCM(feed key, FeedPage JSON) with the page's place as associated data" },
+                    "signature": { "type": "string", "description": "base64 Ed25519 over \"cpis-field/feed-page/v2\\n\" + body bytes" } })),
                 "SignedDirectory": obj(&["body", "signature"], json!({ "body": { "type": "string", "description": "base64 of the EmergencyDirectory JSON: region, generated_at, local_authorities [{ods, name, emergency_phone, office_phone}] in name order" },
                     "signature": { "type": "string", "description": "base64 Ed25519 over \"cpis-field/emergency-numbers/v1\\n\" + body bytes" } })),
                 "SealedEvent": obj(&["id", "device_seq", "sealed"], json!({ "id": { "type": "string", "format": "uuid" }, "device_seq": { "type": "integer" }, "sealed": { "type": "string" } })),
@@ -186,7 +192,7 @@ pub fn spec() -> Value {
                 "EventBatchResult": obj(&["results"], json!({ "results": { "type": "array", "items": obj(&["id", "status"], json!({
                     "id": { "type": "string", "format": "uuid" }, "status": { "type": "string", "enum": ["accepted", "duplicate", "rejected"] },
                     "reason": { "type": "string", "nullable": true } })) } })),
-                "LiveCheckRequest": obj(&["nhs_number", "user_id", "unscheduled"], json!({ "nhs_number": { "type": "string" }, "user_id": { "type": "string" },
+                "LiveCheckRequest": obj(&["nhs_number", "unscheduled"], json!({ "nhs_number": { "type": "string" },
                     "unscheduled": { "type": "boolean" }, "access_event": { "allOf": [{ "$ref": "#/components/schemas/SealedEvent" }], "nullable": true } })),
                 "LiveCheckResponse": obj(&["outcome", "access_history", "access_recorded", "as_of"], json!({
                     "outcome": { "type": "string", "enum": ["record_found", "no_record"] }, "record": { "type": "object", "nullable": true },
@@ -199,7 +205,7 @@ pub fn spec() -> Value {
             }
         }
     });
-    let (path, schemas) = search_parts(&device);
+    let (path, schemas) = search_parts(&signed_in);
     if let (Some(paths), Value::Object(path)) = (spec["paths"].as_object_mut(), path) {
         paths.extend(path);
     }

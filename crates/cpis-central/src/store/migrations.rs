@@ -47,6 +47,10 @@ pub const SQLITE: &[Migration] = &[
         name: "0008_delivery_claims.sql",
         sql: include_str!("../../../../migrations/central/sqlite/0008_delivery_claims.sql"),
     },
+    Migration {
+        name: "0009_user_sessions.sql",
+        sql: include_str!("../../../../migrations/central/sqlite/0009_user_sessions.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -81,6 +85,10 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         name: "0008_delivery_claims.sql",
         sql: include_str!("../../../../migrations/central/postgres/0008_delivery_claims.sql"),
+    },
+    Migration {
+        name: "0009_user_sessions.sql",
+        sql: include_str!("../../../../migrations/central/postgres/0009_user_sessions.sql"),
     },
 ];
 
@@ -170,6 +178,16 @@ mod tests {
             "postgres",
             "0008_delivery_claims.sql",
             "36e9de697840d4108b43f5181ba768fbda17fc13c4a10cb5076202cc4d7ffa8f",
+        ),
+        (
+            "sqlite",
+            "0009_user_sessions.sql",
+            "2f68a789229177dadc28686879e0ea23e2210c9628ada8427a3835ee8380b5c0",
+        ),
+        (
+            "postgres",
+            "0009_user_sessions.sql",
+            "6a39568d49b1f7b8e50f9e99f963f83a52f6301313c83db11a95fb7028bfb8b9",
         ),
     ];
 

@@ -138,6 +138,16 @@ pub struct NewDevice {
     pub enrolled_at: DateTime<Utc>,
 }
 
+/// A user session as stored: the token only as its SHA-256.
+#[derive(Debug, Clone)]
+pub struct UserSessionRow {
+    pub token_hash: String,
+    pub device_id: Uuid,
+    pub user_id: String,
+    pub idle_until: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// An enrolled device. The lease key never appears in `Debug`.
 #[derive(Clone)]
 pub struct DeviceRecord {
@@ -454,6 +464,21 @@ pub trait Store: Send + Sync + 'static {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Uuid>>;
+    /// Opens a user session on a device and ends every other session of that device: one user is
+    /// signed in on a device at a time.
+    async fn open_user_session(&self, session: &UserSessionRow) -> StoreResult<()>;
+    /// The user of a live session of `device` (neither idle past `idle_until` nor past its end),
+    /// moving its idle end to `idle_until_new` (never past its hard end). `None` for a session
+    /// unknown, ended, or opened on another device.
+    async fn use_user_session(
+        &self,
+        token_hash: &str,
+        device: Uuid,
+        now: DateTime<Utc>,
+        idle_until_new: DateTime<Utc>,
+    ) -> StoreResult<Option<String>>;
+    /// Ends a session of `device` (sign-out). True when there was one.
+    async fn end_user_session(&self, token_hash: &str, device: Uuid) -> StoreResult<bool>;
 
     // Users and LA credentials.
 

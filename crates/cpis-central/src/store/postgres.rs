@@ -25,7 +25,7 @@ use super::{
     flag_key, la_key, DeliveryBacklog, DeliveryOutcome, DeviceRecord, EnrolRefusal, EventIntake,
     FeedSlice, FhirClientRecord, Ingested, LaRecord, LaUploadOutcome, LaUploadRecord, LiveLookup,
     LiveSearch, NewDevice, NewEnrolment, NewLaUpload, PendingDelivery, RegionRecord, Store,
-    StoreError, StoreResult, StoredKeys, UploadOps, UserRecord, WebhookChange,
+    StoreError, StoreResult, StoredKeys, UploadOps, UserRecord, UserSessionRow, WebhookChange,
 };
 
 const POOL_SIZE: usize = 16;
@@ -1069,6 +1069,61 @@ impl Store for PostgresStore {
             )
             .await?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn open_user_session(&self, session: &UserSessionRow) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Ended sessions go as new ones open, so the table holds about one row per device.
+        tx.execute(
+            "DELETE FROM user_sessions WHERE device_id = $1 OR expires_at < $2 OR idle_until < $2",
+            &[&session.device_id, &Utc::now()],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO user_sessions (token_hash, device_id, user_id, idle_until, expires_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &session.token_hash,
+                &session.device_id,
+                &session.user_id,
+                &session.idle_until,
+                &session.expires_at,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn use_user_session(
+        &self,
+        token_hash: &str,
+        device: Uuid,
+        now: DateTime<Utc>,
+        idle_until_new: DateTime<Utc>,
+    ) -> StoreResult<Option<String>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "UPDATE user_sessions SET idle_until = LEAST($4, expires_at)
+                 WHERE token_hash = $1 AND device_id = $2 AND idle_until > $3 AND expires_at > $3
+                 RETURNING user_id",
+                &[&token_hash, &device, &now, &idle_until_new],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn end_user_session(&self, token_hash: &str, device: Uuid) -> StoreResult<bool> {
+        let client = self.client().await?;
+        Ok(client
+            .execute(
+                "DELETE FROM user_sessions WHERE token_hash = $1 AND device_id = $2",
+                &[&token_hash, &device],
+            )
+            .await?
+            > 0)
     }
 
     async fn upsert_user(&self, u: &UserRecord, now: DateTime<Utc>) -> StoreResult<()> {

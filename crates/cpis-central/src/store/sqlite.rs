@@ -20,7 +20,7 @@ use super::{
     flag_key, la_key, DeliveryBacklog, DeliveryOutcome, DeviceRecord, EnrolRefusal, EventIntake,
     FeedSlice, FhirClientRecord, Ingested, LaRecord, LaUploadOutcome, LaUploadRecord, LiveLookup,
     LiveSearch, NewDevice, NewEnrolment, NewLaUpload, PendingDelivery, RegionRecord, Store,
-    StoreError, StoreResult, StoredKeys, UploadOps, UserRecord, WebhookChange,
+    StoreError, StoreResult, StoredKeys, UploadOps, UserRecord, UserSessionRow, WebhookChange,
 };
 
 const READERS: usize = 4;
@@ -1054,6 +1054,65 @@ impl Store for SqliteStore {
                 )
                 .optional()?;
             d.map(|d| Uuid::parse_str(&d).map_err(corrupt)).transpose()
+        })
+        .await
+    }
+
+    async fn open_user_session(&self, session: &UserSessionRow) -> StoreResult<()> {
+        let session = session.clone();
+        self.write(move |tx| {
+            let device = session.device_id.to_string();
+            // Ended sessions go as new ones open, so the table holds about one row per device.
+            tx.execute(
+                "DELETE FROM user_sessions WHERE device_id = ?1 OR expires_at < ?2 OR idle_until < ?2",
+                params![device, ts(Utc::now())],
+            )?;
+            tx.execute(
+                "INSERT INTO user_sessions (token_hash, device_id, user_id, idle_until, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    session.token_hash,
+                    device,
+                    session.user_id,
+                    ts(session.idle_until),
+                    ts(session.expires_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn use_user_session(
+        &self,
+        token_hash: &str,
+        device: Uuid,
+        now: DateTime<Utc>,
+        idle_until_new: DateTime<Utc>,
+    ) -> StoreResult<Option<String>> {
+        let token_hash = token_hash.to_string();
+        self.write(move |tx| {
+            Ok(tx
+                .query_row(
+                    "UPDATE user_sessions
+                     SET idle_until = CASE WHEN ?4 < expires_at THEN ?4 ELSE expires_at END
+                     WHERE token_hash = ?1 AND device_id = ?2 AND idle_until > ?3 AND expires_at > ?3
+                     RETURNING user_id",
+                    params![token_hash, device.to_string(), ts(now), ts(idle_until_new)],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn end_user_session(&self, token_hash: &str, device: Uuid) -> StoreResult<bool> {
+        let token_hash = token_hash.to_string();
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "DELETE FROM user_sessions WHERE token_hash = ?1 AND device_id = ?2",
+                params![token_hash, device.to_string()],
+            )? > 0)
         })
         .await
     }

@@ -13,9 +13,11 @@ use chrono::Utc;
 use cpis_central::store::{PostgresStore, SqliteStore, Store};
 use cpis_central::{spawn_with_store, Central, CentralConfig, RunningCentral};
 use cpis_core::crypto::hazmat;
+use cpis_core::vault::FeedKey;
 use cpis_core::wire::{
     self, ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse, EventBatch,
-    EventBatchResult, FeedChange, FeedPage, SealedEvent, SignedPage, TokenRequest, TokenResponse,
+    EventBatchResult, FeedChange, FeedPage, LoginRequest, LoginResponse, SealedEvent, SignedPage,
+    TokenRequest, TokenResponse,
 };
 use cpis_core::{
     AccessEvent, Accessor, Activity, CareSetting, FlagRecord, LocalAuthority, NhsNumber, OdsCode,
@@ -24,6 +26,9 @@ use cpis_core::{
 use serde::Serialize;
 use uuid::Uuid;
 use zeroize::Zeroizing;
+
+/// The PIN every test user is given.
+pub const TEST_PIN: &str = "2468";
 
 pub const HEADER: &str =
     "nhs_number,family_name,given_names,date_of_birth,plan_kind,start_date,end_date,due_date,local_id,delete_date\n";
@@ -205,7 +210,7 @@ impl TestCentral {
                 role,
                 activity,
                 &OdsCode::parse(org).unwrap(),
-                "2468",
+                TEST_PIN,
             )
             .await
             .unwrap();
@@ -240,6 +245,13 @@ impl TestCentral {
         d.authenticate(&self.http, &self.url)
             .await
             .expect("authenticates");
+        // Tests of the feed itself read pages without a user: they hold the region's key as a
+        // signed-in device would.
+        d.feed_key = Some(
+            self.central()
+                .keys
+                .feed_key(&Region::parse(region).unwrap()),
+        );
         d
     }
 
@@ -325,9 +337,37 @@ pub struct TestDevice {
     pub seq: u64,
     pub url: String,
     pub http: reqwest::Client,
+    /// The user session of the last sign-in (`sign_in`), sent on every call when present.
+    pub user_session: Option<String>,
+    /// The region's feed key: from a sign-in, or handed over by `TestCentral::device` for tests of
+    /// the feed itself.
+    pub feed_key: Option<FeedKey>,
 }
 
 impl TestDevice {
+    /// Signs `user` in with the test PIN and keeps the session and the feed key it returns.
+    pub async fn sign_in(&mut self, user: &str) -> LoginResponse {
+        self.sign_in_with(user, TEST_PIN).await
+    }
+
+    pub async fn sign_in_with(&mut self, user: &str, pin: &str) -> LoginResponse {
+        let r = self
+            .post(
+                "/v1/login",
+                &LoginRequest {
+                    user_id: user.into(),
+                    pin: pin.into(),
+                },
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let login: LoginResponse = r.json().await.unwrap();
+        self.user_session = Some(login.user_session.token.clone());
+        self.feed_key =
+            Some(FeedKey::from_base64(&login.feed_key.id, &login.feed_key.key).unwrap());
+        login
+    }
+
     pub async fn enrol(
         http: &reqwest::Client,
         url: &str,
@@ -363,6 +403,8 @@ impl TestDevice {
             seq: 0,
             url: url.to_string(),
             http: http.clone(),
+            user_session: None,
+            feed_key: None,
         })
     }
 
@@ -443,8 +485,11 @@ impl TestDevice {
 
     /// A POST whose body is this text, sent as JSON whether or not it is.
     pub async fn post_text(&self, path: &str, body: &str) -> reqwest::Response {
-        self.http
-            .post(format!("{}{path}", self.url))
+        let mut request = self.http.post(format!("{}{path}", self.url));
+        if let Some(session) = &self.user_session {
+            request = request.header(wire::USER_SESSION_HEADER, session);
+        }
+        request
             .bearer_auth(&self.token)
             .header("content-type", "application/json")
             .body(body.to_string())
@@ -467,12 +512,11 @@ impl TestDevice {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
+        let mut request = self.http.get(format!("{}{path}", self.url));
+        if let Some(session) = &self.user_session {
+            request = request.header(wire::USER_SESSION_HEADER, session);
+        }
+        request.bearer_auth(&self.token).send().await.unwrap()
     }
 
     /// A verified feed page.
@@ -482,9 +526,13 @@ impl TestDevice {
             .await;
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
         let signed: SignedPage = r.json().await.unwrap();
+        let feed_key = self
+            .feed_key
+            .as_ref()
+            .expect("a feed key: sign a user in first");
         signed
-            .verify(&self.central_signing)
-            .expect("the page verifies against the pinned key")
+            .open(&self.central_signing, feed_key)
+            .expect("the page verifies against the pinned key and opens with the feed key")
     }
 
     /// Pulls the whole feed from `after`, page by page, applying ops as a device cache does.

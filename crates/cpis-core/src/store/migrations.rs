@@ -25,6 +25,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0004_coarse_audit_times.sql",
         include_str!("../../../../migrations/device/0004_coarse_audit_times.sql"),
     ),
+    (
+        "0005_sealed_pages.sql",
+        include_str!("../../../../migrations/device/0005_sealed_pages.sql"),
+    ),
 ];
 
 /// The checksum recorded for a migration: SHA-256 hex of its text with line endings normalised, so a

@@ -10,6 +10,7 @@
 mod cache;
 mod migrations;
 mod outbox;
+mod sealed;
 mod unlock;
 
 #[cfg(test)]
@@ -60,6 +61,8 @@ mod meta_keys {
     /// The central's signed emergency directory (`wire::SignedDirectory` JSON), in clear: public
     /// numbers, readable without a PIN.
     pub const EMERGENCY_NUMBERS: &str = "emergency_numbers";
+    /// The region's feed key, sealed under the data key: opened only by a user's unlock.
+    pub const FEED_KEY: &str = "feed_key";
 
     pub const RESERVED: &[&str] = &[
         DEVICE_ID,
@@ -77,6 +80,7 @@ mod meta_keys {
         NEXT_DEVICE_SEQ,
         STAGING,
         EMERGENCY_NUMBERS,
+        FEED_KEY,
     ];
 }
 
@@ -454,6 +458,8 @@ impl DeviceStore {
         cache::clear_cache(&tx)?;
         tx.execute("DELETE FROM audit_log", [])
             .ctx("wiping the audit log")?;
+        tx.execute("DELETE FROM sealed_pages", [])
+            .ctx("wiping sealed feed pages")?;
         unlock::clear_unlocks(&tx, true)?;
         if keep_outbox {
             // Delivered events are the central's now; only what is still to send stays.

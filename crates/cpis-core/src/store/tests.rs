@@ -1799,6 +1799,10 @@ fn shipped_migrations_never_change() {
             "0004_coarse_audit_times.sql",
             "a491b5ae751bba7c3c2c50f834e9bb31dd6a4b152c868eacbba5dfe7e56a522d",
         ),
+        (
+            "0005_sealed_pages.sql",
+            "063f1afec4b3e5965d6d6ff5187eb4f582a894fd517e7ad7a508834f7c0777b6",
+        ),
     ];
     assert_eq!(
         MIGRATIONS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
@@ -2160,4 +2164,62 @@ fn the_emergency_numbers_are_read_without_any_unlock_and_a_tampered_or_replayed_
         store.set_meta("emergency_numbers", "{}"),
         Err(StoreError::ReservedMeta(_))
     ));
+}
+
+// ---------------------------------------------------------------- the feed key and sealed pages
+
+#[test]
+fn the_feed_key_is_kept_sealed_under_the_data_key_opens_after_an_offline_unlock_and_goes_with_a_wipe(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _c, unlocked) = ready(dir.path());
+    assert!(store.feed_key(&unlocked.keys).unwrap().is_none());
+    let key = vault::FeedKey::new("v1", hazmat::random_bytes::<32>());
+    store.keep_feed_key(&unlocked.keys, &key).unwrap();
+    // The key's bytes are nowhere in the store's files.
+    let secret = key.to_base64();
+    for (name, bytes) in file_bytes(dir.path()) {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{name} holds the feed key in the clear"
+        );
+    }
+    // Another device's keys do not open it; this user's offline unlock does.
+    let other_dir = tempfile::tempdir().unwrap();
+    let (_other, _oc, other_unlocked) = ready(other_dir.path());
+    assert!(store.feed_key(&other_unlocked.keys).is_err());
+    let again = store.unlock("para1", PIN, t0()).unwrap();
+    let kept = store.feed_key(&again.keys).unwrap().unwrap();
+    assert_eq!(kept.id(), "v1");
+    assert_eq!(*kept.to_base64(), *key.to_base64());
+    // Reserved: nothing outside the vault may overwrite it.
+    assert!(store.set_meta("feed_key", "x").is_err());
+    store.wipe(true).unwrap();
+    assert!(store.get_meta("feed_key").unwrap().is_none());
+}
+
+#[test]
+fn sealed_pages_are_kept_in_feed_order_until_dropped_and_a_wipe_removes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _c, _unlocked) = ready(dir.path());
+    assert_eq!(store.sealed_pages_end().unwrap(), None);
+    let signed = |n: u64| crate::wire::SignedPage {
+        body: format!("body-{n}"),
+        signature: format!("signature-{n}"),
+    };
+    store.keep_sealed_page(&signed(2), 20, 30).unwrap();
+    store.keep_sealed_page(&signed(1), 0, 20).unwrap();
+    assert_eq!(store.sealed_pages_end().unwrap(), Some(30));
+    let bodies: Vec<String> = store
+        .sealed_pages()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.body)
+        .collect();
+    assert_eq!(bodies, ["body-1", "body-2"]);
+    assert_eq!(store.drop_sealed_pages().unwrap(), 2);
+    assert_eq!(store.sealed_pages_end().unwrap(), None);
+    store.keep_sealed_page(&signed(3), 0, 5).unwrap();
+    store.wipe(true).unwrap();
+    assert!(store.sealed_pages().unwrap().is_empty());
 }

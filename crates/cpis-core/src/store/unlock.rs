@@ -11,7 +11,7 @@ use super::{
     cache, delete_meta, enrolled_device_id, get_meta, meta_keys, parse_ts, put_meta, ts,
     DeviceStore, SqlContext, StoreError, Unlocked,
 };
-use crate::vault::{self, CacheKeys, UserUnlockWrap, VaultError, MAX_PIN_ATTEMPTS};
+use crate::vault::{self, CacheKeys, FeedKey, UserUnlockWrap, VaultError, MAX_PIN_ATTEMPTS};
 use crate::wire::UserProfile;
 
 /// Removes every user's PIN wrap and, with `device_too`, the device unlock and the lease.
@@ -23,6 +23,7 @@ pub(super) fn clear_unlocks(conn: &Connection, device_too: bool) -> Result<(), S
             .ctx("removing the device unlock")?;
         delete_meta(conn, meta_keys::LEASE_EXPIRES_AT)?;
         delete_meta(conn, meta_keys::LEASE_MAC)?;
+        delete_meta(conn, meta_keys::FEED_KEY)?;
     }
     Ok(())
 }
@@ -78,6 +79,36 @@ fn read_user_wrap(
     })
     .optional()
     .ctx("reading a user unlock")
+}
+
+const FEED_KEY_AAD: &[u8] = b"cpis-field/feed-key/v1";
+
+impl DeviceStore {
+    /// Keeps the region's feed key (received at an online sign-in) sealed under the data key, so a
+    /// later unlock, offline too, can open the feed's pages while the device's own key cannot.
+    pub fn keep_feed_key(&mut self, keys: &CacheKeys, key: &FeedKey) -> Result<(), StoreError> {
+        let plain = zeroize::Zeroizing::new(format!("{}\n{}", key.id(), key.to_base64().as_str()));
+        let sealed = keys.data.seal(FEED_KEY_AAD, plain.as_bytes());
+        put_meta(&self.conn, meta_keys::FEED_KEY, &B64.encode(sealed))
+    }
+
+    /// The feed key kept at the last online sign-in; `None` before the first one.
+    pub fn feed_key(&self, keys: &CacheKeys) -> Result<Option<FeedKey>, StoreError> {
+        let Some(stored) = get_meta(&self.conn, meta_keys::FEED_KEY)? else {
+            return Ok(None);
+        };
+        let corrupt = || StoreError::Corrupt("the kept feed key does not open".into());
+        let sealed = B64.decode(stored).map_err(|_| corrupt())?;
+        let plain = keys
+            .data
+            .open(FEED_KEY_AAD, &sealed)
+            .map_err(|_| corrupt())?;
+        let text = std::str::from_utf8(&plain).map_err(|_| corrupt())?;
+        let (id, key) = text.split_once('\n').ok_or_else(corrupt)?;
+        FeedKey::from_base64(id, key)
+            .map(Some)
+            .map_err(|_| corrupt())
+    }
 }
 
 impl DeviceStore {
