@@ -281,7 +281,12 @@ impl DatabaseTarget {
     /// Reads the CA, when there is one, and builds the connector that checks what the mode asks.
     pub fn connector(&self) -> Result<MakeRustlsConnect, PgConnectError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier: Arc<dyn ServerCertVerifier> = match &self.ca_file {
+        let ca_file = self
+            .ca_file
+            .as_ref()
+            .filter(|_| self.mode != SslMode::Disable);
+        let verifier: Arc<dyn ServerCertVerifier> = match ca_file {
+            // Also for disable, where the connector is never used, so its CA is not read.
             None => Arc::new(AnyServerCertificate {
                 provider: provider.clone(),
             }),
