@@ -19,8 +19,9 @@ use uuid::Uuid;
 
 #[derive(Args)]
 pub struct CentralArgs {
-    /// The central's database: `sqlite:PATH` or `postgres://...`. Default: a SQLite file in
-    /// `$CPIS_CENTRAL_DIR` (or `./.data/central`).
+    /// The central's database: `sqlite:PATH` or `postgres://...` (on another machine with
+    /// `?sslmode=verify-full&sslrootcert=FILE`). Default: a SQLite file in `$CPIS_CENTRAL_DIR`
+    /// (or `./.data/central`).
     #[arg(long, global = true, env = "CPIS_CENTRAL_DB")]
     db: Option<String>,
     /// A PEM file of the CA that signed the PostgreSQL server's certificate (as the URL's
