@@ -34,4 +34,6 @@ pub use server::{
     spawn, spawn_with_store, CentralConfig, RunningCentral, TlsFiles, DEFAULT_LISTEN,
 };
 pub use service::{Central, CentralKeys};
-pub use store::{open_store, PostgresStore, SqliteStore, Store, StoreError};
+pub use store::{
+    open_store, open_store_with, DatabaseTls, PostgresStore, SqliteStore, Store, StoreError,
+};

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::service::Central;
-use crate::store::{open_store, Store};
+use crate::store::{open_store_with, DatabaseTls, Store};
 
 /// Where the central listens by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8750";
@@ -29,6 +29,8 @@ pub struct TlsFiles {
 pub struct CentralConfig {
     /// `sqlite:PATH` or `postgres://...`.
     pub db_url: String,
+    /// The CA and the clear-text allowance for a PostgreSQL database.
+    pub db_tls: DatabaseTls,
     /// Port 0 picks a free port (see `RunningCentral::addr`).
     pub listen: SocketAddr,
     pub tls: Option<TlsFiles>,
@@ -51,6 +53,7 @@ impl CentralConfig {
     pub fn new(db_url: impl Into<String>) -> Self {
         Self {
             db_url: db_url.into(),
+            db_tls: DatabaseTls::default(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: None,
             background_tasks: true,
@@ -165,7 +168,7 @@ pub async fn spawn(config: CentralConfig) -> anyhow::Result<RunningCentral> {
         Some(path) => Some(crate::backup::ServingLock::acquire(&path)?),
         None => None,
     };
-    let store = open_store(&config.db_url)
+    let store = open_store_with(&config.db_url, &config.db_tls)
         .await
         .with_context(|| "could not open the central's database")?;
     let mut running = spawn_with_store(store, config).await?;

@@ -19,10 +19,19 @@ use uuid::Uuid;
 
 #[derive(Args)]
 pub struct CentralArgs {
-    /// The central's database: `sqlite:PATH` or `postgres://...`. Default: a SQLite file in
-    /// `$CPIS_CENTRAL_DIR` (or `./.data/central`).
+    /// The central's database: `sqlite:PATH` or `postgres://...` (on another machine with
+    /// `?sslmode=verify-full&sslrootcert=FILE`). Default: a SQLite file in `$CPIS_CENTRAL_DIR`
+    /// (or `./.data/central`).
     #[arg(long, global = true, env = "CPIS_CENTRAL_DB")]
     db: Option<String>,
+    /// A PEM file of the CA that signed the PostgreSQL server's certificate (as the URL's
+    /// `sslrootcert=FILE`); checked with `sslmode=verify-full` (name too) or `verify-ca`.
+    #[arg(long, global = true, env = "CPIS_CENTRAL_DB_CA")]
+    db_ca: Option<PathBuf>,
+    /// Connect to a PostgreSQL on another machine even though the connection could travel in the
+    /// clear (`sslmode=disable`, `prefer` or none). Refused without it.
+    #[arg(long, global = true)]
+    db_allow_plain: bool,
     #[command(subcommand)]
     command: CentralCommand,
 }
@@ -279,6 +288,10 @@ pub fn run(args: CentralArgs) -> anyhow::Result<ExitCode> {
 
 async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
     let db = args.db.unwrap_or_else(default_db);
+    let db_tls = cpis_central::DatabaseTls {
+        ca_file: args.db_ca,
+        allow_plain: args.db_allow_plain,
+    };
     if let CentralCommand::Serve {
         listen,
         tls_cert,
@@ -289,6 +302,7 @@ async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
     } = &args.command
     {
         let mut config = CentralConfig::new(db.clone()).listen(*listen);
+        config.db_tls = db_tls.clone();
         if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
             config.tls = Some(TlsFiles {
                 cert: cert.clone(),
@@ -350,7 +364,7 @@ async fn run_async(args: CentralArgs) -> anyhow::Result<ExitCode> {
         }
         _ => {}
     }
-    let store = cpis_central::open_store(&db)
+    let store = cpis_central::open_store_with(&db, &db_tls)
         .await
         .with_context(|| "could not open the central's database")?;
     let central = Central::new(store.clone()).await?;

@@ -3,6 +3,7 @@
 //! given, each method in one transaction, so both implementations behave the same.
 
 pub mod migrations;
+pub mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
 
@@ -21,6 +22,7 @@ use serde::Serialize;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+pub use pg_tls::{DatabaseTls, PgConnectError};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -38,6 +40,8 @@ pub enum StoreError {
     UploadRaced,
     #[error("stored data does not decode: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Connection(#[from] PgConnectError),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -652,13 +656,20 @@ pub trait Store: Send + Sync + 'static {
 
 /// Opens the store a database URL names (`sqlite:PATH` or `postgres://...`) and applies migrations.
 pub async fn open_store(db_url: &str) -> StoreResult<Arc<dyn Store>> {
+    open_store_with(db_url, &DatabaseTls::default()).await
+}
+
+/// As `open_store`, with the operator's TLS options for a PostgreSQL database.
+pub async fn open_store_with(db_url: &str, tls: &DatabaseTls) -> StoreResult<Arc<dyn Store>> {
     if let Some(path) = db_url.strip_prefix("sqlite:") {
         let path = path.strip_prefix("//").unwrap_or(path);
         Ok(Arc::new(SqliteStore::open(path).await?))
     } else if db_url.starts_with("postgres://") || db_url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(db_url, None).await?))
+        Ok(Arc::new(
+            PostgresStore::connect_with(db_url, None, tls).await?,
+        ))
     } else {
-        Err(StoreError::BadUrl(db_url.to_string()))
+        Err(StoreError::BadUrl(pg_tls::without_password(db_url)))
     }
 }
 

@@ -12,14 +12,15 @@ use cpis_core::plan::VisibilityRules;
 use cpis_core::wire::{FeedChange, FeedOp, Notification};
 use cpis_core::{AccessEvent, CareSetting, FlagRecord, LocalAuthority, NhsNumber, OdsCode, Region};
 use deadpool_postgres::{
-    GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Transaction,
+    GenericClient, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Transaction,
 };
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::migrations::POSTGRES;
+use super::pg_tls::{DatabaseTarget, DatabaseTls};
 use super::sqlite::feed_op_name;
 use super::{
     flag_key, la_key, DeliveryBacklog, DeliveryOutcome, DeviceRecord, EnrolRefusal, EventIntake,
@@ -51,11 +52,21 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
 }
 
 impl PostgresStore {
-    /// Connects (with `search_path` set to `schema` when given) and applies migrations.
+    /// Connects (with `search_path` set to `schema` when given) and applies migrations, with no
+    /// TLS options beyond the URL's own.
     pub async fn connect(url: &str, schema: Option<&str>) -> StoreResult<Self> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::BadUrl(format!("{url}: {e}")))?;
+        Self::connect_with(url, schema, &DatabaseTls::default()).await
+    }
+
+    /// Connects as the URL's `sslmode` and `tls` say (see `pg_tls`), refusing a connection that
+    /// could travel in the clear to a server off this machine unless allowed, and applies
+    /// migrations.
+    pub async fn connect_with(
+        url: &str,
+        schema: Option<&str>,
+        tls: &DatabaseTls,
+    ) -> StoreResult<Self> {
+        let mut target = DatabaseTarget::parse(url, tls)?;
         if let Some(schema) = schema {
             if !schema
                 .bytes()
@@ -63,12 +74,24 @@ impl PostgresStore {
             {
                 return Err(StoreError::BadUrl(format!("schema name '{schema}'")));
             }
-            config.options(format!("-c search_path={schema}"));
+            target
+                .config_mut()
+                .options(format!("-c search_path={schema}"));
         }
-        config.connect_timeout(std::time::Duration::from_secs(10));
+        if target.config().get_connect_timeout().is_none() {
+            target
+                .config_mut()
+                .connect_timeout(std::time::Duration::from_secs(10));
+        }
+        if target.plain_off_this_machine() {
+            tracing::warn!(server = %target.server(), sslmode = target.mode().as_str(),
+                "the database connection may travel in the clear to another machine, as --db-allow-plain allows");
+        } else {
+            tracing::info!(server = %target.server(), sslmode = target.mode().as_str(), "connecting to PostgreSQL");
+        }
         let manager = Manager::from_config(
-            config,
-            NoTls,
+            target.config().clone(),
+            target.connector()?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -77,6 +100,12 @@ impl PostgresStore {
             .max_size(POOL_SIZE)
             .build()
             .map_err(pool_err)?;
+        // The first connection says why it failed in words the operator can act on (an untrusted
+        // certificate, a wrong name); it then goes back to the pool for the migrations.
+        drop(pool.get().await.map_err(|e| match e {
+            PoolError::Backend(e) => StoreError::from(target.explain(&e)),
+            other => pool_err(other),
+        })?);
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
