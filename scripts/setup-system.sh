@@ -3,7 +3,7 @@
 # Idempotent: skips apt entirely when every package is already present.
 set -euo pipefail
 pkgs=(libwebkit2gtk-4.1-dev build-essential pkg-config libssl-dev libayatana-appindicator3-dev
-      librsvg2-dev libxdo-dev xvfb webkit2gtk-driver chromium xauth)
+      librsvg2-dev libxdo-dev xvfb webkit2gtk-driver chromium xauth openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
