@@ -10,7 +10,10 @@
 //!   again (each must come back a duplicate). Floor: the same sealed events into an empty table.
 //! - B5 throughput: live checks and event batches from a load-generator process; floor: the
 //!   central's unauthenticated status endpoint through the same generator. On SQLite, and on
-//!   PostgreSQL when a server answers.
+//!   PostgreSQL when a server answers: there with one central instance and with two on the same
+//!   database (the generator's connections shared out over both, as a load balancer would), and
+//!   the rate at which a backlog of notifications is delivered to a loopback webhook by one and
+//!   by two instances; floor: the same POSTs sent one after another by a plain client.
 //! - B6 runs against the same central while it is up (see `app_bench`).
 
 use std::collections::HashMap;
@@ -568,28 +571,25 @@ fn throughput(
     codes: &[String],
     opts: &Options,
 ) -> anyhow::Result<Vec<Row>> {
+    throughput_at(ctx, &central.url, backend, codes, opts)
+}
+
+/// B5 against `url`: one central, or several instances' URLs separated by commas.
+fn throughput_at(
+    ctx: &Ctx,
+    url: &str,
+    backend: &str,
+    codes: &[String],
+    opts: &Options,
+) -> anyhow::Result<Vec<Row>> {
     eprintln!(
         "B5 ({backend}): load from a separate process, {} connections",
         opts.concurrency
     );
-    let status = load(
-        ctx,
-        &central.url,
-        &codes[0],
-        "status",
-        opts.load_requests,
-        opts,
-    )?;
-    let check = load(
-        ctx,
-        &central.url,
-        &codes[1],
-        "check",
-        opts.load_requests,
-        opts,
-    )?;
+    let status = load(ctx, url, &codes[0], "status", opts.load_requests, opts)?;
+    let check = load(ctx, url, &codes[1], "check", opts.load_requests, opts)?;
     let batches = (opts.load_requests / opts.event_batch).max(opts.concurrency * 4);
-    let events = load(ctx, &central.url, &codes[2], "events", batches, opts)?;
+    let events = load(ctx, url, &codes[2], "events", batches, opts)?;
     let floor = format!(
         "status endpoint {:.0}/s (p99 {})",
         status.requests_per_second,
@@ -681,11 +681,11 @@ async fn postgres_inner(
     let result = async {
         eprintln!("B5 (PostgreSQL): loading the demo register into database {name}");
         ctx.load_demo(&db, opts.flags, opts.seed)?;
-        let codes: Vec<String> = (0..3)
+        let mut codes: Vec<String> = (0..8)
             .map(|_| ctx.enrol_code(&db, region.as_str()))
             .collect::<anyhow::Result<_>>()?;
         let central = CentralProcess::start(&db, &ctx.work.join("central-postgres.log"))?;
-        let rows = throughput(ctx, &central, "PostgreSQL", &codes, opts);
+        let rows = throughput(ctx, &central, "PostgreSQL", &codes[0..3], opts);
         let rss = central.peak_rss();
         central.stop()?;
         let mut rows = rows?;
@@ -695,6 +695,17 @@ async fn postgres_inner(
         );
         row.peak_rss = rss;
         rows.push(row);
+
+        // Two instances on the same database, the same load shared out over both.
+        let one = CentralProcess::start(&db, &ctx.work.join("central-postgres-1.log"))?;
+        let two = CentralProcess::start(&db, &ctx.work.join("central-postgres-2.log"))?;
+        let both = CentralProcess::joined_urls(&[&one, &two]);
+        let two_rows = throughput_at(ctx, &both, "PostgreSQL, two instances", &codes[3..6], opts);
+        one.stop()?;
+        two.stop()?;
+        rows.extend(two_rows?);
+
+        rows.extend(webhook_delivery(ctx, &db, opts, codes.split_off(6)).await?);
         Ok::<_, anyhow::Error>(rows)
     }
     .await;
@@ -702,6 +713,108 @@ async fn postgres_inner(
     std::thread::sleep(Duration::from_millis(200));
     let _ = psql(base, &format!("DROP DATABASE IF EXISTS {name}"));
     result
+}
+
+/// Notifications delivered to a webhook per second, by one and by two instances. Each time: a
+/// backlog made by the event load while no LA has a webhook, then every LA's webhook pointed at a
+/// loopback receiver and the instance(s) started, timed until the receiver has `WEBHOOK_TARGET`
+/// of them (start-up included). Floor: the same number of notification-sized POSTs sent one after
+/// another to the same receiver by a plain HTTP client, which is what one instance's delivery
+/// loop does, without the store.
+async fn webhook_delivery(
+    ctx: &Ctx,
+    db: &str,
+    opts: &Options,
+    codes: Vec<String>,
+) -> anyhow::Result<Vec<Row>> {
+    use cpis_central::store::Store;
+    const WEBHOOK_TARGET: usize = 3_000;
+    let receiver = cpis_tests::webhook_counter::WebhookCounter::start();
+    let store = cpis_central::store::PostgresStore::connect(db, None).await?;
+    let floor = webhook_floor(&receiver, WEBHOOK_TARGET).await?;
+    let mut rows = Vec::new();
+    for (instances, code) in [1usize, 2].into_iter().zip(codes) {
+        set_webhooks(&store, None).await?;
+        let central = CentralProcess::start(db, &ctx.work.join("central-webhook-load.log"))?;
+        let batches = (WEBHOOK_TARGET / opts.event_batch + 1).max(opts.concurrency);
+        load(ctx, &central.url, &code, "events", batches, opts)?;
+        central.stop()?;
+        set_webhooks(&store, Some(&receiver.url())).await?;
+        let backlog = store.delivery_backlog().await?.pending as usize;
+        let target = WEBHOOK_TARGET.min(backlog);
+        let before = receiver.received().len();
+        eprintln!(
+            "B5 webhook: {backlog} notifications waiting, {instances} instance(s) delivering"
+        );
+        let started = Instant::now();
+        let centrals = (0..instances)
+            .map(|i| CentralProcess::start(db, &ctx.work.join(format!("central-webhook-{i}.log"))))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let deadline = started + Duration::from_secs(600);
+        while receiver.received().len() - before < target {
+            if Instant::now() > deadline {
+                bail!("the webhook received fewer than {target} notifications in 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        for c in centrals {
+            c.stop()?;
+        }
+        let rate = target as f64 / seconds;
+        let mut row = Row::new(
+            "B5",
+            format!("notifications delivered to a webhook/s, PostgreSQL, {instances} instance(s)"),
+        );
+        row.n = format!("first {target} of a backlog of {backlog}");
+        row.median = format!("{rate:.0}/s ({:.1} s)", seconds);
+        row.floor = format!("plain serial POSTs {floor:.0}/s");
+        row.ratio = Some(floor / rate);
+        rows.push(row);
+    }
+    set_webhooks(&store, None).await?;
+    Ok(rows)
+}
+
+/// The receiver's rate for notification-sized POSTs sent one after another by one client.
+async fn webhook_floor(
+    receiver: &cpis_tests::webhook_counter::WebhookCounter,
+    n: usize,
+) -> anyhow::Result<f64> {
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({ "event_id": uuid::Uuid::nil(), "padding": "x".repeat(600) });
+    let started = Instant::now();
+    for _ in 0..n {
+        let id = uuid::Uuid::now_v7().to_string();
+        let r = client
+            .post(receiver.url())
+            .header("X-Cpis-Event-Id", &id)
+            .json(&body)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("the receiver answered {}", r.status());
+        }
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Points every LA's webhook at `url`, or at nothing.
+async fn set_webhooks(
+    store: &cpis_central::store::PostgresStore,
+    url: Option<&str>,
+) -> anyhow::Result<()> {
+    use cpis_central::store::{Store, WebhookChange};
+    for r in store.local_authorities().await? {
+        store
+            .upsert_la(
+                &r.la,
+                WebhookChange::Set(url.map(str::to_string)),
+                Utc::now(),
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 /// The same server URL with another database name.

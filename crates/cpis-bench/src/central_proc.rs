@@ -121,6 +121,15 @@ impl CentralProcess {
         self.child.id()
     }
 
+    /// The URLs of several instances, as the load generator takes them.
+    pub fn joined_urls(instances: &[&Self]) -> String {
+        instances
+            .iter()
+            .map(|c| c.url.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// The serve process's peak resident memory so far.
     pub fn peak_rss(&self) -> Option<u64> {
         stats::peak_rss_of(&self.pid().to_string())

@@ -33,6 +33,7 @@ pub enum Mode {
 
 #[derive(clap::Args)]
 pub struct LoadArgs {
+    /// The central, or several instances of one central separated by commas.
     #[arg(long)]
     url: String,
     /// Where this load generator keeps its device identity.
@@ -74,21 +75,32 @@ enum Work {
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let store = DeviceStore::open(&args.dir)?;
-    let client = CentralClient::with_timeout(&args.url, Duration::from_secs(30));
+    // One client per central instance (`--url A,B`): the connections share out over them as a load
+    // balancer would, and the device is one device to all of them (the store is shared).
+    let clients: Vec<CentralClient> = args
+        .url
+        .split(',')
+        .map(|url| CentralClient::with_timeout(url.trim(), Duration::from_secs(30)))
+        .collect();
     let code = std::env::var(CODE_ENV).with_context(|| format!("{CODE_ENV} is not set"))?;
-    let enrolled = client.enrol(&code, &store.device_public_key()?).await?;
+    let enrolled = clients[0].enrol(&code, &store.device_public_key()?).await?;
     let device_id = enrolled.device_id;
-    let challenge = client.challenge(device_id).await?;
-    let signature = store.sign(&cpis_core::wire::auth_message(device_id, &challenge))?;
-    client
-        .exchange_token(device_id, challenge, signature)
-        .await?;
+    for client in &clients {
+        let challenge = client.challenge(device_id).await?;
+        let signature = store.sign(&cpis_core::wire::auth_message(device_id, &challenge))?;
+        client
+            .exchange_token(device_id, challenge, signature)
+            .await?;
+    }
     if matches!(args.mode, Mode::Check) {
-        // A live check answers only a signed-in user: sign the bench's clinician in once.
+        // A live check answers only a signed-in user: the bench's clinician signs in once, and the
+        // session is good at every instance.
         let pin = std::env::var(crate::device_child::PIN_ENV)
             .with_context(|| format!("{} is not set", crate::device_child::PIN_ENV))?;
-        let login = client.login(crate::central_bench::USER, &pin).await?;
-        client.set_user_session(Some(login.user_session.token));
+        let login = clients[0].login(crate::central_bench::USER, &pin).await?;
+        for client in &clients {
+            client.set_user_session(Some(login.user_session.token.clone()));
+        }
     }
 
     let warmup = (args.requests / 10).max(args.concurrency);
@@ -144,16 +156,15 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             )
         }
     };
-    let client = Arc::new(client);
+    let clients: Vec<Arc<CentralClient>> = clients.into_iter().map(Arc::new).collect();
     let work = Arc::new(work);
 
     let run_phase = |from: usize, to: usize| {
-        let client = client.clone();
         let work = work.clone();
         let next = Arc::new(AtomicUsize::new(from));
         let tasks: Vec<_> = (0..args.concurrency)
-            .map(|_| {
-                let client = client.clone();
+            .map(|task| {
+                let client = clients[task % clients.len()].clone();
                 let work = work.clone();
                 let next = next.clone();
                 tokio::spawn(async move {

@@ -31,6 +31,7 @@ on_both_stores!(
     uploads_are_rate_limited_per_la_across_centrals_and_every_one_is_in_the_audit_trail,
     a_device_that_never_signs_a_user_in_gets_nobodys_details_and_its_lookups_are_never_kept_against_a_colleague,
     a_user_session_ends_at_sign_out_and_when_another_user_signs_in_on_that_device,
+    a_user_session_ends_when_idle_and_at_its_hard_end_and_each_use_moves_its_idle_end,
 );
 
 /// The central's own PIN check, counting how many PINs it was asked to verify.
@@ -583,5 +584,67 @@ async fn a_user_session_ends_at_sign_out_and_when_another_user_signs_in_on_that_
         ["para2", "para1"],
         "newest first, each against who was signed in"
     );
+    c.shutdown().await;
+}
+
+async fn a_user_session_ends_when_idle_and_at_its_hard_end_and_each_use_moves_its_idle_end(
+    c: TestCentral,
+) {
+    use chrono::{Duration, Utc};
+    use cpis_central::store::UserSessionRow;
+    let device = enrolled(&c, "RX1").await;
+    let other = enrolled(&c, "RX1").await;
+    let t0 = Utc::now();
+    let minutes = |m: i64| t0 + Duration::minutes(m);
+    c.store
+        .open_user_session(&UserSessionRow {
+            token_hash: "session-a".into(),
+            device_id: device.id,
+            user_id: "para1".into(),
+            idle_until: minutes(15),
+            expires_at: minutes(60),
+        })
+        .await
+        .unwrap();
+    let used = |at: i64| {
+        let store = c.store.clone();
+        async move {
+            store
+                .use_user_session("session-a", device.id, minutes(at), minutes(at + 15))
+                .await
+                .unwrap()
+        }
+    };
+    // Each use moves the idle end: used at 10 minutes, it is still live at 20.
+    assert_eq!(used(10).await.as_deref(), Some("para1"));
+    assert_eq!(used(20).await.as_deref(), Some("para1"));
+    assert_eq!(used(34).await.as_deref(), Some("para1"));
+    // Used often, it still ends at its hard end.
+    assert_eq!(used(48).await.as_deref(), Some("para1"));
+    assert_eq!(used(61).await, None);
+    // Left idle past its idle end, it has ended.
+    c.store
+        .open_user_session(&UserSessionRow {
+            token_hash: "session-b".into(),
+            device_id: device.id,
+            user_id: "para1".into(),
+            idle_until: minutes(15),
+            expires_at: minutes(600),
+        })
+        .await
+        .unwrap();
+    let idle = c
+        .store
+        .use_user_session("session-b", device.id, minutes(16), minutes(31))
+        .await
+        .unwrap();
+    assert_eq!(idle, None);
+    // Another device's token never names it.
+    let elsewhere = c
+        .store
+        .use_user_session("session-b", other.id, minutes(1), minutes(16))
+        .await
+        .unwrap();
+    assert_eq!(elsewhere, None);
     c.shutdown().await;
 }

@@ -142,6 +142,10 @@ pub struct NewDevice {
     pub enrolled_at: DateTime<Utc>,
 }
 
+/// How far a session's idle end may lag behind its last use: a live check reads the session and
+/// writes it only about once a minute, not on every call.
+pub const SESSION_IDLE_SLACK: chrono::Duration = chrono::Duration::minutes(1);
+
 /// A user session as stored: the token only as its SHA-256.
 #[derive(Debug, Clone)]
 pub struct UserSessionRow {
@@ -472,7 +476,8 @@ pub trait Store: Send + Sync + 'static {
     /// signed in on a device at a time.
     async fn open_user_session(&self, session: &UserSessionRow) -> StoreResult<()>;
     /// The user of a live session of `device` (neither idle past `idle_until` nor past its end),
-    /// moving its idle end to `idle_until_new` (never past its hard end). `None` for a session
+    /// moving its idle end to `idle_until_new` (never past its hard end) when that is more than
+    /// `SESSION_IDLE_SLACK` later than it stands, so most calls only read. `None` for a session
     /// unknown, ended, or opened on another device.
     async fn use_user_session(
         &self,

@@ -27,6 +27,7 @@ use super::{
     FeedSlice, FhirClientRecord, Ingested, LaRecord, LaUploadOutcome, LaUploadRecord, LiveLookup,
     LiveSearch, NewDevice, NewEnrolment, NewLaUpload, PendingDelivery, RegionRecord, Store,
     StoreError, StoreResult, StoredKeys, UploadOps, UserRecord, UserSessionRow, WebhookChange,
+    SESSION_IDLE_SLACK,
 };
 
 const POOL_SIZE: usize = 16;
@@ -1133,15 +1134,27 @@ impl Store for PostgresStore {
         idle_until_new: DateTime<Utc>,
     ) -> StoreResult<Option<String>> {
         let client = self.client().await?;
-        let row = client
+        let Some(row) = client
             .query_opt(
-                "UPDATE user_sessions SET idle_until = LEAST($4, expires_at)
-                 WHERE token_hash = $1 AND device_id = $2 AND idle_until > $3 AND expires_at > $3
-                 RETURNING user_id",
-                &[&token_hash, &device, &now, &idle_until_new],
+                "SELECT user_id, idle_until FROM user_sessions
+                 WHERE token_hash = $1 AND device_id = $2 AND idle_until > $3 AND expires_at > $3",
+                &[&token_hash, &device, &now],
             )
-            .await?;
-        Ok(row.map(|r| r.get(0)))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let idle_until: DateTime<Utc> = row.get(1);
+        if idle_until_new - idle_until > SESSION_IDLE_SLACK {
+            client
+                .execute(
+                    "UPDATE user_sessions SET idle_until = LEAST($3, expires_at)
+                     WHERE token_hash = $1 AND device_id = $2",
+                    &[&token_hash, &device, &idle_until_new],
+                )
+                .await?;
+        }
+        Ok(Some(row.get(0)))
     }
 
     async fn end_user_session(&self, token_hash: &str, device: Uuid) -> StoreResult<bool> {

@@ -21,6 +21,7 @@ use super::{
     FeedSlice, FhirClientRecord, Ingested, LaRecord, LaUploadOutcome, LaUploadRecord, LiveLookup,
     LiveSearch, NewDevice, NewEnrolment, NewLaUpload, PendingDelivery, RegionRecord, Store,
     StoreError, StoreResult, StoredKeys, UploadOps, UserRecord, UserSessionRow, WebhookChange,
+    SESSION_IDLE_SLACK,
 };
 
 const READERS: usize = 4;
@@ -1091,19 +1092,35 @@ impl Store for SqliteStore {
         idle_until_new: DateTime<Utc>,
     ) -> StoreResult<Option<String>> {
         let token_hash = token_hash.to_string();
-        self.write(move |tx| {
-            Ok(tx
-                .query_row(
+        let key = token_hash.clone();
+        let found: Option<(String, String)> = self
+            .read(move |tx| {
+                Ok(tx
+                    .query_row(
+                        "SELECT user_id, idle_until FROM user_sessions
+                         WHERE token_hash = ?1 AND device_id = ?2 AND idle_until > ?3 AND expires_at > ?3",
+                        params![key, device.to_string(), ts(now)],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?)
+            })
+            .await?;
+        let Some((user_id, idle_until)) = found else {
+            return Ok(None);
+        };
+        if idle_until_new - parse_ts(&idle_until)? > SESSION_IDLE_SLACK {
+            self.write(move |tx| {
+                tx.execute(
                     "UPDATE user_sessions
-                     SET idle_until = CASE WHEN ?4 < expires_at THEN ?4 ELSE expires_at END
-                     WHERE token_hash = ?1 AND device_id = ?2 AND idle_until > ?3 AND expires_at > ?3
-                     RETURNING user_id",
-                    params![token_hash, device.to_string(), ts(now), ts(idle_until_new)],
-                    |r| r.get(0),
-                )
-                .optional()?)
-        })
-        .await
+                     SET idle_until = CASE WHEN ?3 < expires_at THEN ?3 ELSE expires_at END
+                     WHERE token_hash = ?1 AND device_id = ?2",
+                    params![token_hash, device.to_string(), ts(idle_until_new)],
+                )?;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(Some(user_id))
     }
 
     async fn end_user_session(&self, token_hash: &str, device: Uuid) -> StoreResult<bool> {
