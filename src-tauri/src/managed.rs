@@ -407,8 +407,10 @@ mod tests {
         let url_only = Ok(Some(config("https://a.example", None)));
         let both = Ok(Some(config("https://a.example", Some("K7Q2-9XPM"))));
         let bad = parse(r#"{"central_uri": "x"}"#);
+        type Read = Result<Option<ManagedConfig>, ManagedConfigError>;
         // (config, enrolled, code tried) -> (address shown, enrols by itself, problem shown)
-        let cases: &[(&Result<_, _>, bool, bool, Option<&str>, bool, bool)] = &[
+        type Case<'a> = (&'a Read, bool, bool, Option<&'a str>, bool, bool);
+        let cases: &[Case] = &[
             (&Ok(None), false, false, None, false, false),
             (
                 &url_only,
@@ -448,12 +450,10 @@ mod tests {
         let url_only = config("https://a.example", None);
         let both = config("https://a.example", Some("K7Q2-9XPM"));
         let sent = |c: &str| Ok(("https://a.example".to_string(), c.to_string()));
-        let cases: &[(
-            Option<&ManagedConfig>,
-            Option<&str>,
-            bool,
-            Result<(String, String), ManagedEnrolError>,
-        )] = &[
+        type Sent = Result<(String, String), ManagedEnrolError>;
+        // (settings, code typed, file's code tried) -> what is sent
+        type Case<'a> = (Option<&'a ManagedConfig>, Option<&'a str>, bool, Sent);
+        let cases: &[Case] = &[
             (
                 None,
                 Some("ABCD"),
