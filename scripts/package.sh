@@ -28,8 +28,14 @@ if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $CARGO_DEB_VERSION" ]; t
   cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION"
 fi
 npm --prefix packaging ci --no-audit --no-fund --loglevel=error
-npm --prefix ui ci --no-audit --no-fund --loglevel=error
-npm --prefix ui run build --silent
+if [ "$PROFILE" = release ]; then
+  npm --prefix ui ci --no-audit --no-fund --loglevel=error
+  npm --prefix ui run build --silent
+else
+  # The same build as `cargo test --workspace` and scripts/e2e-app.sh, so nothing is recompiled.
+  # The screens are not rebuilt here: a new ui/dist would make cargo rebuild the app.
+  cargo build --locked --workspace --all-targets
+fi
 
 # Tauri's CLI wants its configuration beside the app's Cargo.toml; ours lives at the repository
 # root (tauri-build reads it there). A copy with its paths rebased onto src-tauri/ is made for the
@@ -54,8 +60,6 @@ if [ "$PROFILE" = release ]; then
   "${TAURI[@]}" build --ci --bundles deb --config "$BUNDLE_CONF"
   cargo deb --locked -p cpis-cli --output "$OUT"
 else
-  # The same build as `cargo test --workspace` and scripts/e2e-app.sh, so nothing is recompiled.
-  cargo build --locked --workspace --all-targets
   "${TAURI[@]}" bundle --ci --debug --bundles deb --config "$BUNDLE_CONF"
   # cargo-deb is meant for release profiles; --no-build packs the debug binary as it is.
   cargo deb --locked -p cpis-cli --profile dev --no-build --fast --output "$OUT"
