@@ -33,6 +33,15 @@ pub struct ManagedState {
 
 type CmdResult<T> = Result<T, ErrorView>;
 
+fn invalid_input(e: managed::ManagedEnrolError) -> ErrorView {
+    ErrorView {
+        code: "invalid_input".into(),
+        message: e.to_string(),
+        attempts_left: None,
+        retry_after_secs: None,
+    }
+}
+
 /// Sends a progress update to every window; a closed window is not an error.
 pub fn emit_progress(app: &AppHandle, progress: SyncProgress) {
     if let Err(e) = app.emit(SYNC_PROGRESS_EVENT, progress) {
@@ -48,9 +57,12 @@ pub async fn app_status(state: State<'_, AppState>) -> CmdResult<StatusView> {
 #[tauri::command]
 pub async fn enrol(
     state: State<'_, AppState>,
+    managed: State<'_, ManagedState>,
     central_url: String,
     code: String,
 ) -> CmdResult<StatusView> {
+    managed::typed_address_allowed(managed.config.as_ref().ok().and_then(Option::as_ref))
+        .map_err(invalid_input)?;
     state
         .device
         .enrol(&central_url, &code)
@@ -93,12 +105,7 @@ pub async fn enrol_managed(
         managed.code_tried.load(Ordering::SeqCst)
     };
     let (central_url, code) =
-        managed::enrolment_request(config, code.as_deref(), tried).map_err(|e| ErrorView {
-            code: "invalid_input".into(),
-            message: e.to_string(),
-            attempts_left: None,
-            retry_after_secs: None,
-        })?;
+        managed::enrolment_request(config, code.as_deref(), tried).map_err(invalid_input)?;
     let result = state.device.enrol(&central_url, &code).await;
     match &result {
         Ok(_) => tracing::info!(

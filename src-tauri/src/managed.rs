@@ -226,6 +226,17 @@ pub enum ManagedEnrolError {
     NoManagedAddress,
     #[error("enter the one-time enrolment code")]
     NoCode,
+    #[error("the central service address on this device is set by your organisation: enter only the code")]
+    AddressSetByOrganisation,
+}
+
+/// An address typed in the window is taken only on a device whose organisation set none, so a
+/// managed device cannot be enrolled with another central.
+pub fn typed_address_allowed(config: Option<&ManagedConfig>) -> Result<(), ManagedEnrolError> {
+    match config {
+        Some(_) => Err(ManagedEnrolError::AddressSetByOrganisation),
+        None => Ok(()),
+    }
 }
 
 /// The address and code an enrolment with the organisation's settings sends: the code the user
@@ -442,6 +453,15 @@ mod tests {
         assert!(
             !json.contains("K7Q2"),
             "the code never reaches the window: {json}"
+        );
+    }
+
+    #[test]
+    fn a_managed_device_takes_no_address_from_the_window() {
+        assert_eq!(typed_address_allowed(None), Ok(()));
+        assert_eq!(
+            typed_address_allowed(Some(&config("https://a.example", None))),
+            Err(ManagedEnrolError::AddressSetByOrganisation)
         );
     }
 

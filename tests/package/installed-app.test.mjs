@@ -93,6 +93,11 @@ test('with only the address in the managed file, the installed app asks for noth
   assert.equal(await wd.exec('return document.getElementById("central-url") === null;'), true, 'no address field');
   assert.match(await wd.text('#managed-central-url'), new RegExp(CENTRAL_URL.replace(/[.:/]/g, '\\$&')));
   await shot('package-02-enrol-code-only');
+  // The shell, not only the screen, keeps the organisation's address.
+  const other = await wd.exec(`
+    return window.__TAURI_INTERNALS__.invoke('enrol', { centralUrl: 'http://127.0.0.1:9', code: 'ABCD-EFGH' })
+      .then(() => 'enrolled', (e) => 'refused: ' + String(e && e.message || e));`);
+  assert.match(String(other), /^refused: .*set by your organisation/);
   const code = newCode();
   await wd.type('#enrol-code', code);
   await wd.click('#enrol-submit');
