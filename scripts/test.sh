@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and runs every test of CP-IS Field: formatting and lints, the Rust suites (domain core,
 # device store, central on SQLite and PostgreSQL, sync faults, kill tests, end to end), the FHIR
-# facade against independent FHIR software, the UI in headless Chromium, and the real app window
-# under Xvfb.
+# facade against independent FHIR software, the UI in headless Chromium, the real app window
+# under Xvfb, and the Debian packages installed into a scratch root and run from there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -37,6 +37,9 @@ bash scripts/ui-test.sh
 
 step "the real app window (tauri-driver, WebKitWebDriver, Xvfb)"
 bash scripts/e2e-app.sh
+
+step "the Debian packages installed into a scratch root: the central from its unit, the app under Xvfb"
+bash scripts/package-test.sh
 
 step "privacy scan of tracked files (999 test range only)"
 bash scripts/nhs-number-check.sh

@@ -7,6 +7,8 @@ use std::process::Command;
 const COMMANDS: &[&str] = &[
     "app_status",
     "enrol",
+    "managed_enrolment",
+    "enrol_managed",
     "sign_in",
     "sign_out",
     "check_patient",

@@ -1,6 +1,8 @@
 //! The window's commands: each unpacks its arguments, calls the device engine once, and returns the
 //! engine's view or its `ErrorView`. No decisions are made here, and no lock: the engine keeps its
 //! own state so a check never waits behind a sync, a sign-in or another command.
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cpis_device::views::{
@@ -11,6 +13,8 @@ use tauri::{AppHandle, Emitter, State};
 use uuid::Uuid;
 use zeroize::Zeroize;
 
+use crate::managed::{self, ManagedConfig, ManagedConfigError, ManagedEnrolmentView};
+
 /// The event the UI's progress bar listens to.
 pub const SYNC_PROGRESS_EVENT: &str = "sync-progress";
 
@@ -19,7 +23,24 @@ pub struct AppState {
     pub device: Arc<Device>,
 }
 
+/// The organisation's settings for enrolment, read once at start.
+pub struct ManagedState {
+    pub path: PathBuf,
+    pub config: Result<Option<ManagedConfig>, ManagedConfigError>,
+    /// The file's enrolment code has been sent since the app started (it works only once).
+    pub code_tried: AtomicBool,
+}
+
 type CmdResult<T> = Result<T, ErrorView>;
+
+fn invalid_input(e: managed::ManagedEnrolError) -> ErrorView {
+    ErrorView {
+        code: "invalid_input".into(),
+        message: e.to_string(),
+        attempts_left: None,
+        retry_after_secs: None,
+    }
+}
 
 /// Sends a progress update to every window; a closed window is not an error.
 pub fn emit_progress(app: &AppHandle, progress: SyncProgress) {
@@ -36,14 +57,69 @@ pub async fn app_status(state: State<'_, AppState>) -> CmdResult<StatusView> {
 #[tauri::command]
 pub async fn enrol(
     state: State<'_, AppState>,
+    managed: State<'_, ManagedState>,
     central_url: String,
     code: String,
 ) -> CmdResult<StatusView> {
+    managed::typed_address_allowed(managed.config.as_ref().ok().and_then(Option::as_ref))
+        .map_err(invalid_input)?;
     state
         .device
         .enrol(&central_url, &code)
         .await
         .map_err(|e| e.view())
+}
+
+/// What the enrol screen shows: the organisation's central address, whether the app enrols by
+/// itself, or why the managed configuration file could not be used. Never the code.
+#[tauri::command]
+pub async fn managed_enrolment(
+    state: State<'_, AppState>,
+    managed: State<'_, ManagedState>,
+) -> CmdResult<ManagedEnrolmentView> {
+    Ok(managed::enrolment_view(
+        &managed.path,
+        &managed.config,
+        state.device.status().enrolled,
+        managed.code_tried.load(Ordering::SeqCst),
+    ))
+}
+
+/// Enrols with the central address set by the organisation: with the code typed, or (no code
+/// given) with the file's own code, once per start.
+#[tauri::command]
+pub async fn enrol_managed(
+    state: State<'_, AppState>,
+    managed: State<'_, ManagedState>,
+    code: Option<String>,
+) -> CmdResult<StatusView> {
+    let config = managed.config.as_ref().ok().and_then(Option::as_ref);
+    let by_itself = code
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .is_none();
+    let tried = if by_itself {
+        managed.code_tried.swap(true, Ordering::SeqCst)
+    } else {
+        managed.code_tried.load(Ordering::SeqCst)
+    };
+    let (central_url, code) =
+        managed::enrolment_request(config, code.as_deref(), tried).map_err(invalid_input)?;
+    let result = state.device.enrol(&central_url, &code).await;
+    match &result {
+        Ok(_) => tracing::info!(
+            by_itself,
+            "enrolled with the central address set by the organisation"
+        ),
+        // The error's code only: its message may carry the address from the file.
+        Err(e) => tracing::warn!(
+            by_itself,
+            error = %e.view().code,
+            "enrolment with the central address set by the organisation failed"
+        ),
+    }
+    result.map_err(|e| e.view())
 }
 
 #[tauri::command]

@@ -1,6 +1,7 @@
 //! CP-IS Field app shell: opens the device engine, registers the window's commands, and keeps the
 //! background sync running. Business rules live in `cpis-device`; this crate only connects them.
 mod commands;
+pub mod managed;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use cpis_device::{Device, DeviceConfig};
 use tauri::Manager;
 
-pub use commands::{AppState, SYNC_PROGRESS_EVENT};
+pub use commands::{AppState, ManagedState, SYNC_PROGRESS_EVENT};
 
 /// Where the encrypted device store lives: `CPIS_DEVICE_DIR` when set (tests, kiosks), otherwise
 /// the platform's per-user data directory for this app.
@@ -17,6 +18,27 @@ fn data_dir(app: &tauri::App) -> Result<PathBuf, Box<dyn std::error::Error>> {
         return Ok(PathBuf::from(dir));
     }
     Ok(app.path().app_data_dir()?)
+}
+
+/// Reads the organisation's managed configuration. A bad file is reported (naming it, never quoting
+/// it) and the app starts as an unmanaged device; the enrol screen shows the problem.
+fn read_managed_config() -> ManagedState {
+    let path = managed::config_path(std::env::var_os(managed::PATH_ENV));
+    let config = managed::parse_managed_config(&path, std::fs::read_to_string(&path));
+    match &config {
+        Ok(Some(c)) => tracing::info!(
+            path = %path.display(),
+            enrolment_code = c.has_enrolment_code(),
+            "managed configuration read: the central address is set by the organisation"
+        ),
+        Ok(None) => tracing::debug!(path = %path.display(), "no managed configuration"),
+        Err(e) => tracing::warn!(error = %e, "managed configuration not used"),
+    }
+    ManagedState {
+        path,
+        config,
+        code_tried: std::sync::atomic::AtomicBool::new(false),
+    }
 }
 
 /// The FHIR door: the national CP-IS API's CareTeam and AuditEvent reads on 127.0.0.1 (port in the
@@ -63,6 +85,7 @@ pub fn run() {
             app.manage(AppState {
                 device: device.clone(),
             });
+            app.manage(read_managed_config());
             let handle = app.handle().clone();
             let on_progress = Arc::new(move |p| commands::emit_progress(&handle, p));
             // The engine's loop uses tokio::spawn, so it must start inside Tauri's runtime.
@@ -77,6 +100,8 @@ pub fn run() {
         .invoke_handler(tauri::generate_handler![
             commands::app_status,
             commands::enrol,
+            commands::managed_enrolment,
+            commands::enrol_managed,
             commands::sign_in,
             commands::sign_out,
             commands::check_patient,

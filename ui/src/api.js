@@ -22,6 +22,10 @@ async function call(cmd, args = {}) {
 export const api = {
   appStatus: () => call('app_status'),
   enrol: (centralUrl, code) => call('enrol', { centralUrl, code }),
+  // The organisation's settings: the address it set (never its code) and whether to enrol unasked.
+  managedEnrolment: () => call('managed_enrolment'),
+  // With no code, the shell uses the code from the organisation's file (once per start).
+  enrolManaged: (code) => call('enrol_managed', { code: code || null }),
   signIn: (userId, pin) => call('sign_in', { userId, pin }),
   signOut: () => call('sign_out'),
   checkPatient: (nhsNumber, pregnant, caseReference) =>

@@ -4,7 +4,7 @@
 
 import { api, onSyncProgress } from './api.js';
 import {
-  APPEARANCES, APPEARANCE_KEY, DEFAULT_IDLE_TIMEOUT_MS, EMERGENCY_NUMBERS_HEADING, FOUND_HEADLINE, INVALID_HEADLINE, LOCKED_ACTION,
+  APPEARANCES, APPEARANCE_KEY, MANAGED_ENROLLED_NOTICE, MANAGED_ENROLLING_HEADLINE, MANAGED_PROBLEM_TITLE, enrolAsks, enrolErrorWording, DEFAULT_IDLE_TIMEOUT_MS, EMERGENCY_NUMBERS_HEADING, FOUND_HEADLINE, INVALID_HEADLINE, LOCKED_ACTION,
   LOCKED_HEADLINE, MISS_HEADLINE, REFERRAL_REMINDER, SEARCH_CAVEATS, SEARCH_CONFIRM_HINT, SEARCH_FOUND_NOTE,
   SEARCH_HEADLINE, SEARCH_MISS_HEADLINE, SEARCH_POSSIBLE_HEADLINE, SEARCH_TOO_MANY_HEADLINE, agoWording, composeDob,
   searchErrorField, appearanceChoice, caveatsFor, createIdleTimer, IDLE_WARNING_MS,
@@ -291,28 +291,53 @@ function renderLoading() {
 
 // --- Enrol ------------------------------------------------------------------------------------
 
+// The organisation's settings as the shell reported them at start (null: not managed or unknown),
+// and whether the device is enrolling itself with them right now or tried and failed.
+let managed = null;
+let autoEnrol = null; // null | 'running' | 'failed'
+
 function renderEnrol() {
   const err = state.error;
+  const asks = enrolAsks(managed);
+  if (autoEnrol === 'running') {
+    return [
+      heading(MANAGED_ENROLLING_HEADLINE),
+      h('p', { class: 'nhsuk-body', id: 'managed-enrolling' },
+        'Your organisation has set this device up. It is enrolling with the central service and will then download the region’s records. There is nothing to enter.'),
+      summaryList([['Central service', managed.central_url, 'managed-central-url']], 'managed-settings'),
+    ];
+  }
+  const address = asks === 'address_and_code'
+    ? field({ id: 'central-url', label: 'Central service address', hint: 'The address your administrator gave you, for example https://cpis.example.org', type: 'url', inputmode: 'url', width: 'nhsuk-input--width-30', value: state.enrolDraft?.url ?? '' })
+    : summaryList([['Central service address', h('span', {}, managed.central_url, h('br'), h('span', { class: 'nhsuk-hint' }, 'Set by your organisation')), 'managed-central-url']], 'managed-settings');
   const form = h('form', { id: 'enrol-form', novalidate: true, onsubmit: onEnrol },
-    field({ id: 'central-url', label: 'Central service address', hint: 'The address your administrator gave you, for example https://cpis.example.org', type: 'url', inputmode: 'url', width: 'nhsuk-input--width-30', value: state.enrolDraft?.url ?? '' }),
+    address,
     field({ id: 'enrol-code', label: 'One-time enrolment code', hint: 'It works once and expires', width: 'nhsuk-input--width-20' }),
     button('Enrol this device', { type: 'submit', id: 'enrol-submit' }));
   return [
-    err ? errorSummary(errorWording(err), 'enrol-code') : null,
+    err ? errorSummary(enrolErrorWording(err, { automatic: autoEnrol === 'failed' }), 'enrol-code') : null,
     heading('Enrol this device'),
     state.status?.wiped_reason
       ? warningCard('This device’s copy was removed', 'wiped', h('p', { class: 'nhsuk-card__description' }, state.status.wiped_reason))
       : null,
-    h('p', { class: 'nhsuk-body' }, 'This is done once, by an administrator, before the device is first used. It links the device to the central service and downloads the region’s records.'),
+    managed?.problem
+      ? warningCard(MANAGED_PROBLEM_TITLE, 'managed-problem',
+        h('p', { class: 'nhsuk-card__description' }, managed.problem),
+        h('p', { class: 'nhsuk-card__description' }, 'You can still enrol by entering the address and code below. Tell your IT service desk so they can correct the file.'))
+      : null,
+    h('p', { class: 'nhsuk-body' }, asks === 'code'
+      ? 'This is done once, before the device is first used. Your organisation has set the central service; enter the one-time code to link this device to it and download the region’s records.'
+      : 'This is done once, by an administrator, before the device is first used. It links the device to the central service and downloads the region’s records.'),
     form,
   ].filter(Boolean);
 }
 
 async function onEnrol(e) {
   e.preventDefault();
-  const url = document.getElementById('central-url').value.trim();
+  const addressSet = enrolAsks(managed) !== 'address_and_code';
+  const url = addressSet ? managed.central_url : document.getElementById('central-url').value.trim();
   const code = document.getElementById('enrol-code').value.trim();
-  setFieldError('central-url', url ? null : 'Enter the central service address');
+  if (!addressSet) setFieldError('central-url', url ? null : 'Enter the central service address');
   setFieldError('enrol-code', code ? null : 'Enter the one-time enrolment code');
   if (!url) return document.getElementById('central-url').focus();
   if (!code) return document.getElementById('enrol-code').focus();
@@ -320,11 +345,33 @@ async function onEnrol(e) {
   submit.disabled = true;
   submit.textContent = 'Enrolling…';
   try {
-    const status = await api.enrol(url, code);
+    // With the address set by the organisation, the shell sends its own address, not the page's.
+    const status = addressSet ? await api.enrolManaged(code) : await api.enrol(url, code);
+    autoEnrol = null;
     announce('This device is enrolled');
     dispatch({ type: 'enrolled', status });
   } catch (err) {
-    state = { ...state, enrolDraft: { url } };
+    autoEnrol = null;
+    if (!addressSet) state = { ...state, enrolDraft: { url } };
+    dispatch({ type: 'error', error: err });
+  }
+}
+
+/** The organisation's file holds a code too: enrol without asking, and say how it went. */
+async function enrolByItself() {
+  autoEnrol = 'running';
+  render();
+  announce('Enrolling this device with your organisation’s settings');
+  try {
+    const status = await api.enrolManaged(null);
+    autoEnrol = null;
+    managed = { ...managed, enrols_by_itself: false };
+    announce(MANAGED_ENROLLED_NOTICE);
+    dispatch({ type: 'enrolled', status, notice: MANAGED_ENROLLED_NOTICE });
+  } catch (err) {
+    // The file's code is spent or refused: the screen asks for a code, with the reason.
+    autoEnrol = 'failed';
+    managed = { ...managed, enrols_by_itself: false };
     dispatch({ type: 'error', error: err });
   }
 }
@@ -1054,8 +1101,13 @@ async function start() {
   }
   try {
     const status = await api.appStatus();
+    if (!status.enrolled) {
+      // A shell without managed settings (or a failure to ask) leaves the normal enrol screen.
+      managed = await api.managedEnrolment().catch(() => null);
+    }
     dispatch({ type: 'status', status });
     if (status.signed_in_user) idle.start();
+    if (!status.enrolled && enrolAsks(managed) === 'nothing') await enrolByItself();
   } catch (err) {
     dispatch({ type: 'error', error: err });
   }

@@ -405,6 +405,30 @@ export function errorWording(err) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Enrolment set up by the organisation (the shell's managed configuration file)
+// ---------------------------------------------------------------------------------------------
+
+export const MANAGED_ENROLLING_HEADLINE = 'Enrolling this device';
+export const MANAGED_ENROLLED_NOTICE = 'This device enrolled itself with the settings from your organisation.';
+export const MANAGED_PROBLEM_TITLE = 'Your organisation’s settings for this device could not be used';
+
+/**
+ * What the enrol screen asks for, from the shell's view of the managed configuration:
+ * `address_and_code` (not managed, or its file could not be used), `code` (the address is set by
+ * the organisation) or `nothing` (the device enrols itself with the file's code).
+ */
+export function enrolAsks(managed) {
+  if (!managed?.central_url) return 'address_and_code';
+  return managed.enrols_by_itself ? 'nothing' : 'code';
+}
+
+/** The enrol screen's error: a failed automatic enrolment says that is what failed. */
+export function enrolErrorWording(err, { automatic = false } = {}) {
+  const wording = errorWording(err);
+  return automatic ? `This device could not enrol itself with your organisation’s settings. ${wording}` : wording;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Sync progress
 // ---------------------------------------------------------------------------------------------
 
@@ -488,7 +512,7 @@ export function transition(state, event) {
       s.error = null;
       return s;
     case 'enrolled':
-      return { ...s, status: event.status, screen: screenForStatus(event.status), error: null, notice: null };
+      return { ...s, status: event.status, screen: screenForStatus(event.status), error: null, notice: event.notice ?? null };
     case 'signed_in':
       return { ...s, status: event.status, screen: screenForStatus(event.status), error: null, check: null, notice: null };
     case 'signed_out':

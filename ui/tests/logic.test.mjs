@@ -335,3 +335,19 @@ test('the emergency numbers filter by name or ODS code, ignoring case, spaces an
   assert.match(L.emergencyAsOfWording({ generated_at: null }), /has not received/);
   assert.match(L.emergencyAsOfWording({ generated_at: '2026-07-01T22:30:00Z' }), /1 July 2026 at 23:30 BST/);
 });
+
+test('what enrolment asks for follows the organisation’s settings', () => {
+  const cases = [
+    [null, 'address_and_code'],
+    [{ central_url: null, enrols_by_itself: false, problem: 'the managed configuration /etc/x.json is not valid JSON' }, 'address_and_code'],
+    [{ central_url: 'https://cpis.example.org', enrols_by_itself: false, problem: null }, 'code'],
+    [{ central_url: 'https://cpis.example.org', enrols_by_itself: true, problem: null }, 'nothing'],
+  ];
+  for (const [managed, asks] of cases) assert.equal(L.enrolAsks(managed), asks, JSON.stringify(managed));
+  const refused = { code: 'enrolment_refused', message: 'code already used' };
+  assert.match(L.enrolErrorWording(refused, { automatic: true }), /^This device could not enrol itself with your organisation’s settings\. The central service refused this enrolment code: code already used/);
+  assert.equal(L.enrolErrorWording(refused), L.errorWording(refused));
+  const s = L.transition(L.initialState(), { type: 'enrolled', status: { enrolled: true }, notice: L.MANAGED_ENROLLED_NOTICE });
+  assert.equal(s.screen, 'sign_in');
+  assert.equal(s.notice, L.MANAGED_ENROLLED_NOTICE);
+});

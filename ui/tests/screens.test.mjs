@@ -73,6 +73,74 @@ test('first run shows enrolment and enrols with the central address and code', a
   assert.deepEqual(second.args, { centralUrl: 'http://127.0.0.1:7443', code: 'K7Q2-9XPM' });
 });
 
+const MANAGED_FILE = '/etc/cpis-field/managed.json';
+const notEnrolled = () => fx.status({ enrolled: false, device_id: null, central_url: null, region: null });
+
+test('with the central address set by the organisation, enrolment asks only for the code', async () => {
+  const page = await app({
+    status: notEnrolled(),
+    managed: { path: MANAGED_FILE, central_url: 'https://cpis.example.org', enrols_by_itself: false, problem: null },
+  });
+  await page.waitForSelector('#enrol-form');
+  await shot(page, '01b-enrol-managed-address');
+  await sweep(page, 'enrol, address set by the organisation');
+  assert.equal(await page.locator('#central-url').count(), 0, 'no address field to type into');
+  assert.match(await text(page, '#managed-central-url'), /Central service address https:\/\/cpis\.example\.org Set by your organisation/);
+  await page.click('#enrol-submit');
+  assert.match(await text(page, '#enrol-code-feedback'), /Enter the one-time enrolment code/);
+  assert.equal((await calls(page, 'enrol_managed')).length, 0);
+  await page.fill('#enrol-code', 'USED-CODE');
+  await page.click('#enrol-submit');
+  await page.waitForSelector('#error-summary');
+  assert.match(await text(page, '#error-summary'), /refused this enrolment code: code already used/);
+  assert.equal(await page.locator('#central-url').count(), 0, 'the address stays set after a refusal');
+  await page.fill('#enrol-code', 'K7Q2-9XPM');
+  await page.click('#enrol-submit');
+  await page.waitForSelector('#sign-in-form');
+  assert.deepEqual((await calls(page, 'enrol_managed')).map((c) => c.args), [{ code: 'USED-CODE' }, { code: 'K7Q2-9XPM' }]);
+  assert.equal((await calls(page, 'enrol')).length, 0, 'the page never sends an address of its own');
+});
+
+test('with an address and a code set by the organisation, the device enrols itself and says so', async () => {
+  const page = await app({
+    status: notEnrolled(),
+    managed: { path: MANAGED_FILE, central_url: 'https://cpis.example.org', enrols_by_itself: true, problem: null },
+    managedCode: 'K7Q2-9XPM',
+  });
+  await page.waitForSelector('#sign-in-form');
+  assert.match(await text(page, '#notice'), /This device enrolled itself with the settings from your organisation/);
+  await sweep(page, 'sign in after enrolling itself');
+  assert.deepEqual((await calls(page, 'enrol_managed')).map((c) => c.args), [{ code: null }], 'the code stays in the shell');
+});
+
+test('when the organisation’s code is refused, the screen says the device could not enrol itself and asks for a code', async () => {
+  const page = await app({
+    status: notEnrolled(),
+    managed: { path: MANAGED_FILE, central_url: 'https://cpis.example.org', enrols_by_itself: true, problem: null },
+    managedCode: 'USED-CODE',
+  });
+  await page.waitForSelector('#error-summary');
+  assert.match(await text(page, '#error-summary'), /could not enrol itself with your organisation’s settings\. The central service refused this enrolment code: code already used/);
+  await sweep(page, 'enrol, the organisation’s code refused');
+  await page.fill('#enrol-code', 'K7Q2-9XPM');
+  await page.click('#enrol-submit');
+  await page.waitForSelector('#sign-in-form');
+  assert.deepEqual((await calls(page, 'enrol_managed')).map((c) => c.args), [{ code: null }, { code: 'K7Q2-9XPM' }]);
+});
+
+test('a managed configuration file that cannot be used is named, and the usual enrolment follows', async () => {
+  const problem = `the managed configuration ${MANAGED_FILE} was not used: "central_uri" is not a setting; the settings are "central_url" and "enrolment_code"`;
+  const page = await app({ status: notEnrolled(), managed: { path: MANAGED_FILE, central_url: null, enrols_by_itself: false, problem } });
+  await page.waitForSelector('#enrol-form');
+  assert.match(await text(page, '#managed-problem'), /could not be used.*\/etc\/cpis-field\/managed\.json.*"central_uri" is not a setting/);
+  await sweep(page, 'enrol, managed file not usable');
+  await page.fill('#central-url', 'http://127.0.0.1:7443');
+  await page.fill('#enrol-code', 'K7Q2-9XPM');
+  await page.click('#enrol-submit');
+  await page.waitForSelector('#sign-in-form');
+  assert.deepEqual((await calls(page, 'enrol')).at(-1).args, { centralUrl: 'http://127.0.0.1:7443', code: 'K7Q2-9XPM' });
+});
+
 test('a device wiped by the central says why on the enrolment screen', async () => {
   const page = await app({ status: fx.status({ enrolled: false, device_id: null, wiped_reason: 'revoked by the central on 24 November 2026: device reported lost' }) });
   await page.waitForSelector('#enrol-form');

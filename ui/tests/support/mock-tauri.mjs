@@ -18,6 +18,17 @@ export function installMock(scenario) {
       Object.assign(st, { enrolled: true, central_url: centralUrl, device_id: scenario.deviceId });
       return st;
     },
+    // The shell's view of the organisation's managed configuration file; never its code.
+    managed_enrolment: () => scenario.managed ?? { path: '/etc/cpis-field/managed.json', central_url: null, enrols_by_itself: false, problem: null },
+    // `scenario.managedCode` stands for the code in the organisation's file, which stays in the shell.
+    enrol_managed: ({ code }) => {
+      if (!scenario.managed?.central_url) return fail('invalid_input', { message: 'no central service address is set by your organisation on this device' });
+      const used = code ?? scenario.managedCode;
+      if (!used) return fail('invalid_input', { message: 'enter the one-time enrolment code' });
+      if (used === 'USED-CODE') return fail('enrolment_refused', { message: 'code already used' });
+      Object.assign(st, { enrolled: true, central_url: scenario.managed.central_url, device_id: scenario.deviceId });
+      return st;
+    },
     sign_in: ({ userId, pin }) => {
       if (scenario.signInError) return fail(scenario.signInError.code, scenario.signInError);
       if (pin !== scenario.pin) {
