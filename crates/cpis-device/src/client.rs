@@ -284,16 +284,17 @@ impl CentralClient {
         result
     }
 
-    /// Ends the user session at the central (sign-out), forgetting it here first.
-    pub async fn logout(&self) -> Result<(), ClientError> {
-        let session = self
-            .user_session
+    /// Forgets the user session here and hands it back, so sign-out can end that one session at
+    /// the central even if someone signs in again before the call goes out.
+    pub fn take_user_session(&self) -> Option<String> {
+        self.user_session
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let Some(session) = session else {
-            return Ok(());
-        };
+            .take()
+    }
+
+    /// Ends `session` at the central (sign-out).
+    pub async fn logout(&self, session: &str) -> Result<(), ClientError> {
         let response = self
             .http
             .post(self.url("/v1/logout"))

@@ -727,15 +727,16 @@ impl Device {
         if state.session.is_some() {
             if let Some(client) = state.client.clone() {
                 // The central ends the user session too, so a copy of this device's memory is no
-                // use after sign-out. Best effort: unsent, it ends on its own when idle.
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                // use after sign-out. Taken now, so a quick sign-in again keeps its new session.
+                // Best effort: unsent, it ends on its own when idle.
+                let taken = client.take_user_session();
+                if let (Some(session), Ok(runtime)) = (taken, tokio::runtime::Handle::try_current())
+                {
                     runtime.spawn(async move {
-                        if let Err(e) = client.logout().await {
+                        if let Err(e) = client.logout(&session).await {
                             tracing::info!(error = %e, "sign-out not confirmed by the central");
                         }
                     });
-                } else {
-                    client.set_user_session(None);
                 }
             }
         }
@@ -1803,6 +1804,9 @@ impl Device {
                     {
                         Ok(kept) => kept,
                         Err(SyncError::Interrupted) => return Err(DeviceError::Interrupted),
+                        Err(SyncError::Client(ClientError::Revoked(r))) => {
+                            return Err(DeviceError::Revoked(r))
+                        }
                         Err(e) => {
                             self.note_client_failure(&client, &e);
                             tracing::info!(error = %e, "updates could not be downloaded for later");
