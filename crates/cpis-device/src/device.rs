@@ -1769,8 +1769,11 @@ impl Device {
             }
         });
         if let Some(session) = &session {
-            // What was downloaded while nobody was signed in goes in first, with no download.
-            self.apply_kept_pages(store, session, now)?;
+            // What was downloaded while nobody was signed in goes in first, with no download. A
+            // failure here must not hold up the push: the pull below downloads afresh.
+            if let Err(e) = self.apply_kept_pages(store, session, now) {
+                tracing::warn!(error = %e, "kept updates could not be applied");
+            }
         }
         let pull_result = match session {
             Some(session) => Some(
