@@ -123,7 +123,8 @@ pub fn parse_managed_config(
             )))
         }
     };
-    if !central_url_allowed(&central_url) {
+    // The engine's own rule, checked here too so a wrong file is named when the app starts.
+    if !cpis_device::device::central_url_allowed(&central_url) {
         return Err(invalid(format!(
             "\"{CENTRAL_URL}\" must be an https:// address (plain http:// only for a central on this machine: 127.0.0.1, ::1 or localhost)"
         )));
@@ -157,31 +158,6 @@ fn setting_name(key: &str) -> String {
         format!("\"{key}\"")
     } else {
         "a key".to_string()
-    }
-}
-
-/// The engine's own rule for a central's address, checked here too so a wrong file is reported
-/// when the app starts, naming the file, rather than at the first enrolment.
-fn central_url_allowed(url: &str) -> bool {
-    let Ok(parsed) = tauri::Url::parse(url) else {
-        return false;
-    };
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return false;
-    }
-    let Some(host) = parsed.host_str() else {
-        return false;
-    };
-    match parsed.scheme() {
-        "https" => true,
-        "http" => {
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            host.eq_ignore_ascii_case("localhost")
-                || bare
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-        _ => false,
     }
 }
 

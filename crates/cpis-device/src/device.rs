@@ -394,7 +394,7 @@ fn search_locked(
 
 /// TLS for every central that is not on this machine: over plain HTTP a hostile network could read
 /// the enrolment code, swap the central's keys at enrolment, or fake a revocation.
-fn central_url_allowed(url: &str) -> bool {
+pub fn central_url_allowed(url: &str) -> bool {
     // Judged on the parsed URL, as the HTTP client will read it: `http://localhost:80@elsewhere`
     // goes to `elsewhere`. A user name or password in the address is never wanted.
     let Ok(parsed) = reqwest::Url::parse(url) else {
